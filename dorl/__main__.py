@@ -1,0 +1,3 @@
+from dorl.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""The `dorl` command: one subcommand per pipeline stage, each importing its module only when run."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from dorl import __version__
+from dorl.errors import EXIT_USER_ERROR, UserError
+
+# name -> "module:attribute". Modules import heavy libraries (torch, …) inside their functions, so
+# `dorl --help` stays fast.
+COMMANDS = {
+    "artifacts": "dorl.store.cli:artifacts",
+    "config": "dorl.config.cli:config",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="dorl")
+@click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING.")
+def cli(log_level: str | None) -> None:
+    """dorl: offline RL for dialogue response generation.
+
+    Each command runs one stage and writes one artifact (a local folder or s3://bucket/prefix)
+    whose manifest.json, written last, marks it complete. `dorl pipeline` runs them all.
+    """
+    from dorl import log
+
+    log.setup(log_level)
+
+
+def main() -> None:
+    try:
+        rv = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except UserError as e:
+        from rich.markup import escape
+
+        from dorl.log import console
+
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

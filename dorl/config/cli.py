@@ -1,0 +1,37 @@
+"""`dorl config keys|show`: every configuration key with its help, and a resolved configuration."""
+
+from __future__ import annotations
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from dorl import config as cfglib
+from dorl.config.loader import describe
+from dorl.options import config_options
+
+
+@click.group("config")
+def config() -> None:
+    """Inspect the run configuration (keys, presets, resolved values)."""
+
+
+@config.command("keys")
+@click.argument("prefix", required=False, default="")
+def keys(prefix: str) -> None:
+    """List configuration keys (optionally those starting with PREFIX) with type, default and help."""
+    table = Table(show_lines=False)
+    for col in ("key", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    for key, tp, default, help_ in describe(cfglib.RunConfig):
+        if key.startswith(prefix):
+            table.add_row(key, tp, repr(default), help_)
+    Console().print(table)
+
+
+@config.command("show")
+@config_options
+def show(cfg) -> None:
+    """Print the resolved configuration as YAML (defaults < preset < file < --set)."""
+    click.echo(yaml.safe_dump(cfglib.to_dict(cfg), sort_keys=False))

@@ -1,0 +1,138 @@
+"""The stage runner: every command gets the same skip / refuse / resume / commit behaviour.
+
+    result = run_stage("relabel", out_uri, config_dict, {"data": data_art, "model": tf_art}, body)
+
+- The output already holds a complete artifact of this stage made from the same config and the
+  same input manifests: nothing runs (`result.skipped`).
+- It holds one made differently: refused with a `StoreError` naming what differs, unless `force`.
+- Otherwise `body(ctx)` writes files under `ctx.out.dir` and fills `ctx.info` / `ctx.metrics`;
+  the runner then commits (files, then manifest). A pending marker records which config the
+  unfinished output belongs to: re-running with the same config resumes (checkpoints, finished
+  chunks stay); a different config first clears the unfinished leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dorl.config import digest
+from dorl.errors import StoreError
+from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest
+
+log = logging.getLogger("dorl.stage")
+
+
+@dataclass
+class StageContext:
+    stage: str
+    out: ArtifactWriter
+    config: dict
+    inputs: dict[str, Artifact]
+    info: dict = field(default_factory=dict)  # stage facts for the manifest (counts, identities, …)
+    metrics: dict = field(default_factory=dict)  # throughput and timings for the manifest
+    exclude: tuple[str, ...] = ("checkpoints/",)  # files kept out of the manifest
+
+
+@dataclass
+class StageResult:
+    artifact: Artifact
+    skipped: bool
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [k for k in sorted(set(a) | set(b)) if a.get(k, "<unset>") != b.get(k, "<unset>")]
+
+
+def _fingerprint(stage: str, config: dict, inputs: dict[str, Artifact]) -> dict:
+    return {
+        "stage": stage,
+        "config_digest": digest(config),
+        "inputs": {k: a.digest for k, a in sorted(inputs.items())},
+    }
+
+
+def run_stage(
+    stage: str,
+    out: str,
+    config: dict,
+    inputs: dict[str, Artifact],
+    body: Callable[[StageContext], None],
+    force: bool = False,
+) -> StageResult:
+    writer = ArtifactWriter(out)
+    want = _fingerprint(stage, config, inputs)
+
+    if writer.loc.exists(MANIFEST):
+        try:
+            existing = Artifact(writer.loc)
+        except StoreError as e:
+            if not force:
+                raise StoreError(f"{e}; use --force to replace it") from None
+            existing = None
+        if existing is not None:
+            have = {
+                "stage": existing.stage,
+                "config_digest": digest(existing.config),
+                "inputs": {k: v.get("manifest_sha256") for k, v in sorted(existing.manifest.get("inputs", {}).items())},
+            }
+            if have == want:
+                log.info("%s: %s is complete for this config and these inputs: skipped", stage, out)
+                return StageResult(existing, skipped=True)
+            if not force:
+                what = []
+                if have["stage"] != stage:
+                    what.append(f"stage '{have['stage']}' vs '{stage}'")
+                diff = _differences(existing.config, config)
+                if diff:
+                    what.append("config keys " + ", ".join(diff[:8]) + (" …" if len(diff) > 8 else ""))
+                if have["inputs"] != want["inputs"]:
+                    what.append("input artifacts")
+                raise StoreError(
+                    f"{out} already holds a complete '{existing.stage}' artifact that differs ({'; '.join(what)}); "
+                    "use --force to replace it, or choose another output"
+                )
+        log.warning("%s: --force: replacing %s", stage, out)
+        writer.clear()
+    else:
+        pending = _read_pending(writer)
+        if pending is not None and pending != want:
+            log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
+            writer.clear()
+        elif pending is not None:
+            log.info("%s: resuming unfinished output in %s", stage, out)
+
+    writer.loc.write_bytes(PENDING, json.dumps(want, indent=2).encode())
+    ctx = StageContext(stage=stage, out=writer, config=config, inputs=inputs)
+    started = time.time()
+    body(ctx)
+    manifest = base_manifest(stage, config, inputs, started)
+    manifest["info"] = ctx.info
+    manifest["metrics"] = ctx.metrics
+    writer.commit(manifest, exclude=ctx.exclude)
+    log.info("%s: committed %s (%.1f s)", stage, out, manifest["wall_time_s"])
+    return StageResult(Artifact(writer.loc), skipped=False)
+
+
+def _read_pending(writer: ArtifactWriter) -> dict | None:
+    if not writer.loc.exists(PENDING):
+        return None
+    try:
+        return json.loads(writer.loc.read_bytes(PENDING))
+    except (StoreError, ValueError):
+        return {}

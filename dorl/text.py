@@ -1,0 +1,88 @@
+"""The reference text format: 15 special tokens, rendered conversations, one example per agent turn.
+
+conversation = <_soc_> + turns, each <_cus_start_>TEXT<_cus_end_> or <_rep_start_>TEXT<_rep_end_>
+example      = (context = the rendered history before an agent turn, response = its raw text)
+training line = context <_rep_start_> response <_rep_end_>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+SOS, EOS_, UNK, PAD_ = "<_sos_>", "<_eos_>", "<_unk_>", "<_pad_>"
+SOC, EOC = "<_soc_>", "<_eoc_>"
+CUS_START, CUS_END = "<_cus_start_>", "<_cus_end_>"
+REP_START, REP_END = "<_rep_start_>", "<_rep_end_>"
+REP_ACTION_START, REP_ACTION_END = "<_rep_action_start_>", "<_rep_action_end_>"
+REWARD_ONE, REWARD_ZERO = "<_reward_one_>", "<_reward_zero_>"
+RESPONSE_PLACEHOLDER = "<_response_placeholder_>"
+
+# The reference's order: token ids are len(base vocab) + index.
+SPECIAL_TOKENS: tuple[str, ...] = (
+    SOS,
+    EOS_,
+    UNK,
+    PAD_,
+    SOC,
+    EOC,
+    CUS_START,
+    CUS_END,
+    REP_START,
+    REP_END,
+    REP_ACTION_START,
+    REP_ACTION_END,
+    REWARD_ONE,
+    REWARD_ZERO,
+    RESPONSE_PLACEHOLDER,
+)
+
+Speaker = Literal["customer", "agent"]
+Turn = tuple[Speaker, str]
+
+
+def render_turn(speaker: Speaker, text: str) -> str:
+    if speaker == "customer":
+        return f"{CUS_START}{text}{CUS_END}"
+    if speaker == "agent":
+        return f"{REP_START}{text}{REP_END}"
+    raise ValueError(f"unknown speaker {speaker!r}")
+
+
+def render_conversation(turns: Iterable[Turn]) -> str:
+    return SOC + "".join(render_turn(s, t) for s, t in turns)
+
+
+def examples(turns: Sequence[Turn]) -> list[tuple[int, str, str]]:
+    """(turn index, context, response) for every agent turn; consecutive agent turns each count."""
+    out = []
+    context = SOC
+    for i, (speaker, text) in enumerate(turns):
+        if speaker == "agent":
+            out.append((i, context, text))
+        context += render_turn(speaker, text)
+    return out
+
+
+def prompt(context: str) -> str:
+    """What the model continues to produce a response."""
+    return context + REP_START
+
+
+def line(context: str, response: str) -> str:
+    """One training line of tf_top / tf_all: loss falls on `response` and `<_rep_end_>`."""
+    return f"{context}{REP_START}{response}{REP_END}"
+
+
+def dt_context(context: str, return_token: str) -> str:
+    """Decision-Transformer conditioning: every earlier agent turn asks for the high return, and the
+    target's return token goes right before its <_rep_start_>."""
+    return context.replace(REP_START, REWARD_ONE + REP_START) + return_token
+
+
+def dt_line(context: str, response: str, return_token: str) -> str:
+    return line(dt_context(context, return_token), response)
+
+
+def dt_prompt(context: str, return_token: str = REWARD_ONE) -> str:
+    return prompt(dt_context(context, return_token))

@@ -1,0 +1,104 @@
+"""Small artifacts for tests of later stages: a data artifact and a tiny untrained GPT-2 `tf` model.
+
+They follow the artifact schemas in README.md ("Artifacts") exactly, so a stage can be tested
+without running the stages before it.
+"""
+
+from __future__ import annotations
+
+import random
+
+from dorl.store import Artifact, run_stage
+from dorl.text import examples, render_conversation
+
+SPLITS = ("train", "validation", "test")
+
+_GREET = ["Hi, how can I help you today?", "Hello! What can I do for you?", "Good morning, how may I help?"]
+_ASK = ["I need to return my {item}.", "My {item} arrived broken.", "Can I exchange the {item} I bought?"]
+_NAME = ["May I have your full name?", "Could you tell me your name, please?", "What is your name?"]
+_GIVE = ["It's {name}.", "{name}.", "My name is {name}."]
+_DONE = ["Thanks {name}, the return for your {item} is set up.", "All done, {name}: your {item} will be refunded."]
+_BYE = ["Great, thanks!", "Thank you so much.", "Perfect, bye."]
+ITEMS = ["jeans", "shirt", "jacket", "boots", "hat", "scarf"]
+NAMES = ["Ana Li", "Bo Chen", "Cy Diaz", "Di Evans", "Ed Fox"]
+
+
+def dialogues(n: int, seed: int = 0) -> list[tuple[str, list[tuple[str, str]]]]:
+    """`n` short customer-service dialogues: (dialogue id, [(speaker, text), …])."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        item, name = rng.choice(ITEMS), rng.choice(NAMES)
+        turns = [
+            ("agent", rng.choice(_GREET)),
+            ("customer", rng.choice(_ASK).format(item=item)),
+            ("agent", rng.choice(_NAME)),
+            ("customer", rng.choice(_GIVE).format(name=name)),
+            ("agent", rng.choice(_DONE).format(name=name, item=item)),
+            ("customer", rng.choice(_BYE)),
+        ]
+        out.append((f"dlg-{i:04d}", turns))
+    return out
+
+
+def make_data_artifact(uri: str, n: int = 30, seed: int = 0) -> Artifact:
+    """A 'data' artifact (examples and conversations per split) from `dialogues(n)`."""
+    import pandas as pd
+
+    dlgs = dialogues(n, seed)
+    cut = {
+        "train": dlgs[: int(0.7 * n)],
+        "validation": dlgs[int(0.7 * n) : int(0.85 * n)],
+        "test": dlgs[int(0.85 * n) :],
+    }
+
+    def body(ctx):
+        for split, part in cut.items():
+            rows = [(d, t, c, r) for d, turns in part for t, c, r in examples(turns)]
+            pd.DataFrame(rows, columns=["dialogue_id", "turn_index", "context", "response"]).astype(
+                {"turn_index": "int32"}
+            ).to_parquet(ctx.out.path(f"examples/{split}.parquet"), index=False)
+            pd.DataFrame(
+                [(d, render_conversation(turns)) for d, turns in part], columns=["dialogue_id", "text"]
+            ).to_parquet(ctx.out.path(f"conversations/{split}.parquet"), index=False)
+        ctx.info.update(dataset="abcd", synthetic=True, counts={s: len(p) for s, p in cut.items()})
+
+    return run_stage("data", uri, {"fixture": "tests.fixtures", "n": n, "seed": seed}, {}, body).artifact
+
+
+def make_tiny_model_dir(
+    path, texts=None, vocab_size: int = 400, n_layer: int = 2, n_embd: int = 32, seed: int = 0
+) -> None:
+    """A tiny GPT-2 with a BPE tokenizer carrying the special tokens, saved as an HF folder."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from dorl.tokenizer import build_tokenizer
+
+    texts = texts or [render_conversation(t) for _, t in dialogues(40)]
+    tok = build_tokenizer("bpe", texts=texts, vocab_size=vocab_size)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=512,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=2,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+def make_tiny_model_artifact(uri: str, **kw) -> Artifact:
+    """A 'train/tf' artifact holding an untrained tiny GPT-2 (for generation mechanics, not quality)."""
+
+    def body(ctx):
+        make_tiny_model_dir(ctx.out.dir, **kw)
+        ctx.info.update(method="tf", fixture=True)
+
+    return run_stage(
+        "train/tf", uri, {"fixture": "tests.fixtures", **{k: str(v) for k, v in kw.items()}}, {}, body
+    ).artifact
