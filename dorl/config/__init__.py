@@ -18,6 +18,7 @@ from dorl.config.schema import (
     ModelConfig,
     PipelineConfig,
     RelabelConfig,
+    ReportConfig,
     RunConfig,
     TrainConfig,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ModelConfig",
     "PipelineConfig",
     "RelabelConfig",
+    "ReportConfig",
     "RunConfig",
     "TrainConfig",
     "load",

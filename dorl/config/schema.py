@@ -133,6 +133,15 @@ class EvalConfig:
 
 
 @dataclass
+class ReportConfig:
+    k: int = param(1, "Which response the table reports: best-of-k (1 = the greedy response).")
+    bootstrap: int = param(1000, "Bootstrap resamples for confidence intervals and paired tests.")
+    confidence: float = param(0.95, "Confidence level of the intervals.")
+    seed: int = param(0, "Seed of the bootstrap.")
+    baseline: str = param("tf", "Method every other method is tested against (paired bootstrap).")
+
+
+@dataclass
 class PipelineConfig:
     datasets: list[Dataset] = param(factory=lambda: ["abcd"], help="Datasets to run.")
     methods: list[Method] = param(factory=lambda: list(METHODS), help="Methods trained on the relabelled data.")
@@ -161,5 +170,6 @@ class RunConfig:
     relabel: RelabelConfig = param(factory=RelabelConfig, help="Candidate generation and rewards.")
     metrics: MetricsConfig = param(factory=MetricsConfig, help="Reward and evaluation metrics.")
     eval: EvalConfig = param(factory=EvalConfig, help="Evaluation.")
+    report: ReportConfig = param(factory=ReportConfig, help="Results table and plot.")
     pipeline: PipelineConfig = param(factory=PipelineConfig, help="What `dorl pipeline` runs.")
     k8s: K8sConfig = param(factory=K8sConfig, help="Kubernetes rendering.")

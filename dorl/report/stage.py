@@ -1,0 +1,72 @@
+"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from dorl.config import RunConfig, to_dict
+from dorl.errors import DataError
+from dorl.store import Artifact, run_stage
+
+log = logging.getLogger("dorl.report")
+
+
+def _load(uri: str) -> dict:
+    import pandas as pd
+
+    art = Artifact(uri, expect_stage="evaluate")
+    for key in ("method", "dataset"):
+        if key not in art.info:
+            raise DataError(f"{uri}/manifest.json: info has no '{key}'")
+    pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    return {
+        "uri": uri,
+        "artifact": art,
+        "method": art.info["method"],
+        "dataset": art.info["dataset"],
+        "predictions": pred,
+    }
+
+
+def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = False) -> Artifact:
+    from dorl.report.plot import plot
+    from dorl.report.table import build, markdown
+
+    evals = [_load(u) for u in eval_uris]
+    seen = {}
+    for ev in evals:
+        key = (ev["dataset"], ev["method"])
+        if key in seen:
+            raise DataError(f"two evaluations of {key[1]} on {key[0]}: {seen[key]} and {ev['uri']}")
+        seen[key] = ev["uri"]
+    rc = cfg.report
+    config = {"report": to_dict(rc), "click_threshold": cfg.eval.click_threshold}
+
+    def body(ctx):
+        table = build(evals, rc.k, rc.bootstrap, rc.confidence, rc.seed, rc.baseline, cfg.eval.click_threshold)
+        md = markdown(table, rc.baseline, rc.confidence)
+        ctx.out.path("results.md").write_text(md)
+        table.to_csv(ctx.out.path("results.csv"), index=False)
+        ctx.out.path("results.json").write_text(
+            json.dumps(
+                {
+                    "k": rc.k,
+                    "baseline": rc.baseline,
+                    "confidence": rc.confidence,
+                    "bootstrap": rc.bootstrap,
+                    "rows": json.loads(table.to_json(orient="records")),
+                },
+                indent=2,
+            )
+        )
+        plot(table, ctx.out.path("results.png"), rc.confidence)
+        ctx.info.update(
+            datasets=sorted({e["dataset"] for e in evals}),
+            methods=sorted({e["method"] for e in evals}),
+            rows=len(table),
+        )
+        log.info("results:\n%s", md)
+
+    inputs = {f"eval_{e['dataset']}_{e['method']}": e["artifact"] for e in evals}
+    return run_stage("report", out_uri, config, inputs, body, force=force).artifact

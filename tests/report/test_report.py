@@ -1,0 +1,124 @@
+"""The report: every number recomputed here from the evaluation artifacts' predictions.csv."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dorl import config
+from dorl.errors import DataError
+from dorl.report.stage import report
+from dorl.store import run_stage
+from tests.conftest import run_dorl
+
+N = 60
+
+
+def _eval_artifact(uri, dataset, method, bert, meteor, contexts=None):
+    contexts = contexts or [f"<_soc_>context {i}" for i in range(N)]
+    pred = pd.DataFrame(
+        {
+            "context": contexts,
+            "true_response": [f"truth {i}" for i in range(N)],
+            "response_1": [f"{method} says {i}" for i in range(N)],
+            "bertscore_1": bert,
+            "meteor_1": meteor,
+            "bleu_1": np.zeros(N),
+        }
+    )
+
+    def body(ctx):
+        pred.to_csv(ctx.out.path("predictions.csv"), index=False)
+        ctx.out.path("metrics.json").write_text(json.dumps({"method": method}))
+        ctx.info.update(method=method, dataset=dataset)
+
+    return run_stage("evaluate", uri, {"method": method, "dataset": dataset}, {}, body).artifact
+
+
+@pytest.fixture
+def evals(tmp_path):
+    rng = np.random.default_rng(7)
+    tf_bert = rng.uniform(0.3, 0.7, N)
+    tf_met = rng.uniform(0, 0.5, N)
+    uris = {
+        "tf": _eval_artifact(str(tmp_path / "tf"), "abcd", "tf", tf_bert, tf_met).uri,
+        # Clearly better on BERTScore, identical METEOR.
+        "dt": _eval_artifact(str(tmp_path / "dt"), "abcd", "dt", tf_bert + 0.1, tf_met).uri,
+        "tf_top": _eval_artifact(str(tmp_path / "top"), "abcd", "tf_top", tf_bert - 0.1, tf_met).uri,
+    }
+    return uris, {"tf": (tf_bert, tf_met), "dt": (tf_bert + 0.1, tf_met), "tf_top": (tf_bert - 0.1, tf_met)}
+
+
+def _boot(values, n_boot, seed):
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def test_every_number_recomputed(evals, tmp_path):
+    uris, raw = evals
+    cfg = config.load(sets=["report.bootstrap=400", "report.seed=3"])
+    art = report(cfg, list(uris.values()), str(tmp_path / "report"))
+    table = pd.read_csv(art.path("results.csv"))
+    assert set(art.files) == {"results.md", "results.csv", "results.json", "results.png"}
+    assert art.path("results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for method, (bert, met) in raw.items():
+        for metric, values in {
+            "bertscore": bert,
+            "meteor": met,
+            "bleu": np.zeros(N),
+            "bert_click": (bert > 0.6).astype(float),
+        }.items():
+            row = table[(table.method == method) & (table.metric == metric)].iloc[0]
+            assert row["n"] == N
+            assert row["mean"] == pytest.approx(values.mean())
+            means = _boot(values, 400, 3)
+            assert row["ci_low"] == pytest.approx(np.quantile(means, 0.025))
+            assert row["ci_high"] == pytest.approx(np.quantile(means, 0.975))
+            if method == "tf":
+                assert np.isnan(row["p_value"])
+                continue
+            diff = (
+                values
+                - {
+                    "bertscore": raw["tf"][0],
+                    "meteor": raw["tf"][1],
+                    "bleu": np.zeros(N),
+                    "bert_click": (raw["tf"][0] > 0.6).astype(float),
+                }[metric]
+            )
+            assert row["delta"] == pytest.approx(diff.mean())
+            dm = _boot(diff, 400, 3)
+            p = 1.0 if np.all(diff == 0) else min(1.0, 2 * min(np.mean(dm <= 0), np.mean(dm >= 0)))
+            assert row["p_value"] == pytest.approx(p)
+    # dt is significantly better on BERTScore, tf_top worse, METEOR identical (p = 1).
+    dt_b = table[(table.method == "dt") & (table.metric == "bertscore")].iloc[0]
+    top_b = table[(table.method == "tf_top") & (table.metric == "bertscore")].iloc[0]
+    assert dt_b["p_value"] < 0.05 < 1 - dt_b["p_value"] and top_b["delta"] < 0
+    assert table[(table.method == "dt") & (table.metric == "meteor")].iloc[0]["p_value"] == 1.0
+
+    md = art.read_bytes("results.md").decode()
+    header = md.splitlines()[0]
+    assert header.startswith("| method | abcd BERTScore | abcd METEOR | abcd BLEU | abcd BERT-click |")
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert list(lines)[1:] == ["tf", "tf_top", "dt"]  # the paper's method order
+    dt_cell = lines["dt"].split("|")[2].strip()
+    assert dt_cell == f"{dt_b['mean']:.3f} [{dt_b['ci_low']:.3f}, {dt_b['ci_high']:.3f}]*"
+    assert lines["tf_top"].split("|")[2].strip().endswith("†")
+
+
+def test_different_examples_are_refused(tmp_path):
+    bert = np.full(N, 0.5)
+    a = _eval_artifact(str(tmp_path / "tf"), "abcd", "tf", bert, bert).uri
+    b = _eval_artifact(str(tmp_path / "dt"), "abcd", "dt", bert, bert, contexts=[f"other {i}" for i in range(N)]).uri
+    with pytest.raises(DataError, match="evaluated on different examples"):
+        report(config.load(), [a, b], str(tmp_path / "report"))
+
+
+def test_cli_errors(tmp_path):
+    r = run_dorl("report", "--eval", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "no artifact at" in r.stderr and "Traceback" not in r.stderr
+    bert = np.full(N, 0.5)
+    uri = _eval_artifact(str(tmp_path / "tf"), "abcd", "tf", bert, bert).uri
+    r = run_dorl("report", "--eval", uri, "--eval", uri, "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "two evaluations of tf on abcd" in r.stderr
