@@ -1,0 +1,29 @@
+"""`dorl evaluate --method M --model URI --data URI --out URI`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from dorl.options import config_options, force_option
+
+
+@click.command("evaluate")
+@click.option(
+    "--method",
+    required=True,
+    type=click.Choice(["tf", "tf_top", "tf_all", "dt", "ilql"]),
+    help="How the model was trained (sets the prompting and decoding).",
+)
+@click.option("--model", "model_uri", required=True, help="Model artifact (train/<method>).")
+@click.option("--data", "data_uri", required=True, help="Data artifact (its test split is evaluated).")
+@click.option("--out", required=True, help="Output artifact URI.")
+@force_option
+@config_options
+def evaluate(method, model_uri, data_uri, out, force, cfg) -> None:
+    """Generate responses for a random sample of test contexts and score them (BERTScore, METEOR, BLEU, BLEURT)."""
+    from dorl.evaluate.stage import evaluate as run
+
+    art = run(cfg, method, model_uri, data_uri, out, force=force)
+    click.echo(json.dumps(art.json("metrics.json"), indent=2))
