@@ -1,0 +1,35 @@
+"""`dorl pipeline [--config FILE | --preset demo|paper] [--set …]`: the main job."""
+
+from __future__ import annotations
+
+import click
+
+from dorl.options import config_options, force_option
+
+
+@click.command("pipeline")
+@click.option("--datasets", help="Comma-separated datasets (overrides pipeline.datasets).")
+@click.option("--methods", help="Comma-separated methods among tf_top,tf_all,dt,ilql (overrides pipeline.methods).")
+@force_option
+@config_options
+def pipeline(datasets, methods, force, cfg) -> None:
+    """Run data → tf → relabel → methods → evaluate → report, skipping completed stages; print the table."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from dorl import config as cfglib
+    from dorl import layout
+    from dorl.pipeline import run
+
+    if datasets or methods:
+        sets = []
+        if datasets:
+            sets.append(f"pipeline.datasets=[{datasets}]")
+        if methods:
+            sets.append(f"pipeline.methods=[{methods}]")
+        data = cfglib.to_dict(cfg)
+        cfg = cfglib.loader.build(cfglib.RunConfig, cfglib.merge(data, cfglib.loader.parse_sets(sets)))
+    art = run(cfg, force=force)
+    out = Console()
+    out.print(Markdown(art.read_bytes("results.md").decode()))
+    out.print(f"report: {layout.report_uri(cfg)}  (results.md, results.csv, results.json, results.png)")
