@@ -176,7 +176,7 @@ def write(m: Manifests, out: str | Path) -> list[Path]:
         files[out / "argo" / "workflow.yaml"] = dump(m.workflow)
     resources = ["configmap.yaml"] + sorted(str(p.relative_to(out)) for p in files if p.parent.name == "jobs")
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
-    header = "# Rendered by `dorl k8s render`: the Jobs of one run (the Argo files in argo/ are applied separately).\n"
+    header = "# Rendered by `dorl k8s render`: the run's ConfigMap and Jobs (numbered in dependency order).\n"
     files[out / "kustomization.yaml"] = header + yaml.safe_dump(kustomization, sort_keys=False)
     for path, text in files.items():
         path.write_text(text)
