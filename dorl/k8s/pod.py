@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dorl import __version__
 from dorl.config import RunConfig
+from dorl.errors import EXIT_USER_ERROR as USER_ERROR_EXIT  # bad config or input: retrying cannot help
 from dorl.k8s.plan import CONFIG_DIR, SCRATCH, Step
 
 CONTAINER = "dorl"
 UID = 10001  # the image's `dorl` user (docker/Dockerfile)
-USER_ERROR_EXIT = 2  # dorl.errors.EXIT_USER_ERROR: bad config or input, retrying cannot help
 
 
 def config_map_name(cfg: RunConfig) -> str:

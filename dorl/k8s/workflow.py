@@ -40,7 +40,7 @@ def _inputs(*names: str) -> dict:
 
 
 def _args(**values: str) -> dict:
-    return {"parameters": [{"name": k.replace("_", "-"), "value": v} for k, v in values.items()]}
+    return {"parameters": [{"name": k, "value": v} for k, v in values.items()]}
 
 
 def template_name(cfg: RunConfig) -> str:

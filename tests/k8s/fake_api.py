@@ -38,7 +38,7 @@ class FakeCluster:
         self.complete_when_created: dict[str, set[str]] = {}  # job -> Jobs already Complete at its creation
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     # ------------------------------------------------------------ lifecycle
 

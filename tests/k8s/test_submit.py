@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
 
@@ -130,8 +132,19 @@ BAD = {
 CASES = [(case, "jobs") for case in BAD] + [("unknown dataset", "argo"), ("bucket missing", "argo")]
 
 
+def dorl_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The real entrypoint (`dorl.cli.main`, which turns user errors into exit 2), in this process: fast."""
+    from dorl.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["dorl", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
 @pytest.mark.parametrize(("case", "mode"), CASES)
-def test_bad_run_configs_submit_nothing(fake, tmp_path, case, mode):
+def test_bad_run_configs_submit_nothing(fake, tmp_path, monkeypatch, capsys, case, mode):
     change, message = BAD[case]
     data = {**SMALL_RUN, **{k: v for k, v in change.items() if k != "k8s" and k != "pipeline"}}
     if "k8s" in change:
@@ -140,8 +153,9 @@ def test_bad_run_configs_submit_nothing(fake, tmp_path, case, mode):
         data["pipeline"] = {**SMALL_RUN["pipeline"], **change["pipeline"]}
     if data.get("root") is None:
         del data["root"]  # the default, ./runs: no bucket at all
-    r = run_dorl("k8s", "submit", "--config", str(write_run(tmp_path, data)), "--mode", mode)
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in " ".join(r.stderr.split())
-    assert "Traceback" not in r.stderr
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(write_run(tmp_path, data)),
+                               "--mode", mode)  # fmt: skip
+    assert code == 2, (out, err)
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
     assert fake.requests == []  # not one request reached the API server

@@ -54,6 +54,17 @@ VARIANTS = {
     "one shard, simulate": ["k8s.relabel_shards=1", "data.simulate=40"],
     "no methods, cpu": ["pipeline.methods=[]", "k8s.device=cpu", "k8s.gpus=3"],
     "three datasets, launcher": ["pipeline.datasets=[abcd, multiwoz22, taskmaster3]", "k8s.gpus=4"],
+    "everything set": [
+        "k8s.s3_secret=null",
+        "k8s.argo_service_account=argo-workflow",
+        "k8s.image_pull_secrets=[regcred]",
+        "k8s.node_selector={pool: ml}",
+        "k8s.gpu_node_selector={gpu: h100}",
+        "k8s.priority_class=batch-low",
+        "k8s.endpoint_url=http://minio.minio:9000",
+        "k8s.launcher=deepspeed",
+        "k8s.gpus=2",
+    ],
 }
 
 
