@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,8 +28,8 @@ def connect(context: str | None = None) -> Clients:
     """Clients from the kubeconfig (KUBECONFIG, ~/.kube/config) or, inside a pod, the service account."""
     from kubernetes import client, config
 
-    try:
-        config.load_kube_config(context=context)
+    try:  # KUBECONFIG read now: the client reads it once, at import
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=context)
     except (config.ConfigException, FileNotFoundError, TypeError) as e:
         try:
             config.load_incluster_config()

@@ -97,24 +97,25 @@ def test_argo_mode_creates_the_template_and_a_workflow(fake, small_run):
     assert len(fake.created("workflows")) == 2
 
 
-def test_status_and_logs(fake, small_run):
+def test_status_and_logs(fake, small_run, monkeypatch, capsys):
     assert run_dorl("k8s", "submit", "--config", str(small_run)).returncode == 0
-    r = run_dorl("k8s", "status", "--config", str(small_run), env={"COLUMNS": "250"})
-    assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if "dorl-t1-" in line]
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "status", "--config", str(small_run))
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if "dorl-t1-" in line]
     assert len(rows) == 19 and all("Succeeded" in line for line in rows)
     assert any("relabel-assemble" in line and "multiwoz22" in line for line in rows)
 
-    r = run_dorl("k8s", "logs", "--config", str(small_run), "--stage", "relabel", "--dataset", "abcd", "--tail", "2")
-    assert r.returncode == 0, r.stderr
-    headers = [line for line in r.stdout.splitlines() if line.startswith("==> ")]
+    args = ["k8s", "logs", "--config", str(small_run), "--stage", "relabel", "--dataset", "abcd", "--tail", "2"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    headers = [line for line in out.splitlines() if line.startswith("==> ")]
     assert headers == ["==> dorl-t1-abcd-relabel-0-x0000 <==", "==> dorl-t1-abcd-relabel-1-x0001 <=="]
-    assert r.stdout.count("(container dorl)") == 4  # 2 shards x --tail 2
-    get = [p for m, p, _, _ in fake.requests if m == "GET" and p.endswith("/pods")]
-    assert get, "pods were listed"
+    assert out.count("(container dorl)") == 4  # 2 shards x --tail 2
 
-    r = run_dorl("k8s", "logs", "--config", str(small_run), "--stage", "train", "--method", "nope")
-    assert r.returncode == 1 and "no pod in namespace dorl matches" in r.stderr
+    args = ["k8s", "logs", "--config", str(small_run), "--stage", "train", "--method", "nope"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 1 and "no pod in namespace dorl matches" in err
 
 
 BAD = {
