@@ -10,7 +10,6 @@ DIR/
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,10 +159,10 @@ def dump(*docs: dict) -> str:
 
 
 def write(m: Manifests, out: str | Path) -> list[Path]:
-    """Write the manifests under `out` (its jobs/ and argo/ folders are replaced); returns the files."""
+    """Write the manifests under `out` (YAML files already in its jobs/ and argo/ are removed); returns the files."""
     out = Path(out)
-    for sub in ("jobs", "argo"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+    for stale in [*out.glob("jobs/*.yaml"), *out.glob("argo/*.yaml")]:  # a previous render's, maybe more Jobs
+        stale.unlink()
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     (out / "argo").mkdir(parents=True, exist_ok=True)
     files = {out / "configmap.yaml": dump(m.config_map)}
