@@ -16,6 +16,7 @@ COMMANDS = {
     "artifacts": "dorl.store.cli:artifacts",
     "config": "dorl.config.cli:config",
     "evaluate": "dorl.evaluate.cli:evaluate",
+    "k8s": "dorl.k8s.cli:k8s",
     "pipeline": "dorl.pipeline_cli:pipeline",
     "report": "dorl.report.cli:report",
 }

@@ -148,14 +148,58 @@ class PipelineConfig:
 
 
 @dataclass
+class K8sResources:
+    cpu: str = param("4", "CPU request of the pod (no CPU limit: throttling slows training and saves nothing).")
+    memory: str = param("16Gi", "Memory request and limit of the pod (equal, so the pod is never evicted for memory).")
+
+
+@dataclass
 class K8sConfig:
-    image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed.")
-    namespace: str = param("dorl", "Namespace of the Jobs / Workflow.")
-    gpus: int = param(1, "GPUs per training pod.")
-    nodes: int = param(1, "Pods per training stage (multi-node when > 1).")
-    relabel_shards: int = param(1, "Relabel pods (each takes one shard).")
-    s3_secret: str = param("dorl-s3", "Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.")
-    endpoint_url: str | None = param(None, "AWS_ENDPOINT_URL for an S3-compatible server.")
+    image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed (docker/Dockerfile).")
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = param("IfNotPresent", "imagePullPolicy.")
+    image_pull_secrets: list[str] = param(factory=list, help="Secrets for pulling the image from a private registry.")
+    namespace: str = param("dorl", "Namespace of the Jobs / Workflow (must exist).")
+    service_account: str | None = param(
+        None, "ServiceAccount of the pods (e.g. one bound to an IAM role for S3); unset: the namespace's default."
+    )
+    device: Literal["gpu", "cpu"] = param(
+        "gpu", "'gpu': pods request GPUs; 'cpu': no GPU anywhere (a dev cluster; `gpus` is then ignored)."
+    )
+    gpus: int = param(1, "GPUs per training pod (tf and the methods); relabel and evaluate pods take one GPU each.")
+    gpu_resource: str = param("nvidia.com/gpu", "Extended resource name of a GPU.")
+    nodes: int = param(1, "Pods per training stage: > 1 renders an Indexed Job + headless Service (torchrun).")
+    launcher: Literal["torchrun", "deepspeed"] = param(
+        "torchrun", "Launcher of multi-GPU training inside one pod; multi-node training always uses torchrun."
+    )
+    master_port: int = param(29500, "Rendezvous port of multi-node training.")
+    relabel_shards: int = param(1, "Relabel pods (an Indexed Job, one shard each), then one pod assembles them.")
+    s3_secret: str | None = param(
+        "dorl-s3",
+        "Secret whose keys become the pods' environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); "
+        "null: rely on the pod's identity (IRSA, workload identity).",
+    )
+    endpoint_url: str | None = param(None, "AWS_ENDPOINT_URL for an S3-compatible server (MinIO, Ceph...).")
+    env: dict[str, str] = param(factory=dict, help="Extra environment of every pod (e.g. AWS_REGION, HF_ENDPOINT).")
+    node_selector: dict[str, str] = param(factory=dict, help="nodeSelector of every pod.")
+    gpu_node_selector: dict[str, str] = param(factory=dict, help="Extra nodeSelector of the GPU pods.")
+    priority_class: str | None = param(None, "priorityClassName of the pods.")
+    cpu_pod: K8sResources = param(factory=K8sResources, help="Resources of the CPU pods (data, report).")
+    gpu_pod: K8sResources = param(
+        factory=lambda: K8sResources(cpu="8", memory="48Gi"), help="Resources of a relabel or evaluate pod (1 GPU)."
+    )
+    train_pod: K8sResources = param(
+        factory=lambda: K8sResources(cpu="8", memory="64Gi"), help="Resources of a training pod (all its GPUs)."
+    )
+    shm_size: str = param("16Gi", "Size of the memory-backed /dev/shm (data loaders, NCCL).")
+    scratch_size: str = param("100Gi", "Size of the pod's scratch emptyDir at /work (caches, downloads).")
+    backoff_limit: int = param(3, "Retries of a failed pod (exit code 2, a user error, fails the Job at once).")
+    active_deadline_seconds: int = param(172800, "Wall-clock limit of one Job, retries included.")
+    ttl_seconds_after_finished: int = param(259200, "Finished Jobs (and their pods' logs) are deleted after this.")
+    poll_seconds: float = param(30.0, "`dorl k8s submit`: seconds between two looks at the Jobs.")
+    argo_service_account: str | None = param(
+        None, "ServiceAccount of the Argo Workflow's pods (needs Argo's executor permissions)."
+    )
+    retry_limit: int = param(3, "Argo: retries of a step that failed for a reason other than a user error.")
 
 
 @dataclass

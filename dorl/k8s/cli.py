@@ -1,0 +1,118 @@
+"""`dorl k8s render|submit|status|logs`: one run config -> Kubernetes Jobs or an Argo Workflow."""
+
+from __future__ import annotations
+
+import click
+
+from dorl.options import config_options
+
+STAGES = ("data", "train", "relabel", "relabel-assemble", "evaluate", "report")
+context_option = click.option("--context", default=None, help="kubeconfig context (default: the current one).")
+
+
+@click.group("k8s")
+def k8s() -> None:
+    """Run the pipeline on Kubernetes: every stage a Job (or an Argo Workflow step), artifacts in S3.
+
+    The run config must name an s3:// root; its `k8s` section sets the image, namespace, GPUs,
+    nodes, relabel shards, resources and the S3 Secret (`dorl config keys k8s`).
+    """
+
+
+@k8s.command("render")
+@config_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the manifests.")
+def render_cmd(cfg, out_dir: str) -> None:
+    """Write the run's manifests: a kustomize base of Jobs in dependency order, and the Argo Workflow."""
+    from dorl.k8s.render import render, write
+    from dorl.log import console
+
+    m = render(cfg)
+    files = write(m, out_dir)
+    console.print(f"{len(m.jobs)} Jobs, {len(m.services)} Services, 1 ConfigMap -> {out_dir} ({len(files)} files)")
+    console.print(f"  apply in order: dorl k8s submit --config <run.yaml>   (namespace {cfg.k8s.namespace})")
+    if m.workflow_template is not None:
+        console.print(f"  Argo: kubectl apply -f {out_dir}/configmap.yaml -f {out_dir}/argo/workflowtemplate.yaml")
+        console.print(f"        argo submit -n {cfg.k8s.namespace} --from workflowtemplate/dorl-{cfg.run}")
+    else:
+        console.print("  Argo: not rendered (multi-node training runs as Indexed Jobs only)")
+
+
+@k8s.command("submit")
+@config_options
+@click.option(
+    "--mode",
+    type=click.Choice(["jobs", "argo"]),
+    default="jobs",
+    show_default=True,
+    help="jobs: create the Jobs in dependency order and wait for them; argo: create an Argo Workflow.",
+)
+@click.option("--poll", type=float, default=None, help="Seconds between looks at the Jobs (default k8s.poll_seconds).")
+@context_option
+def submit_cmd(cfg, mode: str, poll: float | None, context: str | None) -> None:
+    """Submit the run: nothing is created unless the whole config checks out."""
+    from dorl import layout
+    from dorl.k8s.cluster import connect
+    from dorl.k8s.render import render
+    from dorl.k8s.submit import submit_argo, submit_jobs, took
+    from dorl.k8s.workflow import require_argo
+    from dorl.log import console
+
+    m = render(cfg)  # every check happens here, before any API call
+    if mode == "argo":
+        require_argo(cfg)
+    clients = connect(context)
+    if mode == "argo":
+        name = submit_argo(cfg, m, clients)
+        console.print(f"Workflow {name} created in namespace {cfg.k8s.namespace}")
+        console.print(f"  watch: argo watch -n {cfg.k8s.namespace} {name}   or   dorl k8s status --config <run.yaml>")
+        return
+    outcome = submit_jobs(cfg, m, clients, poll=poll)
+    console.print(f"run {cfg.run}: {len(outcome.succeeded)} Jobs succeeded in {took(outcome.seconds)}")
+    console.print(f"  results: dorl artifacts ls {layout.report_uri(cfg)}")
+
+
+@k8s.command("status")
+@config_options
+@context_option
+def status_cmd(cfg, context: str | None) -> None:
+    """The run's Jobs (state, pods active/succeeded/failed) and Argo Workflows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dorl.k8s.cluster import connect
+    from dorl.k8s.render import render
+    from dorl.k8s.status import jobs, workflows
+
+    render(cfg)
+    clients = connect(context)
+    out = Console()
+    rows = jobs(cfg, clients)
+    colour = {"Succeeded": "green", "Failed": "red", "Running": "yellow"}
+    table = Table(title=f"run {cfg.run}: Jobs in namespace {cfg.k8s.namespace}")
+    for col in ("job", "stage", "dataset", "method", "state", "pods a/s/f", "age", "why"):
+        table.add_column(col)
+    for r in rows:
+        state = f"[{colour[r.state]}]{r.state}[/]" if r.state in colour else r.state
+        table.add_row(r.name, r.stage, r.dataset, r.method, state, r.pods, r.age, r.why)
+    out.print(table if rows else f"no Jobs of run {cfg.run} in namespace {cfg.k8s.namespace}")
+    for w in workflows(cfg, clients):
+        out.print(f"Workflow {w['name']}: {w['phase']} {w['progress']} {w['message']}".rstrip())
+
+
+@k8s.command("logs")
+@config_options
+@click.option("--stage", required=True, type=click.Choice(STAGES), help="Stage whose pods to show.")
+@click.option("--dataset", default=None, help="Only this dataset's pods.")
+@click.option("--method", default=None, help="Only this method's pods (train, evaluate; tf is the base model).")
+@click.option("--tail", type=int, default=None, help="Only the last N lines of each pod.")
+@context_option
+def logs_cmd(cfg, stage: str, dataset: str | None, method: str | None, tail: int | None, context: str | None) -> None:
+    """Print the logs of a stage's pods (every shard, node and retry)."""
+    from dorl.k8s.cluster import connect
+    from dorl.k8s.status import logs
+
+    clients = connect(context)
+    for pod_name, text in logs(cfg, clients, stage, dataset, method, tail):
+        click.echo(f"==> {pod_name} <==")
+        click.echo(text, nl=not text.endswith("\n"))

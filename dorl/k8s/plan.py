@@ -1,0 +1,224 @@
+"""What runs on the cluster for one run config: checked settings, then the steps in dependency order.
+
+A step is one Kubernetes Job (one pod, or an indexed set of pods for relabel shards and multi-node
+training) running one `dorl` stage command. The same command builders also serve the Argo
+Workflow, called there with `{{inputs.parameters.*}}` placeholders instead of URIs.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from dorl import layout
+from dorl.config import RunConfig
+from dorl.errors import ConfigError
+
+CONFIG_DIR = "/etc/dorl"
+CONFIG_PATH = f"{CONFIG_DIR}/run.yaml"
+SCRATCH = "/work"
+SHARD_INDEX = "$(JOB_COMPLETION_INDEX)"  # expanded by the kubelet from the pod's env
+MAX_RUN = 24  # the longest Job name, dorl-<run>-taskmaster3-train-tf-top-<index>, must fit a 63-char hostname
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass
+class Step:
+    """One Job: a stage for one dataset (and method), the steps it waits for, how its pods run."""
+
+    name: str
+    stage: str  # data | train | relabel | relabel-assemble | evaluate | report
+    args: list[str]  # arguments of `dorl` (the image's entrypoint), --config included
+    pool: str  # resources: cpu (data, report) | gpu (relabel, evaluate) | train
+    after: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    method: str | None = None
+    shards: int = 1  # > 1: an Indexed Job, one pod per relabel shard
+    nodes: int = 1  # > 1: an Indexed Job, one pod per training node, behind a headless Service
+    shell: bool = False  # args is one shell script (simulate + prepare in the same pod)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check(cfg: RunConfig) -> None:
+    """Refuse a run config that cannot run on a cluster, naming the key (ConfigError: exit 2)."""
+    k = cfg.k8s
+    root = cfg.root
+    if not root.startswith("s3://"):
+        raise ConfigError(
+            f"config key 'root': pods share artifacts through S3, so root must be s3://bucket/prefix, got {root!r}"
+        )
+    bucket = root[len("s3://") :].split("/", 1)[0]
+    if not bucket:
+        raise ConfigError(f"config key 'root': no bucket in {root!r}; expected s3://bucket/prefix")
+    if not (_DNS_LABEL.match(cfg.run) and len(cfg.run) <= MAX_RUN):
+        raise ConfigError(
+            f"config key 'run': {cfg.run!r} names Kubernetes objects: use at most {MAX_RUN} lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+    if not cfg.pipeline.datasets:
+        raise ConfigError("config key 'pipeline.datasets': no dataset to run")
+    for key, values in (("pipeline.datasets", cfg.pipeline.datasets), ("pipeline.methods", cfg.pipeline.methods)):
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ConfigError(f"config key '{key}': {dup[0]!r} is listed twice")
+    for key in ("gpus", "nodes", "relabel_shards", "master_port", "active_deadline_seconds"):
+        value = getattr(k, key)
+        if value < 1:
+            raise ConfigError(f"config key 'k8s.{key}': must be a positive integer, got {value!r}")
+    for key in ("backoff_limit", "ttl_seconds_after_finished", "retry_limit"):
+        if getattr(k, key) < 0:
+            raise ConfigError(f"config key 'k8s.{key}': must be >= 0, got {getattr(k, key)!r}")
+    if k.poll_seconds <= 0:
+        raise ConfigError(f"config key 'k8s.poll_seconds': must be > 0, got {k.poll_seconds!r}")
+    if k.nodes > 1 and k.launcher != "torchrun":
+        raise ConfigError("config key 'k8s.launcher': multi-node training (k8s.nodes > 1) runs with torchrun")
+    if not k.image or any(c.isspace() for c in k.image):
+        raise ConfigError(f"config key 'k8s.image': not an image reference: {k.image!r}")
+    if not _DNS_LABEL.match(k.namespace):
+        raise ConfigError(f"config key 'k8s.namespace': {k.namespace!r} is not a valid namespace name")
+    for key in ("s3_secret", "service_account", "argo_service_account", "priority_class"):
+        value = getattr(k, key)
+        if value is not None and not _DNS_SUBDOMAIN.match(value):
+            raise ConfigError(f"config key 'k8s.{key}': {value!r} is not a valid Kubernetes object name")
+    if k.endpoint_url is not None and not re.match(r"^https?://[^/\s]+", k.endpoint_url):
+        raise ConfigError(f"config key 'k8s.endpoint_url': expected http(s)://host[:port], got {k.endpoint_url!r}")
+    _check_quantities(cfg)
+
+
+def _check_quantities(cfg: RunConfig) -> None:
+    from kubernetes.utils import parse_quantity
+
+    k = cfg.k8s
+    items = [("shm_size", k.shm_size), ("scratch_size", k.scratch_size)]
+    for pool in ("cpu_pod", "gpu_pod", "train_pod"):
+        res = getattr(k, pool)
+        items += [(f"{pool}.cpu", res.cpu), (f"{pool}.memory", res.memory)]
+    for key, value in items:
+        try:
+            ok = parse_quantity(value) > 0
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"config key 'k8s.{key}': {value!r} is not a positive Kubernetes quantity (e.g. 8, 16Gi)")
+
+
+# ---------------------------------------------------------------- the stage commands (agreed command lines)
+
+
+def data_args(cfg: RunConfig, dataset: str, out: str) -> tuple[list[str], bool]:
+    """`dorl data prepare` (after `dorl data simulate` in the same pod when data.simulate > 0)."""
+    if cfg.data.simulate <= 0:
+        return ["data", "prepare", "--dataset", dataset, "--out", out, "--config", CONFIG_PATH], False
+    raw = f"{SCRATCH}/raw"
+    simulate = ["dorl", "data", "simulate", "--format", dataset, "-n", str(cfg.data.simulate)]
+    simulate += ["--seed", str(cfg.data.seed), "--out", raw, "--config", CONFIG_PATH]
+    prepare = ["dorl", "data", "prepare", "--dataset", dataset, "--source", raw, "--out", out]
+    prepare += ["--config", CONFIG_PATH]
+    script = f"set -e; {_join(simulate)}; exec {_join(prepare)}"
+    return [script], True
+
+
+def train_args(method: str, data: str, out: str, base: str | None = None) -> list[str]:
+    args = ["train", "--method", method, "--data", data]
+    if base is not None:
+        args += ["--base", base]
+    return args + ["--out", out, "--config", CONFIG_PATH]
+
+
+def relabel_args(data: str, model: str, out: str, shard: str | None = None, assemble: int | None = None) -> list[str]:
+    args = ["relabel", "--data", data, "--model", model, "--out", out]
+    if shard is not None:
+        args += ["--shard", shard]
+    if assemble is not None:
+        args += ["--assemble", str(assemble)]
+    return args + ["--config", CONFIG_PATH]
+
+
+def evaluate_args(method: str, model: str, data: str, out: str) -> list[str]:
+    return ["evaluate", "--method", method, "--model", model, "--data", data, "--out", out, "--config", CONFIG_PATH]
+
+
+def report_args(evals: list[str], out: str) -> list[str]:
+    args = ["report"]
+    for uri in evals:
+        args += ["--eval", uri]
+    return args + ["--out", out, "--config", CONFIG_PATH]
+
+
+def _join(words: list[str]) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def job_name(cfg: RunConfig, *parts: str) -> str:
+    return "-".join(["dorl", cfg.run, *parts]).replace("_", "-")
+
+
+def plan(cfg: RunConfig) -> list[Step]:
+    """Every Job of the run, in an order where each comes after the Jobs it needs."""
+    check(cfg)
+    k = cfg.k8s
+    nodes = k.nodes
+    steps: list[Step] = []
+    evals: list[str] = []
+    for ds in cfg.pipeline.datasets:
+        uri = {s: layout.stage_uri(cfg, ds, s) for s in ("data", "tf", "relabel")}
+        name = {s: job_name(cfg, ds, s) for s in ("data", "train-tf", "relabel", "relabel-assemble")}
+        args, shell = data_args(cfg, ds, uri["data"])
+        steps.append(Step(name["data"], "data", args, "cpu", dataset=ds, shell=shell))
+        steps.append(
+            Step(
+                name["train-tf"],
+                "train",
+                train_args("tf", uri["data"], uri["tf"]),
+                "train",
+                after=[name["data"]],
+                dataset=ds,
+                method="tf",
+                nodes=nodes,
+            )
+        )
+        n = k.relabel_shards
+        if n == 1:
+            relabel = Step(name["relabel"], "relabel", relabel_args(uri["data"], uri["tf"], uri["relabel"]), "gpu")
+            relabel.after, relabel.dataset = [name["train-tf"]], ds
+            steps.append(relabel)
+            relabelled = name["relabel"]
+        else:
+            shard = relabel_args(uri["data"], uri["tf"], uri["relabel"], shard=f"{SHARD_INDEX}/{n}")
+            steps.append(Step(name["relabel"], "relabel", shard, "gpu", [name["train-tf"]], ds, shards=n))
+            assemble = relabel_args(uri["data"], uri["tf"], uri["relabel"], assemble=n)
+            steps.append(Step(name["relabel-assemble"], "relabel-assemble", assemble, "cpu", [name["relabel"]], ds))
+            relabelled = name["relabel-assemble"]
+        eval_tf = layout.stage_uri(cfg, ds, "eval/tf")
+        steps.append(
+            Step(
+                job_name(cfg, ds, "eval-tf"),
+                "evaluate",
+                evaluate_args("tf", uri["tf"], uri["data"], eval_tf),
+                "gpu",
+                after=[name["train-tf"]],
+                dataset=ds,
+                method="tf",
+            )
+        )
+        evals.append(eval_tf)
+        for m in cfg.pipeline.methods:
+            model = layout.stage_uri(cfg, ds, m)
+            train = job_name(cfg, ds, "train", m)
+            args = train_args(m, uri["relabel"], model, base=uri["tf"])
+            steps.append(Step(train, "train", args, "train", [relabelled], ds, m, nodes=nodes))
+            out = layout.stage_uri(cfg, ds, f"eval/{m}")
+            args = evaluate_args(m, model, uri["data"], out)
+            steps.append(Step(job_name(cfg, ds, "eval", m), "evaluate", args, "gpu", [train], ds, m))
+            evals.append(out)
+    waits = [s.name for s in steps if s.stage == "evaluate"]
+    steps.append(Step(job_name(cfg, "report"), "report", report_args(evals, layout.report_uri(cfg)), "cpu", waits))
+    return steps

@@ -1,0 +1,281 @@
+"""`dorl k8s render`: every object validates against the official Kubernetes 1.32 schemas (strict), and the
+Jobs carry the agreed commands, policies, security settings, resources and labels."""
+
+from __future__ import annotations
+
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from dorl import config
+from dorl.errors import ConfigError
+from dorl.k8s.render import render
+from tests.conftest import run_dorl
+from tests.k8s.conftest import EXAMPLE
+
+K8S_VERSION = "1.32.0"
+
+VARIANTS = {
+    "example": [],
+    "multi-node": ["k8s.nodes=2", "k8s.gpus=4"],
+    "cpu + simulate": ["k8s.device=cpu", "data.simulate=50", "k8s.relabel_shards=1"],
+    "everything set": [
+        "k8s.relabel_shards=1",
+        "k8s.gpus=2",
+        "k8s.launcher=deepspeed",
+        "k8s.s3_secret=null",
+        "k8s.service_account=dorl-runner",
+        "k8s.image_pull_secrets=[regcred]",
+        "k8s.node_selector={pool: ml}",
+        "k8s.gpu_node_selector={gpu: h100}",
+        "k8s.priority_class=batch-low",
+        "k8s.endpoint_url=http://minio.minio:9000",
+        "pipeline.datasets=[abcd, multiwoz22, taskmaster3]",
+        "pipeline.methods=[ilql]",
+    ],
+}
+
+
+def load(*sets: str):
+    return config.load(file=EXAMPLE, sets=sets)
+
+
+def objects(m):
+    return [m.config_map, *m.services.values(), *m.jobs.values()]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_rendered_object_validates_strictly(variant):
+    m = render(load(*VARIANTS[variant]))
+    for obj in objects(m):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    assert len(m.jobs) == len(m.steps)
+
+
+def test_strict_validation_would_catch_a_misspelled_or_mistyped_key():
+    job = next(iter(render(load()).jobs.values()))
+    bad = copy.deepcopy(job)
+    bad["spec"]["template"]["spec"]["restartPolicyy"] = "Never"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+    bad = copy.deepcopy(job)
+    bad["spec"]["backoffLimit"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_jobs_fail_fast_on_user_errors_and_run_locked_down():
+    m = render(load())
+    for name, job in m.jobs.items():
+        spec = job["spec"]
+        pod = spec["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert spec["backoffLimit"] == 3 and spec["activeDeadlineSeconds"] == 172800
+        assert spec["ttlSecondsAfterFinished"] == 259200
+        fail, ignore = spec["podFailurePolicy"]["rules"]
+        assert fail == {"action": "FailJob", "onExitCodes": {"containerName": "dorl", "operator": "In", "values": [2]}}
+        assert ignore["action"] == "Ignore" and ignore["onPodConditions"][0]["type"] == "DisruptionTarget"
+        sec = pod["securityContext"]
+        assert sec["runAsNonRoot"] is True and sec["runAsUser"] == 10001
+        assert sec["seccompProfile"] == {"type": "RuntimeDefault"}
+        [c] = pod["containers"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+        assert shm["emptyDir"]["medium"] == "Memory"
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+        assert {"name": "config", "mountPath": "/etc/dorl", "readOnly": True} in c["volumeMounts"]
+        # credentials only by reference: the Secret's keys become env, no value in the manifest
+        assert c["envFrom"] == [{"secretRef": {"name": "dorl-s3"}}]
+        assert not [e for e in c["env"] if e["name"].startswith("AWS_") and e["name"] not in ("AWS_REGION",)]
+        assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
+        assert c["args"][-2:] == ["--config", "/etc/dorl/run.yaml"] or c["command"] == ["/bin/sh", "-c"]
+        assert name == job["metadata"]["name"] and len(name) <= 63
+
+
+def test_labels_name_run_dataset_stage_and_method():
+    m = render(load())
+    job = m.jobs["dorl-example-abcd-train-tf-top"]
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert labels["dorl.dev/run"] == "example" and labels["app.kubernetes.io/instance"] == "example"
+        assert labels["dorl.dev/dataset"] == "abcd"
+        assert labels["dorl.dev/stage"] == "train" and labels["app.kubernetes.io/component"] == "train"
+        assert labels["dorl.dev/method"] == "tf_top"
+        assert labels["app.kubernetes.io/name"] == "dorl" and labels["app.kubernetes.io/part-of"] == "dorl"
+    report = m.jobs["dorl-example-report"]["metadata"]["labels"]
+    assert report["dorl.dev/stage"] == "report" and "dorl.dev/dataset" not in report
+
+
+def test_gpus_go_to_training_relabel_and_evaluate_pods_only():
+    m = render(load())
+    gpus = {}
+    for name, job in m.jobs.items():
+        pod = job["spec"]["template"]["spec"]
+        limits = pod["containers"][0]["resources"]["limits"]
+        gpus[name.removeprefix("dorl-example-").removeprefix("abcd-")] = limits.get("nvidia.com/gpu")
+        assert ("tolerations" in pod) == ("nvidia.com/gpu" in limits)
+    assert gpus == {
+        "data": None,
+        "train-tf": "1",
+        "relabel": "1",
+        "relabel-assemble": None,
+        "eval-tf": "1",
+        **{f"train-{m}": "1" for m in ("tf-top", "tf-all", "dt", "ilql")},
+        **{f"eval-{m}": "1" for m in ("tf-top", "tf-all", "dt", "ilql")},
+        "report": None,
+    }
+    cpu = render(load("k8s.device=cpu"))
+    for job in cpu.jobs.values():
+        pod = job["spec"]["template"]["spec"]
+        assert "nvidia.com/gpu" not in str(pod) and "tolerations" not in pod
+
+
+def test_commands_are_the_agreed_command_lines():
+    m = render(load())
+    run = "s3://dorl-example/runs/example/abcd"
+    cfg = ["--config", "/etc/dorl/run.yaml"]
+
+    def args(name):
+        return m.jobs[f"dorl-example-{name}"]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert args("abcd-data") == ["data", "prepare", "--dataset", "abcd", "--out", f"{run}/data", *cfg]
+    assert args("abcd-train-tf") == ["train", "--method", "tf", "--data", f"{run}/data", "--out", f"{run}/tf", *cfg]
+    assert args("abcd-relabel") == [
+        "relabel", "--data", f"{run}/data", "--model", f"{run}/tf", "--out", f"{run}/relabel",
+        "--shard", "$(JOB_COMPLETION_INDEX)/4", *cfg,
+    ]  # fmt: skip
+    assert args("abcd-relabel-assemble") == [
+        "relabel", "--data", f"{run}/data", "--model", f"{run}/tf", "--out", f"{run}/relabel", "--assemble", "4", *cfg,
+    ]  # fmt: skip
+    assert args("abcd-train-tf-top") == [
+        "train", "--method", "tf_top", "--data", f"{run}/relabel", "--base", f"{run}/tf", "--out", f"{run}/tf_top",
+        *cfg,
+    ]  # fmt: skip
+    assert args("abcd-eval-dt") == [
+        "evaluate", "--method", "dt", "--model", f"{run}/dt", "--data", f"{run}/data", "--out", f"{run}/eval/dt", *cfg,
+    ]  # fmt: skip
+    assert args("abcd-eval-tf") == [
+        "evaluate", "--method", "tf", "--model", f"{run}/tf", "--data", f"{run}/data", "--out", f"{run}/eval/tf", *cfg,
+    ]  # fmt: skip
+    evals = [f"{run}/eval/{x}" for x in ("tf", "tf_top", "tf_all", "dt", "ilql")]
+    expected = ["report"] + [w for e in evals for w in ("--eval", e)]
+    assert args("report") == expected + ["--out", "s3://dorl-example/runs/example/report", *cfg]
+    # the relabel shards: one Indexed Job whose pods read their index from the annotation
+    relabel = m.jobs["dorl-example-abcd-relabel"]
+    assert relabel["spec"]["completionMode"] == "Indexed" and relabel["spec"]["parallelism"] == 4
+    env = relabel["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}} in env  # fmt: skip
+    one = render(load("k8s.relabel_shards=1"))
+    assert "dorl-example-abcd-relabel-assemble" not in one.jobs
+    assert "--shard" not in str(one.jobs["dorl-example-abcd-relabel"])
+
+
+def test_simulated_data_is_simulated_then_prepared_in_the_same_pod():
+    m = render(load("data.simulate=300", "data.seed=7"))
+    c = m.jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["/bin/sh", "-c"]
+    assert c["args"] == [
+        "set -e; dorl data simulate --format abcd -n 300 --seed 7 --out /work/raw --config /etc/dorl/run.yaml; "
+        "exec dorl data prepare --dataset abcd --source /work/raw --out s3://dorl-example/runs/example/abcd/data "
+        "--config /etc/dorl/run.yaml"
+    ]
+
+
+def test_multi_gpu_training_uses_a_launcher_in_one_pod():
+    def command(*sets):
+        job = render(load(*sets)).jobs["dorl-example-abcd-train-dt"]
+        return job["spec"]["template"]["spec"]["containers"][0].get("command")
+
+    assert command() is None  # one GPU: the image's entrypoint, `dorl`
+    assert command("k8s.gpus=4") == ["torchrun", "--standalone", "--nproc_per_node=4", "-m", "dorl"]
+    assert command("k8s.gpus=8", "k8s.launcher=deepspeed") == [
+        "deepspeed", "--num_gpus=8", "--no_local_rank", "--module", "dorl"
+    ]  # fmt: skip
+    m = render(load("k8s.gpus=4"))
+    limits = m.jobs["dorl-example-abcd-train-dt"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "4"
+    eval_limits = m.jobs["dorl-example-abcd-eval-dt"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert eval_limits["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_multi_node_training_is_an_indexed_job_behind_a_headless_service():
+    m = render(load("k8s.nodes=3", "k8s.gpus=8"))
+    name = "dorl-example-abcd-train-ilql"
+    job, svc = m.jobs[name], m.services[name]
+    assert set(m.services) == {n for n in m.jobs if "-train-" in n}  # every training stage, nothing else
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+    pod = job["spec"]["template"]["spec"]
+    assert pod["subdomain"] == name  # pods resolve as <job>-<index>.<service>
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+    c = pod["containers"][0]
+    assert c["command"] == [
+        "torchrun", "--nnodes=3", "--nproc_per_node=8", "--node_rank=$(JOB_COMPLETION_INDEX)",
+        f"--master_addr={name}-0.{name}", "--master_port=29500", "-m", "dorl",
+    ]  # fmt: skip
+    assert c["args"][:2] == ["train", "--method"]
+    assert c["ports"] == [{"name": "rendezvous", "containerPort": 29500, "protocol": "TCP"}]
+    assert len(f"{name}-2") <= 63
+    assert m.workflow_template is None  # an Argo step is one pod: multi-node runs as Jobs
+
+
+def test_names_fit_kubernetes_limits_and_bad_names_are_refused():
+    run = "a" * 24
+    m = render(load(f"run={run}", "pipeline.datasets=[taskmaster3]", "k8s.nodes=16"))
+    for name in m.jobs:
+        assert len(name) + len("-15") <= 63, name  # the hostname of the last node's pod
+    with pytest.raises(ConfigError, match="config key 'run'"):
+        render(load("run=" + "a" * 25))
+    with pytest.raises(ConfigError, match="config key 'run'"):
+        render(load("run=My_Run"))
+    with pytest.raises(ConfigError, match="k8s.namespace"):
+        render(load("k8s.namespace=Bad_NS"))
+    with pytest.raises(ConfigError, match="k8s.train_pod.memory"):
+        render(load("k8s.train_pod.memory=lots"))
+    with pytest.raises(ConfigError, match="k8s.launcher"):
+        render(load("k8s.nodes=2", "k8s.launcher=deepspeed"))
+    with pytest.raises(ConfigError, match="'tf_top' is listed twice"):
+        render(load("pipeline.methods=[tf_top, tf_top]"))
+
+
+def test_endpoint_and_extra_env_reach_every_pod():
+    m = render(load("k8s.endpoint_url=http://minio.minio.svc:9000", "k8s.env={HF_ENDPOINT: http://hf.local}"))
+    for job in m.jobs.values():
+        env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["AWS_ENDPOINT_URL"] == "http://minio.minio.svc:9000"
+        assert env["HF_ENDPOINT"] == "http://hf.local" and env["AWS_REGION"] == "us-east-1"
+        assert env["HOME"] == "/work"  # writable: the root filesystem is read-only
+
+
+def test_the_config_map_holds_the_same_run_config(tmp_path):
+    cfg = load("tf.lr=1e-4", "data.simulate=20", "pipeline.methods=[dt]", "k8s.env={A: b}")
+    m = render(cfg)
+    path = tmp_path / "run.yaml"
+    path.write_text(m.config_map["data"]["run.yaml"])
+    assert config.to_dict(config.load(file=path)) == config.to_dict(cfg)
+
+
+def test_render_cli_writes_a_kustomize_base_in_dependency_order(tmp_path):
+    r = run_dorl("k8s", "render", "--config", str(EXAMPLE), "--set", "k8s.nodes=2", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    files = sorted((out / "jobs").iterdir())
+    assert len(files) == 14
+    seen: set[str] = set()
+    for f in files:  # each Job file comes after the Jobs it waits for
+        docs = list(yaml.safe_load_all(f.read_text()))
+        job = docs[-1]
+        after = job["metadata"].get("annotations", {}).get("dorl.dev/after", "")
+        assert set(filter(None, after.split(","))) <= seen, f.name
+        seen.add(job["metadata"]["name"])
+        if "-train-" in f.name:
+            assert [d["kind"] for d in docs] == ["Service", "Job"]
+    kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["configmap.yaml"] + [f"jobs/{f.name}" for f in files]
+    assert not (out / "argo").exists() or not list((out / "argo").iterdir())  # multi-node: no Workflow
+    assert "Argo: not rendered" in " ".join(r.stderr.split())

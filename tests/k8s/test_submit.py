@@ -1,0 +1,162 @@
+"""`dorl k8s submit|status|logs` through the real kubernetes client against a fake API server over HTTP."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import run_dorl
+from tests.k8s.conftest import SMALL_RUN, write_run
+
+
+def expected_after(ds: str) -> dict[str, set[str]]:
+    """The dependencies of one dataset's Jobs in SMALL_RUN, written out by hand."""
+    p = f"dorl-t1-{ds}-"
+    return {
+        p + "data": set(),
+        p + "train-tf": {p + "data"},
+        p + "relabel": {p + "train-tf"},
+        p + "relabel-assemble": {p + "relabel"},
+        p + "eval-tf": {p + "train-tf"},
+        p + "train-dt": {p + "relabel-assemble"},
+        p + "train-ilql": {p + "relabel-assemble"},
+        p + "eval-dt": {p + "train-dt"},
+        p + "eval-ilql": {p + "train-ilql"},
+    }
+
+
+def all_expected() -> dict[str, set[str]]:
+    out = {**expected_after("abcd"), **expected_after("multiwoz22")}
+    out["dorl-t1-report"] = {n for n in out if "-eval-" in n}
+    return out
+
+
+def test_jobs_are_created_only_once_their_inputs_succeeded(fake, small_run):
+    r = run_dorl("k8s", "submit", "--config", str(small_run))
+    assert r.returncode == 0, r.stderr
+    expected = all_expected()
+    created = fake.created("jobs")
+    assert sorted(created) == sorted(expected)  # every Job, once
+    for name in created:
+        assert expected[name] <= fake.complete_when_created[name], name  # its inputs had succeeded
+    # and as early as possible: with data done, both datasets' tf started before either relabel
+    first_tf = min(created.index("dorl-t1-abcd-train-tf"), created.index("dorl-t1-multiwoz22-train-tf"))
+    assert created.index("dorl-t1-multiwoz22-data") < first_tf
+    assert fake.created("configmaps") == ["dorl-t1-config"]
+    assert created[-1] == "dorl-t1-report"
+    assert "run t1: 19 Jobs succeeded" in r.stderr
+    assert "dorl artifacts ls s3://bucket/runs/t1/report" in r.stderr
+    # what was sent is the rendered Job: the relabel shards as an Indexed Job of 2
+    job = fake.objects[("jobs", "dorl-t1-abcd-relabel")]
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+    cm = fake.objects[("configmaps", "dorl-t1-config")]
+    assert yaml.safe_load(cm["data"]["run.yaml"])["pipeline"]["methods"] == ["dt", "ilql"]
+
+
+def test_a_failed_job_stops_the_run_with_a_clear_message(fake, small_run):
+    why = "Container dorl for pod dorl/dorl-t1-abcd-train-tf-x failed with exit code 2 matching FailJob rule at index 0"
+    fake.fail = {"dorl-t1-abcd-train-tf": ("PodFailurePolicy", why)}
+    r = run_dorl("k8s", "submit", "--config", str(small_run))
+    assert r.returncode == 1
+    err = " ".join((r.stdout + r.stderr).split())
+    assert "Job dorl-t1-abcd-train-tf failed: PodFailurePolicy: Container dorl" in err
+    assert "dorl k8s logs --config <run.yaml> --stage train --dataset abcd --method tf" in err
+    assert "a user error" in err and "kubectl -n dorl delete job dorl-t1-abcd-train-tf" in err
+    assert "Traceback" not in r.stderr
+    created = fake.created("jobs")
+    assert not [n for n in created if "relabel" in n or "report" in n]  # nothing downstream was started
+
+
+def test_submitting_again_watches_existing_jobs_instead_of_recreating(fake, small_run):
+    assert run_dorl("k8s", "submit", "--config", str(small_run)).returncode == 0
+    first = fake.created("jobs")
+    r = run_dorl("k8s", "submit", "--config", str(small_run))
+    assert r.returncode == 0, r.stderr
+    assert fake.created("jobs") == first  # the second submit created no Job (each POST got 409)
+    assert ("PUT", "/api/v1/namespaces/dorl/configmaps/dorl-t1-config") in fake.writes()
+    assert "already exists: watching it" in r.stderr
+
+
+def test_argo_mode_creates_the_template_and_a_workflow(fake, small_run):
+    from dorl import config
+    from dorl.k8s.workflow import workflow_template
+
+    r = run_dorl("k8s", "submit", "--config", str(small_run), "--mode", "argo")
+    assert r.returncode == 0, r.stderr
+    assert fake.created("workflowtemplates") == ["dorl-t1"]
+    [wf] = fake.created("workflows")
+    assert wf.startswith("dorl-t1-") and f"Workflow {wf} created" in r.stderr
+    sent = fake.objects[("workflowtemplates", "dorl-t1")]
+    assert sent["spec"] == workflow_template(config.load(file=small_run))["spec"]
+    assert fake.objects[("workflows", wf)]["spec"] == {"workflowTemplateRef": {"name": "dorl-t1"}}
+    # again: the template is replaced (PUT with its resourceVersion), a second Workflow is created
+    assert run_dorl("k8s", "submit", "--config", str(small_run), "--mode", "argo").returncode == 0
+    assert ("PUT", "/apis/argoproj.io/v1alpha1/namespaces/dorl/workflowtemplates/dorl-t1") in fake.writes()
+    assert len(fake.created("workflows")) == 2
+
+
+def test_status_and_logs(fake, small_run, monkeypatch, capsys):
+    assert run_dorl("k8s", "submit", "--config", str(small_run)).returncode == 0
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "status", "--config", str(small_run))
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if "dorl-t1-" in line]
+    assert len(rows) == 19 and all("Succeeded" in line for line in rows)
+    assert any("relabel-assemble" in line and "multiwoz22" in line for line in rows)
+
+    args = ["k8s", "logs", "--config", str(small_run), "--stage", "relabel", "--dataset", "abcd", "--tail", "2"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    headers = [line for line in out.splitlines() if line.startswith("==> ")]
+    assert headers == ["==> dorl-t1-abcd-relabel-0-x0000 <==", "==> dorl-t1-abcd-relabel-1-x0001 <=="]
+    assert out.count("(container dorl)") == 4  # 2 shards x --tail 2
+
+    args = ["k8s", "logs", "--config", str(small_run), "--stage", "train", "--method", "nope"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 1 and "no pod in namespace dorl matches" in err
+
+
+BAD = {
+    "unknown dataset": ({"pipeline": {"datasets": ["abcd", "dstc8"]}}, "pipeline.datasets[1]"),
+    "gpus zero": ({"k8s": {"gpus": 0}}, "k8s.gpus': must be a positive integer"),
+    "gpus negative": ({"k8s": {"gpus": -2}}, "k8s.gpus': must be a positive integer"),
+    "gpus not an int": ({"k8s": {"gpus": 1.5}}, "k8s.gpus': expected int"),
+    "gpus a word": ({"k8s": {"gpus": "two"}}, "k8s.gpus': expected int"),
+    "bucket missing": ({"root": None}, "root must be s3://bucket/prefix, got 'runs'"),
+    "local root": ({"root": "/data/runs"}, "root must be s3://bucket/prefix"),
+    "no bucket": ({"root": "s3:///runs"}, "no bucket in 's3:///runs'"),
+}
+
+
+CASES = [(case, "jobs") for case in BAD] + [("unknown dataset", "argo"), ("bucket missing", "argo")]
+
+
+def dorl_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The real entrypoint (`dorl.cli.main`, which turns user errors into exit 2), in this process: fast."""
+    from dorl.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["dorl", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(("case", "mode"), CASES)
+def test_bad_run_configs_submit_nothing(fake, tmp_path, monkeypatch, capsys, case, mode):
+    change, message = BAD[case]
+    data = {**SMALL_RUN, **{k: v for k, v in change.items() if k != "k8s" and k != "pipeline"}}
+    if "k8s" in change:
+        data["k8s"] = {**SMALL_RUN["k8s"], **change["k8s"]}
+    if "pipeline" in change:
+        data["pipeline"] = {**SMALL_RUN["pipeline"], **change["pipeline"]}
+    if data.get("root") is None:
+        del data["root"]  # the default, ./runs: no bucket at all
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(write_run(tmp_path, data)),
+                               "--mode", mode)  # fmt: skip
+    assert code == 2, (out, err)
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+    assert fake.requests == []  # not one request reached the API server
