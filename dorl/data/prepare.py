@@ -76,8 +76,7 @@ def _prepare(
         upstream = path.name == Path(rel).name and mismatch(src.file(rel), d) is None
         raw[rel] = {"file": path.name, "size": d.size, "sha256": d.sha256, "git_blob": d.blob, "upstream": upstream}
 
-    by_split = read(dataset, files, names, skip_bad)
-    bad = [e for part in by_split.values() for e in part if isinstance(e, Bad)]
+    by_split, bad = read(dataset, files, names, skip_bad)
     dialogues = {s: [e for e in part if isinstance(e, Dialogue)] for s, part in by_split.items()}
     total = sum(len(v) for v in dialogues.values())
     if total == 0:
@@ -171,21 +170,27 @@ def locate(src: Source, root: Path) -> dict[str, Path]:
     return found
 
 
-def read(dataset: str, files: dict[str, Path], names: dict[str, str], skip_bad: bool) -> dict[str, list[Entry]]:
-    """Parse every file and split: {split: entries in order}; duplicates checked over the whole dataset."""
+def read(
+    dataset: str, files: dict[str, Path], names: dict[str, str], skip_bad: bool
+) -> tuple[dict[str, list[Entry]], list[Bad]]:
+    """Parse every file and split: ({split: entries in order}, skipped dialogues in file order).
+
+    Duplicate ids are checked over the whole dataset."""
+    if dataset == "taskmaster3":
+        flat: list[Entry] = []
+        for rel, path in files.items():  # data_00 .. data_19, in order
+            flat += taskmaster.parse_file(path, names[rel], skip_bad)
+        flat = drop_duplicates(flat, skip_bad)
+        return splits.taskmaster(flat), [e for e in flat if isinstance(e, Bad)]
     if dataset == "abcd":
         (rel,) = files
         parts = abcd.parse_file(files[rel], names[rel], skip_bad)
-        return _regroup(parts, drop_duplicates([e for s in splits.SPLITS for e in parts[s]], skip_bad))
-    if dataset == "multiwoz22":
-        parts: dict[str, list[Entry]] = {s: [] for s in splits.SPLITS}
+    else:
+        parts = {s: [] for s in splits.SPLITS}
         for rel, path in files.items():
             parts[multiwoz.SPLITS[rel.split("/")[0]]] += multiwoz.parse_file(path, names[rel], skip_bad)
-        return _regroup(parts, drop_duplicates([e for s in splits.SPLITS for e in parts[s]], skip_bad))
-    entries: list[Entry] = []
-    for rel, path in files.items():  # data_00 .. data_19, in order
-        entries += taskmaster.parse_file(path, names[rel], skip_bad)
-    return splits.taskmaster(drop_duplicates(entries, skip_bad))
+    flat = drop_duplicates([e for s in splits.SPLITS for e in parts[s]], skip_bad)
+    return _regroup(parts, flat), [e for e in flat if isinstance(e, Bad)]
 
 
 def _regroup(parts: dict[str, list[Entry]], flat: list[Entry]) -> dict[str, list[Entry]]:
