@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,13 +114,36 @@ def dumps(obj) -> bytes:
     return json.dumps(obj, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def write_file(path: Path, data: bytes) -> str:
-    """Write bytes (gzip with a fixed header for .gz, so bytes stay reproducible); returns the sha256."""
+def write_json(path: Path, value) -> str:
+    """Write `value` as JSON (gzipped for .gz, with a fixed header so the bytes are reproducible); lists given
+    as iterators are written one item at a time, so a large file never sits in memory. Returns the sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+    with open(path, "wb") as raw:
+        f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else raw
+        _emit(f, value)
+        if f is not raw:
+            f.close()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _emit(f, value) -> None:
+    if isinstance(value, dict):
+        f.write(b"{")
+        for k, (key, v) in enumerate(value.items()):
+            f.write((", " if k else "").encode() + json.dumps(key).encode() + b": ")
+            _emit(f, v)
+        f.write(b"}")
+    elif isinstance(value, Iterator):
+        f.write(b"[")
+        for k, item in enumerate(value):
+            f.write((",\n" if k else "\n").encode() + dumps(item))
+        f.write(b"\n]")
+    else:
+        f.write(dumps(value))
 
 
 def write_marker(out: Path, fmt: str, n: int, seed: int, files: dict[str, str], counts: dict[str, int]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dorl.data.simulate import common as C
 from dorl.data.simulate import vocab as V
-from dorl.data.simulate.common import Persona, Span, dialogue_rng, fill
+from dorl.data.simulate.common import Persona, Span, fill
 
 SERVICES = ["restaurant", "taxi", "train", "bus", "police", "hotel", "attraction", "hospital"]
 FILES = {"train": 17, "dev": 2, "test": 2}
@@ -282,17 +282,19 @@ def dialogue(rng: random.Random, i: int) -> dict:
 
 def write(n: int, seed: int, out: Path) -> Path:
     counts = C.split_counts(n)
-    files, acts, i = {}, {}, 0
-    for split, k in counts.items():
-        dialogues = []
-        for j in range(i, i + k):
-            dlg, dlg_acts = dialogue(dialogue_rng("multiwoz22", seed, j), j)
-            dialogues.append(dlg)
+    files, acts, start = {}, {}, 0
+
+    def made(indices: list[int]):
+        for j in indices:  # made while written; their acts are kept for dialog_acts.json
+            dlg, dlg_acts = dialogue(C.dialogue_rng("multiwoz22", seed, j), j)
             acts[dlg["dialogue_id"]] = dlg_acts
-        i += k
-        for f, part in enumerate(C.chunks(dialogues, FILES[split]), start=1):
+            yield dlg
+
+    for split, k in counts.items():
+        for f, part in enumerate(C.chunks(list(range(start, start + k)), FILES[split]), start=1):
             rel = f"{split}/dialogues_{f:03d}.json"
-            files[rel] = C.write_file(out / rel, C.dumps(part))
-    files["dialog_acts.json"] = C.write_file(out / "dialog_acts.json", C.dumps(acts))
+            files[rel] = C.write_json(out / rel, made(part))
+        start += k
+    files["dialog_acts.json"] = C.write_json(out / "dialog_acts.json", acts)
     C.write_marker(out, "multiwoz22", n, seed, files, counts)
     return out

@@ -204,11 +204,10 @@ def dialog(rng: random.Random) -> dict:
 
 
 def write(n: int, seed: int, out: Path) -> Path:
-    dialogs = [dialog(C.dialogue_rng("taskmaster3", seed, i)) for i in range(n)]
     files = {}
-    for k, part in enumerate(C.chunks(dialogs, N_FILES)):
+    for k, part in enumerate(C.chunks(list(range(n)), N_FILES)):
         rel = f"data/data_{k:02d}.json"
-        files[rel] = C.write_file(out / rel, C.dumps(part))
+        files[rel] = C.write_json(out / rel, (dialog(C.dialogue_rng("taskmaster3", seed, i)) for i in part))
     # No split here: like the real release; prepare applies the reference's seeded 80/10/10 split.
     C.write_marker(out, "taskmaster3", n, seed, files, {"all": n})
     return out
