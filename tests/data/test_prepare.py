@@ -122,3 +122,15 @@ def test_artifact_loads_with_datasets_and_reruns_are_skipped(tmp_path, caplog):
     with pytest.raises(Exception, match="raw_sha256"):
         prepare(_cfg(), "abcd", out, source=str(other))
     assert prepare(_cfg(), "abcd", out, source=str(other), force=True).digest != art.digest
+
+
+def test_prepare_into_s3_and_stats(s3, tmp_path):
+    from dorl.data.stats import stats
+
+    src = simulate("multiwoz22", 30, 0, tmp_path / "raw")
+    uri = f"s3://{s3}/runs/demo/multiwoz22/data"
+    art = prepare(_cfg(), "multiwoz22", uri, source=str(src))
+    assert art.uri == uri and art.info["counts"]["validation"]["dialogues"] == 3
+    result = stats(uri)
+    assert result["splits"]["train"]["examples"] == art.info["counts"]["train"]["examples"]
+    assert result["splits"]["train"]["response"]["p50"] > 0

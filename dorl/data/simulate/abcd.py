@@ -33,9 +33,11 @@ class Chat:
     def agent(self, act: str, **extra) -> None:
         self.rows.append(("agent", say(self.rng, AGENT[act], {**self.slots, **extra}), None, []))
 
-    def customer(self, act: str, **extra) -> None:
-        text = say(self.rng, CUSTOMER[act], {**self.slots, **extra})
-        self.say_customer(text, opener=act in OPENER_ACTS)
+    def customer(self, act: str, **extra) -> str:
+        """Say one wording of `act`; returns the template, so a flow can tell what was said."""
+        template = self.rng.choice(CUSTOMER[act])
+        self.say_customer(say(self.rng, [template], {**self.slots, **extra}), opener=act in OPENER_ACTS)
+        return template
 
     def say_customer(self, text: str, opener: bool = False) -> None:
         self.rows.append(("customer", self.persona.style(self.rng, text, opener=opener)[0], None, []))
@@ -83,11 +85,12 @@ class Chat:
 def flow_return(c: Chat) -> None:
     s, rng = c.slots, c.rng
     c.greet()
-    c.customer("return")
+    opening = c.customer("return")
     c.identify()
     c.agent("thank_name")
-    c.agent("ask_reason")
-    c.customer("reason")
+    if "{reason_short}" not in opening:  # ask only if the customer has not said why
+        c.agent("ask_reason")
+        c.customer("reason")
     c.validate()
     c.agent("ask_level")
     c.customer("level")
