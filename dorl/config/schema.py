@@ -26,7 +26,9 @@ class DataConfig:
         "name. Unset: download the public files (checksums verified).",
     )
     simulate: int = param(
-        0, "If > 0, the pipeline simulates this many dialogues per dataset in its raw format and prepares those."
+        0,
+        "If > 0 and no source is given, `dorl data prepare` (and so the pipeline) simulates this many dialogues "
+        "in the dataset's raw format and prepares those.",
     )
     seed: int = param(42, "Seed of the simulator.")
     skip_bad: bool = param(False, "Skip malformed dialogues (listed in the manifest) instead of failing.")
