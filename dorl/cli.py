@@ -15,6 +15,7 @@ from dorl.errors import EXIT_USER_ERROR, UserError
 COMMANDS = {
     "artifacts": "dorl.store.cli:artifacts",
     "config": "dorl.config.cli:config",
+    "data": "dorl.data.cli:data",
     "evaluate": "dorl.evaluate.cli:evaluate",
     "k8s": "dorl.k8s.cli:k8s",
     "pipeline": "dorl.pipeline_cli:pipeline",

@@ -26,11 +26,19 @@ class DataConfig:
         "name. Unset: download the public files (checksums verified).",
     )
     simulate: int = param(
-        0, "If > 0, the pipeline simulates this many dialogues per dataset in its raw format and prepares those."
+        0,
+        "If > 0 and no source is given, `dorl data prepare` (and so the pipeline) simulates this many dialogues "
+        "in the dataset's raw format and prepares those.",
     )
     seed: int = param(42, "Seed of the simulator.")
     skip_bad: bool = param(False, "Skip malformed dialogues (listed in the manifest) instead of failing.")
-    cache_dir: str | None = param(None, "Where downloads are kept (default: ~/.cache/dorl/raw).")
+    cache_dir: str | None = param(None, "Where downloads are kept (default: $DORL_CACHE/raw, i.e. ~/.cache/dorl/raw).")
+    base_url: str | None = param(
+        None,
+        "Base URL of the raw files: each is fetched from {base_url}/{repo}/{commit}/{path} and verified "
+        "(default: $DORL_DATA_BASE_URL, else https://raw.githubusercontent.com; set it for a mirror).",
+    )
+    download_timeout: float = param(60.0, "Seconds without data before a download attempt fails (3 attempts).")
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""`dorl data simulate|prepare|stats` through the real entrypoint; user errors exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import json
+
+from dorl.store import Artifact
+from tests.conftest import run_dorl
+
+
+def _user_error(r, *needles):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in r.stderr, r.stderr
+
+
+def test_simulate_prepare_stats(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "runs" / "abcd-data"
+    r = run_dorl("data", "simulate", "--format", "abcd", "-n", "50", "--seed", "3", "--out", str(raw))
+    assert r.returncode == 0, r.stderr
+    assert (raw / "abcd_v1.1.json.gz").is_file() and (raw / "SYNTHETIC.json").is_file()
+    r = run_dorl("data", "prepare", "--dataset", "abcd", "--source", str(raw), "--out", str(out), "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert "train 40 dialogues" in r.stdout and "dialogues/s" in r.stderr
+    art = Artifact(str(out))
+    assert art.info["skipped"] == {"count": 0, "dialogues": []} and art.config["skip_bad"] is True
+    r = run_dorl("data", "stats", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "validation" in r.stdout and "context" in r.stdout and "p90" in r.stdout
+    r = run_dorl("data", "stats", str(out), "--json")
+    result = json.loads(r.stdout)
+    assert result["splits"]["test"]["dialogues"] == 5
+    assert result["splits"]["train"]["examples"] == art.info["counts"]["train"]["examples"]
+
+
+def test_default_out_follows_the_run_layout(tmp_path):
+    raw = tmp_path / "raw"
+    assert run_dorl("data", "simulate", "--format", "taskmaster3", "-n", "20", "--out", str(raw)).returncode == 0
+    r = run_dorl("data", "prepare", "--dataset", "taskmaster3", "--source", str(raw), "--set", f"root={tmp_path}/r")
+    assert r.returncode == 0, r.stderr
+    assert Artifact(str(tmp_path / "r" / "default" / "taskmaster3" / "data")).info["dialogues"] == 20
+
+
+def test_user_errors(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "abcd_v1.1.json.gz").write_bytes(b"not gzip")
+    _user_error(
+        run_dorl("data", "prepare", "--dataset", "abcd", "--source", str(raw), "--out", str(tmp_path / "o")),
+        "abcd_v1.1.json.gz",
+        "not a valid gzip file",
+    )
+    assert not (tmp_path / "o").exists()
+    _user_error(
+        run_dorl("data", "prepare", "--dataset", "multiwoz22", "--source", str(raw), "--out", str(tmp_path / "o")),
+        "missing multiwoz22 file(s) train/dialogues_001.json",
+    )
+    _user_error(run_dorl("data", "prepare", "--dataset", "woz", "--source", str(raw)), "Invalid value for '--dataset'")
+    _user_error(run_dorl("data", "stats", str(tmp_path / "nothing")), "no artifact at")
+    _user_error(run_dorl("data", "simulate", "--format", "abcd", "-n", "0", "--out", str(tmp_path / "s")), "-n")
