@@ -1,6 +1,7 @@
 """`dorl pipeline`: the whole experiment, in order, locally, every stage through the artifact store.
 
-    for each dataset: [simulate] → data → tf → relabel → {tf_top, tf_all, dt, ilql} → evaluate tf and each
+    for each dataset: data (simulated if data.simulate > 0) → tf → relabel → {tf_top, tf_all, dt, ilql}
+                      → evaluate tf and each method
     then: report over every evaluation
 
 Each stage goes through the stage runner, so a completed stage is skipped, a killed one resumes when
@@ -13,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.live import Live
 from rich.table import Table
@@ -31,26 +31,15 @@ log = logging.getLogger("dorl.pipeline")
 class Step:
     name: str
     run: Callable[[], Artifact | None]
-    out: str | None = None  # the artifact it writes (None: simulate, which writes raw files)
+    out: str | None = None  # the artifact it writes
     status: str = "pending"
     seconds: float = 0.0
     note: str = ""
     artifact: Artifact | None = field(default=None, repr=False)
 
 
-def _raw_dir(cfg: RunConfig, dataset: str) -> Path:
-    """Where simulated raw files go: next to the run when it is local, else in the local cache."""
-    loc = Location(layout.stage_uri(cfg, dataset, "raw"))
-    if loc.is_local:
-        return Path(loc.key)
-    from dorl.store.artifact import cache_root
-
-    return cache_root() / "raw" / cfg.run / dataset
-
-
 def plan(cfg: RunConfig, force: bool = False) -> list[Step]:
     from dorl.data.prepare import prepare
-    from dorl.data.simulate import simulate
     from dorl.evaluate.stage import evaluate
     from dorl.relabel.stage import relabel
     from dorl.report.stage import report
@@ -60,19 +49,7 @@ def plan(cfg: RunConfig, force: bool = False) -> list[Step]:
     evals: list[str] = []
     for ds in cfg.pipeline.datasets:
         uri = {s: layout.stage_uri(cfg, ds, s) for s in ("data", "tf", "relabel", *cfg.pipeline.methods)}
-        source = cfg.data.source.replace("{dataset}", ds) if cfg.data.source else None
-        if cfg.data.simulate > 0:
-            raw = _raw_dir(cfg, ds)
-            steps.append(
-                Step(
-                    f"{ds}: simulate {cfg.data.simulate} dialogues",
-                    lambda ds=ds, raw=raw: simulate(ds, cfg.data.simulate, cfg.data.seed, raw) and None,
-                )
-            )
-            source = str(raw)
-        steps.append(
-            Step(f"{ds}: data", lambda ds=ds, u=uri, s=source: prepare(cfg, ds, u["data"], s, force), uri["data"])
-        )
+        steps.append(Step(f"{ds}: data", lambda ds=ds, u=uri: prepare(cfg, ds, u["data"], None, force), uri["data"]))
         steps.append(
             Step(f"{ds}: train tf", lambda u=uri: train(cfg, "tf", u["data"], u["tf"], None, force), uri["tf"])
         )
