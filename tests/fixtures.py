@@ -61,7 +61,11 @@ def make_data_artifact(uri: str, n: int = 30, seed: int = 0) -> Artifact:
             pd.DataFrame(
                 [(d, render_conversation(turns)) for d, turns in part], columns=["dialogue_id", "text"]
             ).to_parquet(ctx.out.path(f"conversations/{split}.parquet"), index=False)
-        ctx.info.update(dataset="abcd", synthetic=True, counts={s: len(p) for s, p in cut.items()})
+        ctx.info.update(
+            dataset="abcd",
+            synthetic=True,
+            counts={s: {"dialogues": len(p), "examples": sum(len(examples(t)) for _, t in p)} for s, p in cut.items()},
+        )
 
     return run_stage("data", uri, {"fixture": "tests.fixtures", "n": n, "seed": seed}, {}, body).artifact
 
