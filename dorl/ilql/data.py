@@ -1,0 +1,104 @@
+"""ILQL training data: relabel's `methods/ilql/{split}.parquet` -> token ids, action states, rewards.
+
+A sample is prompt + response, where prompt = context + <_rep_start_> and response = candidate +
+<_rep_end_>. Only response tokens are actions; the state of action t is position t-1. The
+sample's return, standardised over the training set (`ReturnStats`), is the reward of its last
+action; every other reward is 0, and the state after the last action is terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dorl.errors import DataError
+from dorl.text import REP_END, REP_START
+
+COLUMNS = ("prompt", "response", "reward", "return")
+
+
+def read_split(path: str | Path, value: str = "return"):
+    """Read and check one split; `value` names the column whose numbers are the returns."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (is it a relabel artifact's methods/ilql split?)") from None
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path}: not a readable parquet file ({e.__class__.__name__}: {e})") from None
+    missing = [c for c in ("prompt", "response", value) if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+    for i, (p, r, v) in enumerate(zip(df["prompt"], df["response"], df[value], strict=True)):
+        if not isinstance(p, str) or not p.endswith(REP_START):
+            raise DataError(f"{path}: record {i}: field 'prompt' must be a string ending with {REP_START}, got {p!r}")
+        if not isinstance(r, str) or not r.endswith(REP_END):
+            raise DataError(f"{path}: record {i}: field 'response' must be a string ending with {REP_END}, got {r!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DataError(f"{path}: record {i}: field '{value}' must be a finite number, got {v!r}")
+    return df
+
+
+@dataclass(frozen=True)
+class ReturnStats:
+    """Mean and standard deviation of the training returns (the reference's: unbiased std)."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def fit(cls, values) -> ReturnStats:
+        x = torch.as_tensor(list(values), dtype=torch.float64)
+        if x.numel() == 0:
+            raise DataError("no training returns to standardise")
+        std = x.std().item() if x.numel() > 1 else 0.0
+        # Constant returns carry no signal to scale; keep them centred (all zeros) rather than divide by 0.
+        return cls(mean=x.mean().item(), std=std if std > 0 else 1.0, n=x.numel())
+
+    def standardise(self, value: float) -> float:
+        return (value - self.mean) / self.std
+
+
+@dataclass
+class Sample:
+    input_ids: list[int]
+    n_actions: int  # the last n_actions tokens are actions
+    reward: float  # standardised return of the whole response
+
+
+def encode(df, tok, max_length: int, stats: ReturnStats, value: str = "return") -> list[Sample]:
+    """Tokenise prompt and response separately (the boundary is a special token, so this equals
+    tokenising the line) and left-truncate to `max_length`, cutting the prompt first."""
+    prompts = tok(list(df["prompt"]), add_special_tokens=False)["input_ids"]
+    responses = tok(list(df["response"]), add_special_tokens=False)["input_ids"]
+    out = []
+    for p, r, v in zip(prompts, responses, df[value], strict=True):
+        ids = (p + r)[-max_length:]
+        out.append(Sample(ids, n_actions=min(len(r), len(ids) - 1), reward=stats.standardise(float(v))))
+    return out
+
+
+@dataclass
+class Collator:
+    """Right-pads samples into a batch: input_ids, attention_mask, state_mask (B, T), rewards (B,)."""
+
+    pad_id: int
+
+    def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        width = max(len(s.input_ids) for s in samples)
+        ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(samples), width), dtype=torch.long)
+        states = torch.zeros((len(samples), width), dtype=torch.bool)
+        for b, s in enumerate(samples):
+            n = len(s.input_ids)
+            ids[b, :n] = torch.tensor(s.input_ids)
+            attn[b, :n] = 1
+            states[b, n - 1 - s.n_actions : n - 1] = True
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
+        return {"input_ids": ids, "attention_mask": attn, "state_mask": states, "rewards": rewards}

@@ -1,0 +1,68 @@
+"""An ILQL model on disk: a plain HF causal-LM folder (usable by any HF tool) plus the heads.
+
+config.json, model.safetensors, tokenizer files   the policy (`save_pretrained`)
+ilql_heads.safetensors                            V, Q and target-Q heads
+ilql_config.json                                  head kind, two_qs, return mean/std, hyperparameters
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dorl.errors import DataError
+from dorl.ilql.model import ILQLMeta, ILQLModel
+
+HEADS_FILE = "ilql_heads.safetensors"
+CONFIG_FILE = "ilql_config.json"
+FORMAT = "dorl-ilql/1"
+
+
+def save(model: ILQLModel, folder: str | Path, tokenizer=None) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.lm.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    heads = {k: v.detach().contiguous().cpu() for k, v in model.heads.state_dict().items()}
+    save_file(heads, str(folder / HEADS_FILE), metadata={"format": FORMAT})
+    info = {"format": FORMAT, **model.meta.to_dict(), "hidden_size": model.heads.d, "vocab_size": model.heads.vocab}
+    (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def is_ilql(folder: str | Path) -> bool:
+    return (Path(folder) / CONFIG_FILE).is_file() and (Path(folder) / HEADS_FILE).is_file()
+
+
+def load(folder: str | Path, device=None, dtype=None) -> ILQLModel:
+    """The `ILQLModel` saved in `folder`, in eval mode (tokenizer: `AutoTokenizer.from_pretrained(folder)`)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    if not is_ilql(folder):
+        raise DataError(f"{folder}: not an ILQL model folder (needs {CONFIG_FILE} and {HEADS_FILE})")
+    info = json.loads((folder / CONFIG_FILE).read_text())
+    if info.get("format") != FORMAT:
+        raise DataError(f"{folder / CONFIG_FILE}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}")
+    fields = ILQLMeta.__dataclass_fields__
+    meta = ILQLMeta(**{k: v for k, v in info.items() if k in fields})
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    model = ILQLModel(lm, meta)
+    got = (model.heads.d, model.heads.vocab)
+    if got != (info.get("hidden_size"), info.get("vocab_size")):
+        raise DataError(
+            f"{folder / CONFIG_FILE}: heads of size {info.get('hidden_size')}x{info.get('vocab_size')} "
+            f"do not fit the model's {got[0]}x{got[1]}"
+        )
+    missing, unexpected = model.heads.load_state_dict(load_file(str(folder / HEADS_FILE)), strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{folder / HEADS_FILE}: tensors do not match {meta.heads} heads "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    if dtype is not None:
+        model.heads.to(dtype)
+    return model.to(device or "cpu").eval()

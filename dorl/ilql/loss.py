@@ -1,0 +1,88 @@
+"""The ILQL loss (Snell et al. 2022, as the reference trained it), over the N actions of a batch.
+
+With r_t the reward (the standardised return on a response's last action, 0 elsewhere), V_next
+the value of the next state (0 after the last action: terminal) and means over all N actions:
+
+    loss_q   = sum_i mean (Q_i(s_t, a_t) - (r_t + gamma * V_next.detach()))^2
+    loss_v   = mean |tau - 1[u < 0]| * u^2,   u = min_i target-Q_i(s_t, a_t) - V(s_t)  (target: no grad)
+    loss_cql = sum_i mean CE(Q_i(s_t, ·), a_t)
+    loss_ce  = mean w_t * CE(LM logits(s_t), a_t),   w_t = 1, or min(exp(awac_beta * u), awac_max_weight)
+    loss     = loss_q + loss_v + cql_weight * loss_cql + ce_weight * loss_ce
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dorl.ilql.model import ILQLOutput
+
+
+@dataclass
+class LossConfig:
+    tau: float = 0.7
+    gamma: float = 0.99
+    cql_weight: float = 0.1
+    ce_weight: float = 1.0
+    awac: bool = False
+    awac_beta: float = 1.0
+    awac_max_weight: float = 20.0
+
+    @classmethod
+    def of(cls, cfg) -> LossConfig:
+        """From an `ILQLConfig` (or anything with these attributes)."""
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+
+
+def terminal(rows: Tensor) -> Tensor:
+    """True for the last action of each row (rows are sorted, each row's actions contiguous)."""
+    last = torch.ones_like(rows, dtype=torch.bool)
+    last[:-1] = rows[1:] != rows[:-1]
+    return last
+
+
+def expectile(u: Tensor, tau: float) -> Tensor:
+    """|tau - 1[u < 0]| * u^2: above the target (u < 0) weighs 1 - tau, below it weighs tau."""
+    return torch.where(u < 0, 1 - tau, tau) * u.pow(2)
+
+
+def ilql_loss(out: ILQLOutput, rewards: Tensor, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
+    """`rewards` (B,): the standardised return of each row. Returns (loss, stats)."""
+    done = terminal(out.rows)
+    r = torch.where(done, rewards.to(out.v.dtype)[out.rows], 0.0)
+    v_next = torch.cat([out.v[1:], out.v.new_zeros(1)]).masked_fill(done, 0.0)
+    q_target = r + cfg.gamma * v_next.detach()
+    loss_q = sum((q - q_target).pow(2).mean() for q in out.q)
+
+    u = out.target_q.detach() - out.v
+    loss_v = expectile(u, cfg.tau).mean()
+
+    loss_cql = torch.zeros((), device=out.v.device)
+    if out.q_all is not None:
+        loss_cql = sum(F.cross_entropy(qa.float(), out.actions) for qa in out.q_all)
+
+    ce = F.cross_entropy(out.logits.float(), out.actions, reduction="none")
+    weight = torch.ones_like(ce)
+    if cfg.awac:
+        weight = torch.exp(cfg.awac_beta * u.detach().float()).clamp(max=cfg.awac_max_weight)
+    loss_ce = (weight * ce).mean()
+
+    loss = loss_q + loss_v + cfg.cql_weight * loss_cql + cfg.ce_weight * loss_ce
+    named = {
+        "loss": loss,
+        "loss_q": loss_q,
+        "loss_v": loss_v,
+        "loss_cql": loss_cql,
+        "loss_ce": loss_ce,
+        "v": out.v.mean(),
+        "q": torch.stack(out.q).mean(),
+        "target_q": out.target_q.mean(),
+        "advantage": u.mean(),
+        "awac_weight": weight.mean(),
+    }
+    values = torch.stack([t.detach().float() for t in named.values()]).tolist()  # one device sync
+    stats = dict(zip(named, values, strict=True)) | {"actions": out.actions.numel()}
+    return loss, stats

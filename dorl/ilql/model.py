@@ -1,0 +1,134 @@
+"""`ILQLModel`: an HF causal LM (the policy) plus the ILQL heads on its final hidden states.
+
+The transformer runs once; the LM head and the value heads are then applied only where they are
+needed. In training those are the *states* of a response: position t-1 for every response token
+t (the action taken in that state is token t). In decoding it is the last position, with the KV
+cache carrying the rest.
+
+Works with any `AutoModelForCausalLM` whose logits are `get_output_embeddings()` applied to the
+`base_model`'s last hidden state (GPT-2, OPT, Llama, Mistral, …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dorl.ilql.heads import HeadsKind, QHeads, make_heads
+
+
+@dataclass
+class ILQLMeta:
+    """What decoding and logging need to know besides the weights (saved as ilql_config.json)."""
+
+    heads: HeadsKind = "efficient"
+    two_qs: bool = True
+    return_mean: float = 0.0  # returns were standardised as (R - mean) / std before training
+    return_std: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the training hyperparameters
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ILQLOutput:
+    """Values at the N action states of a batch, flattened row by row (each row's states in order)."""
+
+    logits: Tensor  # (N, |V|) LM logits
+    v: Tensor  # (N,) V(s_t)
+    q: list[Tensor]  # per Q head, (N,) Q_i(s_t, a_t)
+    q_all: list[Tensor] | None  # per Q head, (N, |V|) Q_i(s_t, ·) (only when CQL needs it)
+    target_q: Tensor  # (N,) min_i target-Q_i(s_t, a_t), no gradient
+    actions: Tensor  # (N,) a_t = the token that follows the state
+    rows: Tensor  # (N,) batch row of each state
+
+
+class ILQLModel(nn.Module):
+    def __init__(self, lm: nn.Module, meta: ILQLMeta | None = None):
+        super().__init__()
+        self.lm = lm
+        self.meta = meta or ILQLMeta()
+        vocab, d = self.lm_head.weight.shape
+        self.heads: QHeads = make_heads(self.meta.heads, d, vocab, self.meta.two_qs)
+        self.heads.to(self.lm_head.weight.device)
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.lm.get_output_embeddings()
+
+    def hidden(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        cache: Any = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor, Any]:
+        """Final hidden states (B, T, d) and the KV cache (when `use_cache`)."""
+        out = self.lm.base_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+        )
+        return out.last_hidden_state, out.cache if use_cache else None
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, state_mask: Tensor, cql: bool = True) -> ILQLOutput:
+        """Training forward. `state_mask` (B, T) marks the positions whose next token is an action
+        (a response token); the last column must be False."""
+        if state_mask[:, -1].any():
+            raise ValueError("state_mask marks the last position, which has no next token")
+        h, _ = self.hidden(input_ids, attention_mask)
+        rows, cols = state_mask.nonzero(as_tuple=True)  # row-major: each row's states in order
+        hs = h[rows, cols]  # (N, d)
+        actions = input_ids[rows, cols + 1]
+        emb = self.lm_head.weight
+        if cql:  # Q over the vocabulary is needed anyway: take the actions' values from it
+            q_all = self.heads.q(hs, emb)
+            q = [qa.gather(-1, actions.unsqueeze(-1)).squeeze(-1) for qa in q_all]
+        else:
+            q_all, q = None, self.heads.q(hs, emb, actions)
+        return ILQLOutput(
+            logits=self.lm_head(hs),
+            v=self.heads.v(hs),
+            q=q,
+            q_all=q_all,
+            target_q=self.heads.target_q(hs, emb, actions),
+            actions=actions,
+            rows=rows,
+        )
+
+    @torch.no_grad()
+    def step(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        position_ids: Tensor,
+        cache: Any = None,
+        advantage: bool = True,
+    ) -> tuple[Tensor, Tensor | None, Any]:
+        """One decoding step: LM logits (B, |V|) of the next token, the advantage
+        min target-Q(s, ·) - V(s) (B, |V|) when asked, and the updated KV cache."""
+        h, cache = self.hidden(input_ids, attention_mask, position_ids, cache, use_cache=True)
+        if not advantage:  # exactly what the plain LM computes (HF keeps the last position)
+            return self.lm_head(h[:, -1:, :])[:, 0].float(), None, cache
+        logits, adv = self.heads.decode(h[:, -1], self.lm_head)
+        return logits.float(), adv.float(), cache
+
+    @torch.no_grad()
+    def response_values(self, input_ids: Tensor, attention_mask: Tensor, last: Tensor) -> Tensor:
+        """min target-Q(s, a) of the token at position `last[b]` of each row (B,): the value the
+        model gives to the whole response when that token ends it."""
+        h, _ = self.hidden(input_ids, attention_mask, self.position_ids(attention_mask))
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return self.heads.target_q(h[rows, last - 1], self.lm_head.weight, input_ids[rows, last]).float()
+
+    @staticmethod
+    def position_ids(attention_mask: Tensor) -> Tensor:
+        """Positions that skip left padding, as HF `generate` computes them."""
+        return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)

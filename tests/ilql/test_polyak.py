@@ -1,0 +1,44 @@
+"""Target-Q heads move toward the Q heads by Polyak averaging, on schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dorl.ilql.heads import make_heads
+from dorl.ilql.polyak import is_sync_step, polyak_update
+
+
+def test_update_by_hand():
+    target, source = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 2.0, 0.5])
+    polyak_update([(target, source)], alpha=0.25)
+    # (1 - 0.25) * target + 0.25 * source
+    assert target.tolist() == pytest.approx([0.75 * 1 + 0.25 * 3, 0.75 * -2 + 0.25 * 2, 0.5])
+    assert source.tolist() == [3.0, 2.0, 0.5]
+
+
+def test_bf16_targets_are_mixed_in_fp32():
+    target, source = torch.tensor([1.0], dtype=torch.bfloat16), torch.tensor([2.0], dtype=torch.bfloat16)
+    polyak_update([(target, source)], alpha=0.5)
+    assert target.dtype == torch.bfloat16 and target.item() == 1.5
+
+
+@pytest.mark.parametrize("kind", ["efficient", "reference"])
+def test_heads_targets_start_equal_and_follow_q(kind):
+    heads = make_heads(kind, d=8, vocab=11, two_qs=True)
+    pairs = heads.polyak_pairs()
+    assert len(pairs) == len(list(heads.q_heads.parameters())) == len(list(heads.target_q_heads.parameters()))
+    assert all(torch.equal(t, s) for t, s in pairs)
+    assert not any(t.requires_grad for t, _ in pairs) and all(s.requires_grad for _, s in pairs)
+    with torch.no_grad():
+        for _, s in pairs:
+            s.add_(1.0)
+    before = [t.clone() for t, _ in pairs]
+    polyak_update(pairs, alpha=0.1)
+    for (t, s), b in zip(pairs, before, strict=True):
+        assert torch.allclose(t, 0.9 * b + 0.1 * s)
+
+
+def test_sync_schedule():
+    assert [s for s in range(1, 16) if is_sync_step(s, 5)] == [5, 10, 15]
+    assert not any(is_sync_step(s, 0) for s in range(1, 10))
