@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dorl.errors import ConfigError
 from dorl.ilql.model import ILQLModel
 from dorl.text import REP_END
 
@@ -79,10 +80,10 @@ def generate(
 ) -> tuple[Tensor, Tensor]:
     """Decode a left-padded batch: new tokens (B, L) (pad after a stop) and finished flags (B,).
     `use_cache=False` re-runs the whole sequence every step (slow; kept to check the cache)."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 (greedy decoding ignores it)")
+    if temperature <= 0 or top_k < 0:
+        raise ConfigError(f"ILQL decoding needs temperature > 0 and top_k >= 0 (got {temperature}, {top_k})")
     advantage = beta != 0
-    stops = torch.tensor(stop_ids, device=input_ids.device)
+    stops = torch.tensor(stop_ids, dtype=torch.long, device=input_ids.device)
     positions = model.position_ids(attention_mask)
     seq, mask = input_ids, attention_mask
     step_ids, step_pos, cache = input_ids, positions, None

@@ -56,8 +56,8 @@ class TiedQ(nn.Module):
     def forward(self, h: Tensor, emb: Tensor, actions: Tensor | None = None) -> Tensor:
         z = self.mlp(h)
         if actions is None:
-            return z @ emb.T + self.bias  # (..., |V|)
-        return (z * emb[actions]).sum(-1) + self.bias[actions]  # (...,)
+            return z @ emb.T.to(z.dtype) + self.bias  # (..., |V|)
+        return (z * emb[actions].to(z.dtype)).sum(-1) + self.bias[actions]  # (...,)
 
 
 class QHeads(nn.Module):
@@ -71,7 +71,7 @@ class QHeads(nn.Module):
         self.v_head = mlp(d, 2 * d, 1)
         self.q_heads = nn.ModuleList(self.make_q() for _ in range(2 if two_qs else 1))
         # Targets start equal to the Q heads and only move by Polyak averaging (polyak.py).
-        self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
+        self.target_q_heads = as_buffers(copy.deepcopy(self.q_heads))
 
     def make_q(self) -> nn.Module:
         raise NotImplementedError
@@ -92,6 +92,7 @@ class QHeads(nn.Module):
     @torch.no_grad()
     def target_q(self, h: Tensor, emb: Tensor, actions: Tensor | None = None) -> Tensor:
         """min_i target-Q_i(s, a_taken) (...), or over the vocabulary (..., |V|); never has a gradient."""
+        h = h.to(next(self.target_q_heads.buffers()).dtype)  # fp32 targets under a bf16 model
         qs = [self.q_of(head, h, emb, actions) for head in self.target_q_heads]
         return qs[0] if len(qs) == 1 else torch.minimum(*qs)
 
@@ -101,12 +102,9 @@ class QHeads(nn.Module):
         return lm_head(h), self.target_q(h, lm_head.weight) - self.v(h).unsqueeze(-1)
 
     def polyak_pairs(self) -> list[tuple[Tensor, Tensor]]:
-        """(target parameter, Q parameter) pairs, in a fixed order."""
-        return [
-            (t, s)
-            for target, head in zip(self.target_q_heads, self.q_heads, strict=True)
-            for t, s in zip(target.parameters(), head.parameters(), strict=True)
-        ]
+        """(target tensor, Q parameter) pairs, matched by name."""
+        targets = dict(self.target_q_heads.named_buffers())
+        return [(targets[name], p) for name, p in self.q_heads.named_parameters()]
 
 
 class ReferenceHeads(QHeads):
@@ -137,12 +135,27 @@ class EfficientHeads(QHeads):
     def decode(self, h: Tensor, lm_head: nn.Module) -> tuple[Tensor, Tensor]:
         # The LM logits and every target head share E: stack their queries and read E once
         # (decoding a few sequences is bound by reading the |V| x d matrix, not by arithmetic).
-        queries = [h] + [head.project(h) for head in self.target_q_heads]
-        scores = (torch.cat(queries) @ lm_head.weight.T).split(h.shape[0])
+        w = lm_head.weight
+        th = h.to(next(self.target_q_heads.buffers()).dtype)
+        queries = [h] + [head.project(th) for head in self.target_q_heads]
+        scores = (torch.cat([q.to(w.dtype) for q in queries]) @ w.T).split(h.shape[0])
         logits = scores[0] if getattr(lm_head, "bias", None) is None else scores[0] + lm_head.bias
         qs = [s + head.bias for s, head in zip(scores[1:], self.target_q_heads, strict=True)]
         q = qs[0] if len(qs) == 1 else torch.minimum(*qs)
         return logits, q - self.v(h).unsqueeze(-1)
+
+
+def as_buffers(module: nn.Module) -> nn.Module:
+    """Turn every parameter of `module` into a buffer of the same name. The target heads are not
+    trained: as buffers they stay out of the optimizer, and DeepSpeed's bf16 mode, which casts
+    parameters only, leaves them in fp32, where Polyak steps of alpha = 0.001 are not rounded
+    away (bf16 keeps 8 bits of mantissa). They are still in the state dict, so checkpoints and
+    saved models carry them."""
+    for sub in module.modules():
+        for name, p in list(sub.named_parameters(recurse=False)):
+            del sub._parameters[name]
+            sub.register_buffer(name, p.detach().clone())
+    return module
 
 
 def make_heads(kind: HeadsKind, d: int, vocab: int, two_qs: bool = True) -> QHeads:
@@ -153,4 +166,5 @@ def make_heads(kind: HeadsKind, d: int, vocab: int, two_qs: bool = True) -> QHea
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """Weights held, trained or not (the target heads are buffers)."""
+    return sum(p.numel() for p in module.parameters()) + sum(b.numel() for b in module.buffers())

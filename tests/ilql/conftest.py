@@ -46,6 +46,6 @@ def randomise_heads(model, seed: int = 0, scale: float = 0.5):
     the targets differ from the Q heads."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in model.heads.parameters():  # includes the target heads
+        for p in [*model.heads.parameters(), *model.heads.buffers()]:  # the target heads are buffers
             p.add_(scale * torch.randn(p.shape, generator=g))
     return model

@@ -31,7 +31,7 @@ def small(kind, two_qs=True, seed=0):
     torch.manual_seed(seed)
     heads = make_heads(kind, d=8, vocab=13, two_qs=two_qs)
     with torch.no_grad():  # make the targets differ from the Q heads
-        for p in heads.target_q_heads.parameters():
+        for p in heads.target_q_heads.buffers():
             p.add_(torch.randn_like(p))
     return heads, nn.Parameter(torch.randn(13, 8)), torch.randn(5, 8), torch.tensor([0, 3, 12, 7, 3])
 
@@ -77,6 +77,19 @@ def test_decode_values(kind):
     assert torch.allclose(logits, h @ emb.T, atol=1e-5) and torch.allclose(logits, generic_logits, atol=1e-5)
     assert torch.allclose(adv, heads.target_q(h, emb) - heads.v(h)[:, None], atol=1e-5)
     assert torch.allclose(adv, generic_adv, atol=1e-5)
+
+
+def test_targets_stay_fp32_when_the_parameters_are_cast_to_bf16():
+    # DeepSpeed's bf16 mode casts parameters only (deepspeed/runtime/engine.py, _cast_module_mixed_precision)
+    heads, emb, h, a = small("efficient")
+    for p in heads.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    assert {b.dtype for b in heads.target_q_heads.buffers()} == {torch.float32}
+    assert set(heads.state_dict()) >= {f"target_q_heads.{k}" for k, _ in heads.target_q_heads.named_buffers()}
+    q = heads.target_q(h.bfloat16(), emb.detach().bfloat16(), a)
+    assert q.dtype == torch.float32 and q.shape == (5,)
+    logits, adv = heads.decode(h.bfloat16(), nn.Linear(8, 13, bias=False).bfloat16())
+    assert logits.shape == adv.shape == (5, 13)
 
 
 def test_unknown_kind():
