@@ -86,19 +86,18 @@ def encode(df, tok, max_length: int, stats: ReturnStats, value: str = "return") 
 
 @dataclass
 class Collator:
-    """Right-pads samples into a batch: input_ids, attention_mask, state_mask (B, T), rewards (B,)."""
+    """Right-pads samples into a batch: input_ids, state_mask (B, T), rewards (B,). No attention
+    mask: with right padding and causal attention no real token sees a pad (see ILQLModel.forward)."""
 
     pad_id: int
 
     def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         width = max(len(s.input_ids) for s in samples)
         ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(samples), width), dtype=torch.long)
         states = torch.zeros((len(samples), width), dtype=torch.bool)
         for b, s in enumerate(samples):
             n = len(s.input_ids)
             ids[b, :n] = torch.tensor(s.input_ids)
-            attn[b, :n] = 1
             states[b, n - 1 - s.n_actions : n - 1] = True
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)
-        return {"input_ids": ids, "attention_mask": attn, "state_mask": states, "rewards": rewards}
+        return {"input_ids": ids, "state_mask": states, "rewards": rewards}

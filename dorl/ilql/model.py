@@ -78,9 +78,13 @@ class ILQLModel(nn.Module):
         )
         return out.last_hidden_state, out.cache if use_cache else None
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, state_mask: Tensor, cql: bool = True) -> ILQLOutput:
+    def forward(
+        self, input_ids: Tensor, state_mask: Tensor, attention_mask: Tensor | None = None, cql: bool = True
+    ) -> ILQLOutput:
         """Training forward. `state_mask` (B, T) marks the positions whose next token is an action
-        (a response token); the last column must be False."""
+        (a response token); the last column must be False. A right-padded batch needs no
+        `attention_mask`: causal attention never lets a real token see the padding after it, and
+        without a mask SDPA keeps its fast causal path (as the TF methods' loss does)."""
         if state_mask[:, -1].any():
             raise ValueError("state_mask marks the last position, which has no next token")
         h, _ = self.hidden(input_ids, attention_mask)

@@ -25,7 +25,7 @@ def test_constant_returns_are_centred_not_divided_by_zero():
 def test_collate_marks_states_and_places_nothing_on_the_prompt():
     batch = Collator(pad_id=0)([Sample([5, 6, 7, 8, 9], n_actions=2, reward=1.5), Sample([5, 6, 7], 1, -0.5)])
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert set(batch) == {"input_ids", "state_mask", "rewards"}
     # the actions are 8, 9 (row 0) and 7 (row 1); their states are the positions before them
     assert batch["state_mask"].int().tolist() == [[0, 0, 1, 1, 0], [0, 1, 0, 0, 0]]
     assert batch["rewards"].tolist() == [1.5, -0.5]

@@ -61,7 +61,7 @@ def train(kind: str, df: pd.DataFrame, seed: int = 0):
     model.train()
     for step in range(1, STEPS + 1):
         batch = collate([samples[i] for i in torch.randperm(len(samples), generator=order)[:32].tolist()])
-        out = model(batch["input_ids"], batch["attention_mask"], batch["state_mask"])
+        out = model(batch["input_ids"], batch["state_mask"])
         loss, stats_ = ilql_loss(out, batch["rewards"], loss_cfg)
         opt.zero_grad()
         loss.backward()

@@ -1,0 +1,252 @@
+"""Benchmark of ILQL against teacher forcing (TF): training step time and peak memory, decoding speed.
+
+Training: one optimizer step (forward, backward, AdamW) on the same batch of B right-padded lines of
+T tokens whose last R tokens are the response:
+  - tf:        the TF methods' step: the transformer, then the output projection only at the
+               labelled (response) positions, cross-entropy (as dorl.train's CausalLMLoss);
+  - efficient: ILQL with dorl's default heads (Q tied to the LM's output embedding);
+  - reference: ILQL with the released system's d->2d->|V| heads;
+  both ILQL steps include a Polyak update (every step: the worst case of `polyak_every`).
+Decoding: B prompts of 96 tokens (half of them left-padded), 32 new tokens each, greedy, KV cache:
+  - tf:        HF `generate(do_sample=False)`;
+  - beta0:     dorl's ILQL decoding with beta = 0 (the heads are not evaluated);
+  - efficient / reference: beta = 1 (LM, min target-Q and V at every step).
+
+Weights are random (shapes, not values, set the cost). Full: distilgpt2's shape (6 layers, width
+768, |V| = 50,272 with dorl's tokens). --quick: 2 layers, width 256, the same vocabulary. Every
+training measurement runs in a fresh process so that its peak memory is its own (CUDA
+max_memory_allocated on a GPU, else getrusage ru_maxrss), and the configurations take turns
+(`rounds` times) so that a machine shared with other work slows them alike; the figure is the
+median over rounds of each round's median step. Decoding modes also take turns, in one process.
+
+    python scripts/bench/ilql.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VOCAB = 50_272  # GPT-2's 50,257 + dorl's 15 special tokens
+SHAPES = {
+    "full": {"name": "distilgpt2 shape (6x768)", "n_layer": 6, "n_embd": 768, "n_head": 12},
+    "quick": {"name": "GPT-2 2x256", "n_layer": 2, "n_embd": 256, "n_head": 4},
+}
+TRAIN = {"batch": 4, "length": 256, "response": 32, "steps": 3, "rounds": 2}
+DECODE = {"batch": 8, "prompt": 96, "new": 32, "rounds": 3}
+KINDS = ("tf", "efficient", "reference")
+
+
+def _lm(shape: dict, device):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if os.environ.get("DORL_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["DORL_BENCH_THREADS"]))
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=1024, n_layer=shape["n_layer"], n_embd=shape["n_embd"],
+                     n_head=shape["n_head"], bos_token_id=0, eos_token_id=0, pad_token_id=0)  # fmt: skip
+    return GPT2LMHeadModel(cfg).to(device)
+
+
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mib(device) -> float:
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child_train(size: str, kind: str) -> dict:
+    """One training configuration, in this (fresh) process."""
+    import torch
+    import torch.nn.functional as F
+
+    from dorl.ilql.data import Collator, Sample
+    from dorl.ilql.heads import count_parameters
+    from dorl.ilql.loss import LossConfig, ilql_loss
+    from dorl.ilql.model import ILQLMeta, ILQLModel
+    from dorl.ilql.polyak import polyak_update
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t = TRAIN
+    lm = _lm(SHAPES[size], device)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, VOCAB, (t["batch"], t["length"]), generator=g).tolist()
+    samples = [Sample(row, t["response"], reward=(-1.0) ** b) for b, row in enumerate(ids)]
+    batch = {k: v.to(device) for k, v in Collator(pad_id=0)(samples).items()}
+    if kind == "tf":
+        model = lm
+        keep = batch["state_mask"][:, :-1]  # the positions whose next token is a label (a response token)
+
+        def loss_fn():
+            hidden = lm.base_model(input_ids=batch["input_ids"], use_cache=False)[0]
+            logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+            return F.cross_entropy(logits, batch["input_ids"][:, 1:][keep])
+    else:
+        model = ILQLModel(lm, ILQLMeta(heads=kind)).to(device)
+        cfg = LossConfig()
+
+        def loss_fn():
+            return ilql_loss(model(batch["input_ids"], batch["state_mask"]), batch["rewards"], cfg)[0]
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    baseline = _peak_mib(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(t["steps"] + 1):  # the first step (allocations, optimizer state) is not timed
+        _sync(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = loss_fn()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if kind != "tf":
+            polyak_update(model.heads.polyak_pairs(), 0.001)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times[1:]), "peak_mib": _peak_mib(device), "baseline_mib": baseline,
+            "weights": count_parameters(model)}  # fmt: skip
+
+
+def child_decode(size: str) -> dict:
+    """Seconds per decoding run of every mode, the modes taking turns, in this process."""
+    import torch
+
+    from dorl.ilql.decode import generate
+    from dorl.ilql.model import ILQLMeta, ILQLModel
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = DECODE
+    lm = _lm(SHAPES[size], device).eval()
+    if device.type == "cuda":
+        lm = lm.to(torch.bfloat16)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, VOCAB, (d["batch"], d["prompt"]), generator=g).to(device)
+    mask = torch.ones_like(ids)
+    mask[: d["batch"] // 2, :16] = 0  # half the prompts are 16 tokens shorter: left padding
+    ids = ids.masked_fill(mask == 0, 0)
+    models = {k: ILQLModel(lm, ILQLMeta(heads=k)).to(device, lm.dtype).eval() for k in ("efficient", "reference")}
+    n = d["new"]
+    runs = {
+        "tf": lambda: lm.generate(ids, attention_mask=mask, max_new_tokens=n, do_sample=False, pad_token_id=0,
+                                  eos_token_id=None)[:, d["prompt"]:],
+        "beta0": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n)[0],
+        "efficient": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n,
+                                      beta=1.0)[0],
+        "reference": lambda: generate(models["reference"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n,
+                                      beta=1.0)[0],
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        for name, fn in runs.items():  # warm-up, and every mode really makes all its tokens
+            assert tuple(fn().shape) == (d["batch"], n), f"{name} stopped early"
+        for _ in range(d["rounds"]):
+            for name, fn in runs.items():
+                _sync(device)
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _in_child(*args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(f"ilql bench {' '.join(args)} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def hardware() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, bf16 autocast"
+    threads = os.environ.get("DORL_BENCH_THREADS") or torch.get_num_threads()
+    return f"{os.cpu_count()}-core CPU ({platform.machine()}), {threads} torch thread(s), fp32"
+
+
+def _row(figure: str, dorl: float, baseline: float, spread: list[float], notes: str) -> dict:
+    spread_text = f"{min(spread):.3g}–{max(spread):.3g}" if spread else ""
+    return {"figure": figure, "dorl": dorl, "baseline": baseline, "ratio": dorl / baseline, "spread": spread_text,
+            "notes": notes}  # fmt: skip
+
+
+def run(quick: bool) -> list[dict]:
+    """Rows (figure, dorl, baseline, ratio = dorl / baseline, spread, notes) as scripts/bench/run.py expects."""
+    size = "quick" if quick else "full"
+    shape, hw = SHAPES[size]["name"], hardware()
+    per_round = [{kind: _in_child("train", size, kind) for kind in KINDS} for _ in range(TRAIN["rounds"])]
+
+    def med(kind, key):
+        return statistics.median(r[kind][key] for r in per_round)
+
+    def each(kind, key):
+        return [r[kind][key] for r in per_round]
+
+    note = (
+        f"{shape}; {TRAIN['batch']} lines x {TRAIN['length']} tokens, the last {TRAIN['response']} the response; {hw}"
+    )
+    rows = []
+    for kind in ("efficient", "reference"):
+        step, peak = f"ILQL train step s ({kind} heads) vs TF step", f"ILQL train peak MiB ({kind} heads) vs TF"
+        rows.append(_row(step, med(kind, "step_s"), med("tf", "step_s"), each(kind, "step_s"), note))
+        before = f"; before the first step: {med(kind, 'baseline_mib'):.0f} MiB"
+        rows.append(_row(peak, med(kind, "peak_mib"), med("tf", "peak_mib"), each(kind, "peak_mib"), note + before))
+    eff, ref, lm = (per_round[0][k]["weights"] for k in ("efficient", "reference", "tf"))
+    figure = "weights incl. heads, M: efficient vs reference"
+    rows.append(_row(figure, eff / 1e6, ref / 1e6, [], f"{shape}; the LM alone: {lm / 1e6:.1f} M"))
+
+    dec = _in_child("decode", size)
+    toks = DECODE["batch"] * DECODE["new"]
+    ms = {mode: [1e3 * s / toks for s in times] for mode, times in dec.items()}
+    note = f"{shape}; {DECODE['batch']} prompts x {DECODE['prompt']} tokens, {DECODE['new']} new, KV cache; {hw}"
+    for mode, label in (
+        ("beta0", "beta 0"),
+        ("efficient", "beta 1, efficient heads"),
+        ("reference", "beta 1, reference heads"),
+    ):
+        figure = f"ILQL decoding ms per new token ({label}) vs HF greedy"
+        rows.append(_row(figure, statistics.median(ms[mode]), statistics.median(ms["tf"]), ms[mode], note))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small GPT-2 instead of distilgpt2's shape")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        os.environ["DORL_BENCH_THREADS"] = str(args.threads)
+    if args.child:
+        what, size, *rest = args.child
+        print(json.dumps(child_train(size, rest[0]) if what == "train" else child_decode(size)))
+        return
+    for row in run(args.quick):
+        print(json.dumps({"bench": "ilql", **row}))
+
+
+if __name__ == "__main__":
+    main()
