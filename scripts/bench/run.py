@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, for `import dorl`
@@ -28,8 +28,12 @@ BENCHES = ("data", "train", "relabel", "ilql", "metrics")
 def hardware() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads()}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
     try:
         model = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
         info["cpu"] = model
@@ -43,15 +47,23 @@ def hardware() -> dict:
 
 def markdown(rows: list[dict], hw: dict, quick: bool) -> str:
     where = hw.get("gpu") or f"{hw['cpu']} ({hw['cpu_count']} cores)"
-    lines = [f"# dorl benchmarks ({'quick CPU' if quick else 'full'} mode)", "",
-             f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {where}; torch {hw.get('torch', '')}.", "",
-             "| benchmark | figure | dorl | comparison | ratio | spread (dorl) | notes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# dorl benchmarks ({'quick CPU' if quick else 'full'} mode)",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {where}; torch {hw.get('torch', '')}.",
+        "",
+        "| benchmark | figure | dorl | comparison | ratio | spread (dorl) | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
+
         def fmt(v):
             return "–" if v is None else (f"{v:,.3g}" if isinstance(v, float) else str(v))
-        lines.append(f"| {r['bench']} | {r['figure']} | {fmt(r.get('dorl'))} | {fmt(r.get('baseline'))} "
-                     f"| {fmt(r.get('ratio'))} | {r.get('spread', '')} | {r.get('notes', '')} |")
+
+        lines.append(
+            f"| {r['bench']} | {r['figure']} | {fmt(r.get('dorl'))} | {fmt(r.get('baseline'))} "
+            f"| {fmt(r.get('ratio'))} | {r.get('spread', '')} | {r.get('notes', '')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
