@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,9 @@ class BERTScore:
         self.baseline_f = None
         if cfg.bertscore_rescale:
             try:
-                self.baseline_f = float(self.scorer.baseline_vals[2])
+                with warnings.catch_warnings():  # bert-score wraps a read-only numpy array: harmless
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.baseline_f = float(self.scorer.baseline_vals[2])
             except (ValueError, FileNotFoundError):
                 raise ConfigError(
                     f"no BERTScore rescaling baseline for {cfg.bertscore_model!r} (layer {self.num_layers}): compute "

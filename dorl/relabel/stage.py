@@ -313,7 +313,7 @@ def relabel(
             rows = _assemble(ctx, out_uri, assemble, config, inputs, sizes)
         finalize(ctx, cfg, rows, sizes)
 
-    return run_stage(STAGE, out_uri, config, inputs, body, force).artifact
+    return run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)).artifact
 
 
 def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: dict) -> dict[str, pd.DataFrame]:
