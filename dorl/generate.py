@@ -221,7 +221,7 @@ def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
     cache.batch_repeat_interleave(K)  # one prompt pass, copied to the beams
     mask = mask.repeat_interleave(K, dim=0)
     pos = pos.repeat_interleave(K, dim=0)
-    logp = logp[:, None, :].expand(B, K, vocab)
+    logp = logp[:, None, :].expand(B, K, vocab).contiguous()  # every beam starts from the prompt's distribution
 
     items = torch.arange(B, device=dev)  # batch item of each live context
     run_scores = torch.zeros((B, K), device=dev)
@@ -235,7 +235,7 @@ def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
 
     for t in range(max_new):
         A = items.shape[0]
-        acc = (logp.view(A, K, vocab) + run_scores[:, :, None]).reshape(A, K * vocab)
+        acc = logp.view(A, K, vocab).add_(run_scores[:, :, None]).view(A, K * vocab)  # in place: a 32 MB pass less
         top_vals, top_idx = torch.topk(acc, keep_k)
         parent, tok = top_idx // vocab, top_idx % vocab
         cand = torch.cat([torch.gather(run_tokens, 1, parent[:, :, None].expand(-1, -1, t)), tok[:, :, None]], dim=2)
