@@ -34,7 +34,7 @@ HUMAN_REWARD = 1.0
 
 
 def relabel_chunk(
-    examples: pd.DataFrame, first_index: int, model, tokenizer, metric, cfg: RelabelConfig, desc: str = ""
+    examples: pd.DataFrame, first_index: int, model, tokenizer, metric, cfg: RelabelConfig
 ) -> tuple[pd.DataFrame, dict]:
     """Candidates with rewards for `examples` (rows first_index, first_index+1, … of their split)."""
     started = time.perf_counter()
@@ -50,7 +50,7 @@ def relabel_chunk(
         num_return=cfg.num_candidates,
         batch_size=cfg.batch_size,
         engine=cfg.generator,
-        desc=desc or "generating",
+        progress=False,  # inside the stage's chunk bar (rich shows one live display at a time)
     )
     generated = time.perf_counter()
 
