@@ -192,7 +192,7 @@ class BERTScore:
             out[i] = v
         seconds = time.perf_counter() - started
         self.last_stats = {"pairs": len(idx), "sentences": len(sentences), "seconds": seconds}
-        log.debug(
+        log.info(
             "bertscore: %d pairs (%d sentences) in %.2f s: %.1f pairs/s",
             len(idx),
             len(sentences),
