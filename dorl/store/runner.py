@@ -74,7 +74,9 @@ def run_stage(
     inputs: dict[str, Artifact],
     body: Callable[[StageContext], None],
     force: bool = False,
+    keep: tuple[str, ...] = (),
 ) -> StageResult:
+    """`keep`: top-level folders of the output that replacing or clearing it leaves alone (nested artifacts)."""
     writer = ArtifactWriter(out)
     want = _fingerprint(stage, config, inputs)
 
@@ -108,12 +110,12 @@ def run_stage(
                     "use --force to replace it, or choose another output"
                 )
         log.warning("%s: --force: replacing %s", stage, out)
-        writer.clear()
+        writer.clear(keep)
     else:
         pending = _read_pending(writer)
         if pending is not None and pending != want:
             log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
-            writer.clear()
+            writer.clear(keep)
         elif pending is not None:
             log.info("%s: resuming unfinished output in %s", stage, out)
 

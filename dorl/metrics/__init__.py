@@ -1,0 +1,58 @@
+"""Reward and evaluation metrics: one implementation serves relabelling and evaluation.
+
+    metric = get_metric("bertscore", cfg.metrics)
+    scores = metric.score(predictions, references)   # one float per pair; an empty prediction scores 0
+    metric.identity()                                # what produced the numbers, for manifests
+
+Metrics: `bertscore` (F1, bert-score), `meteor` (nltk + WordNet), `bleu` (sentence BLEU, sacrebleu),
+`bleurt` (a configured checkpoint). Modules import their heavy libraries only when a metric is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from dorl.config import MetricsConfig
+from dorl.errors import ConfigError
+
+# name -> "module:class"
+METRICS = {
+    "bertscore": "dorl.metrics.bertscore:BERTScore",
+    "meteor": "dorl.metrics.meteor:Meteor",
+    "bleu": "dorl.metrics.bleu:Bleu",
+    "bleurt": "dorl.metrics.bleurt:Bleurt",
+}
+
+
+class Metric(Protocol):
+    name: str
+
+    def score(self, predictions: Sequence[str], references: Sequence[str]) -> list[float]: ...
+
+    def identity(self) -> dict: ...
+
+
+def get_metric(name: str, metrics_cfg: MetricsConfig | None = None) -> Metric:
+    """Build metric `name` from the `metrics` config section (models are loaded here, once)."""
+    if name not in METRICS:
+        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+    module, attr = METRICS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(metrics_cfg or MetricsConfig())
+
+
+def scored_pairs(predictions: Sequence[str], references: Sequence[str]) -> list[int]:
+    """Indices of the pairs a metric must compute: the others (an empty prediction, or an empty
+    reference) score 0. Also checks that the two lists pair up."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    return [i for i, (p, r) in enumerate(zip(predictions, references, strict=True)) if p.strip() and r.strip()]
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
