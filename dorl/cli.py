@@ -15,6 +15,7 @@ from dorl.errors import EXIT_USER_ERROR, UserError
 COMMANDS = {
     "artifacts": "dorl.store.cli:artifacts",
     "config": "dorl.config.cli:config",
+    "train": "dorl.train.cli:train",
 }
 
 
