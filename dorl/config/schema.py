@@ -49,6 +49,9 @@ class ModelConfig:
     n_head: int = param(2, "GPT-2 attention heads (source=config).")
     n_embd: int = param(64, "GPT-2 width (source=config).")
     n_positions: int = param(1024, "GPT-2 context length (source=config).")
+    dropout: float | None = param(
+        None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
+    )
 
 
 @dataclass

@@ -58,6 +58,10 @@ class LanguageModel(Method):
     data_stage = "data"
     needs_base = False
 
+    def __init__(self, cfg, name):
+        super().__init__(cfg, name)
+        self._info: dict = {}
+
     def train_config(self) -> TrainConfig:
         return self.cfg.tf
 
@@ -100,7 +104,9 @@ class LanguageModel(Method):
             self._info[split]["blocks"] = len(sets[-1])
         if len(sets[0]) == 0:
             n = self._info["train"]["tokens"]
-            raise DataError(f"{data.uri}: the training conversations hold {n} tokens, less than one {block}-token block")
+            raise DataError(
+                f"{data.uri}: the training conversations hold {n} tokens, fewer than one {block}-token block"
+            )
         return sets[0], sets[1]
 
     def group_by_length(self) -> bool:
@@ -108,7 +114,3 @@ class LanguageModel(Method):
 
     def info(self) -> dict:
         return {"data": self._info, "block_size": self.train_config().max_length}
-
-    def __init__(self, cfg, name):
-        super().__init__(cfg, name)
-        self._info: dict = {}

@@ -18,7 +18,6 @@ from torch import nn
 
 from dorl.config import ModelConfig
 from dorl.errors import ConfigError
-from dorl.train.method import context_length  # noqa: F401  (re-exported)
 from dorl.store import Artifact
 from dorl.tokenizer import build_tokenizer, check_special_tokens
 
@@ -64,8 +63,19 @@ def model_from_config(mc: ModelConfig, tok, seed: int):
                 pad_token_id=tok.pad_token_id,
             )
         )
+    if mc.dropout is not None:
+        set_dropout(lm, mc.dropout)
     fit_embeddings(lm, tok)
     return lm
+
+
+def set_dropout(lm, p: float) -> None:
+    for module in lm.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout", "attention_dropout", "hidden_dropout"):
+        if hasattr(lm.config, key):
+            setattr(lm.config, key, p)
 
 
 def fit_embeddings(lm, tok) -> None:
