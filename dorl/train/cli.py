@@ -8,7 +8,7 @@ from dorl.options import config_options, force_option
 from dorl.train.method import method_names
 
 
-@click.command("train", context_settings={"ignore_unknown_options": False})
+@click.command("train")
 @click.option(
     "--method",
     required=True,
@@ -18,10 +18,9 @@ from dorl.train.method import method_names
 @click.option("--data", "data_uri", required=True, help="Input: a `data` artifact (tf) or a `relabel` artifact.")
 @click.option("--base", "base_uri", default=None, help="The base `train/tf` artifact the methods start from.")
 @click.option("--out", "out_uri", required=True, help="Output artifact URI (local folder or s3://bucket/prefix).")
-@click.option("--local_rank", "--local-rank", type=int, default=None, hidden=True)  # the DeepSpeed launcher adds it
 @config_options
 @force_option
-def train(cfg, method: str, data_uri: str, base_uri: str | None, out_uri: str, local_rank, force: bool) -> None:
+def train(cfg, method: str, data_uri: str, base_uri: str | None, out_uri: str, force: bool) -> None:
     """Train a model with DeepSpeed; one process here, or N per node under torchrun / `deepspeed`.
 
     \b

@@ -143,16 +143,16 @@ class Trainer:
         tc = self.tc
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[tc.scheduler]
         config = ds_config(tc, self.dist.world, self.bf16, self.ckpt.node_local)
-        fused = self.dist.device.type == "cuda"
         engine, *_ = deepspeed.initialize(
             model=module,
             model_parameters=param_groups(module, tc.weight_decay),
-            optimizer=lambda params: torch.optim.AdamW(
-                params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps, fused=fused or None
-            ),
+            # torch's fused AdamW (CPU and GPU): no DeepSpeed extension to compile, one kernel per step
+            optimizer=lambda params: torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps, fused=True),
             lr_scheduler=lambda opt: get_scheduler(name, opt, tc.warmup_steps, self.total_steps),
             config=config,
         )
+        if self.dist.world == 1 and tc.zero_stage == 0 and not self.bf16:
+            engine.enable_backward_allreduce = False  # one process: nothing to reduce, skip flattening the grads
         return engine
 
     # ---------------------------------------------------------------- batches

@@ -48,6 +48,8 @@ def train(
 
 def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
     d = dmod.setup()
+    if not d.main:  # one voice: rank 0 logs progress, the others only warnings
+        logging.getLogger("dorl").setLevel(logging.WARNING)
     stage = f"train/{method}"
     if not d.main:
         status, message = d.broadcast(None)
