@@ -16,7 +16,7 @@ SETS += ["tf.weight_decay=0.1", "tf.grad_clip=0.5", "tf.warmup_steps=2", "model.
 
 
 def test_a_step_is_adamw_on_the_token_mean_with_clipping_warmup_and_cosine(tmp_path, data_artifact):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from dorl.train.lm import pack, read_conversations, tokenize
 
