@@ -128,8 +128,12 @@ class Checkpointer:
         self._publish(tmp, name)
 
     def _prune(self, state: dict) -> None:
-        steps = sorted(p.name for p in self.root.glob("step-*") if p.is_dir())
-        old = steps[: -self.keep]
+        """Keep the new checkpoint and the keep-1 before it; drop later ones (a killed run's leftovers), the
+        best weights no longer best, and unfinished folders."""
+        current = f"step-{state['step']:08d}"
+        steps = sorted(p.name for p in self.root.glob("step-*") if p.is_dir() and p.name != current)
+        earlier = [s for s in steps if s < current]
+        old = earlier[: max(0, len(earlier) - (self.keep - 1))] + [s for s in steps if s > current]
         old += [p.name for p in self.root.glob("best-step-*") if p.name != state.get("best_dir")]
         old += [p.name for p in self.root.glob(".tmp-*")]
         for name in old:

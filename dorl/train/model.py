@@ -108,16 +108,17 @@ def load_base_model(base: Artifact, tok):
     return lm
 
 
-def flop_params(lm) -> int:
-    """N in 6·N FLOPs per token: every weight a token multiplies, the tied embedding counted once (as
-    the output projection), position embeddings excluded (a lookup)."""
-    seen, n = set(), 0
+def flop_shape(lm) -> tuple[int, int, int, int]:
+    """(N without the output head, the head's N, layers, width) for `monitor.model_flops`: every weight a
+    token multiplies, the tied embedding counted once (as the output head), position embeddings not (a lookup)."""
+    head = lm.get_output_embeddings().weight
+    seen, n = {id(head)}, 0
     for name, p in lm.named_parameters():
         if id(p) in seen or "wpe" in name or "position" in name:
             continue
         seen.add(id(p))
         n += p.numel()
-    return n
+    return n, head.numel(), lm.config.num_hidden_layers, lm.config.hidden_size
 
 
 # ---------------------------------------------------------------- batches and the loss

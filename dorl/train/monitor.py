@@ -1,8 +1,9 @@
 """Training logs: console, TensorBoard (`tensorboard/`), `train_log.jsonl`, and the `loss.png` plot.
 
 Throughput counts real tokens only (no padding). MFU (GPU only) is the model FLOPs of those tokens
-— 6·N per token plus attention, 12·layers·width·T per token of a T-token sequence (PaLM, app. B) —
-over the GPUs' dense bf16 peak. Only rank 0 writes; the logs travel with every checkpoint, so a
+— 6·N per token plus attention, 12·layers·width·T per token of a T-token sequence (PaLM, app. B),
+the vocabulary head counted only on the positions it runs on (all of them for tf, the response for
+the methods) — over the GPUs' dense bf16 peak. Only rank 0 writes; the logs travel with every checkpoint, so a
 resumed run continues them from the checkpoint's step.
 """
 
@@ -55,9 +56,12 @@ def peak_flops(device) -> float | None:
     return None
 
 
-def model_flops(n_params: int, n_layer: int, width: int, tokens: float, tokens_sq: float) -> float:
-    """Training FLOPs of sequences with sum(len) = tokens and sum(len^2) = tokens_sq."""
-    return 6.0 * n_params * tokens + 12.0 * n_layer * width * tokens_sq
+def model_flops(shape: tuple[int, int, int, int], tokens: float, targets: float, tokens_sq: float) -> float:
+    """Training FLOPs of sequences with sum(len) = tokens and sum(len^2) = tokens_sq, of which `targets`
+    positions get the output projection: 6 FLOPs per weight per token (forward + backward), the
+    vocabulary head counted only where it runs, plus attention."""
+    n_body, n_head, n_layer, width = shape
+    return 6.0 * (n_body * tokens + n_head * targets) + 12.0 * n_layer * width * tokens_sq
 
 
 class Monitor:

@@ -55,6 +55,8 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
         status, message = d.broadcast(None)
         if status == "error":
             raise UserError(message)
+        if status == "crash":
+            raise RuntimeError(message)
         if status == "go":
             _train(m, ArtifactWriter(out_uri), data, base, d)
         d.barrier()  # rank 0 commits
@@ -73,7 +75,7 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
         result = run_stage(stage, out_uri, m.config(), inputs, body, force)
     except BaseException as e:
         if not told:
-            d.broadcast(("error", str(e) if isinstance(e, UserError) else f"rank 0 failed: {e!r}"))
+            d.broadcast(("error", str(e)) if isinstance(e, UserError) else ("crash", f"rank 0 failed: {e!r}"))
         raise
     if not told:
         d.broadcast(("skip", None))
@@ -193,7 +195,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     metrics = {
         "tokens": st.tokens,
         "tokens_per_s": round(result.tokens_per_s, 2),
-        "train_time_s": round(st.train_time_s, 3),
+        "train_time_s": round(st.train_time_s, 6),
         "steps_per_s": round(st.step / st.train_time_s, 4) if st.train_time_s else None,
     }
     if result.mfu is not None:

@@ -5,8 +5,9 @@
   to its longest line, groups lines by length and runs the vocabulary head only on response tokens.
 - base tf: both on the same packed blocks (HF `Trainer` as run_clm does, and dorl).
 
-Throughput counts real (non-padding) tokens only, over the optimizer steps after a first warm-up
-step. Data: the real ABCD conversations in ../shared/data (five, in the raw format; the fixture's
+Throughput counts real (non-padding) tokens only: the median over the optimizer steps after a
+first warm-up step (robust to other load on a shared machine); reference and dorl runs alternate.
+Data: the real ABCD conversations in ../shared/data (five, in the raw format; the fixture's
 synthetic dialogues if absent), 1 human + 5 other responses per context as tf_all has them.
 
     python scripts/bench/train.py [--quick]
@@ -18,6 +19,7 @@ bf16, with dorl's MFU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -80,14 +82,15 @@ def hardware() -> str:
 
 
 def hf_trainer_tps(model_dir: Path, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool) -> float:
-    """Real tokens/s of HF Trainer on `rows` (input_ids, attention_mask, labels), after one warm-up step."""
+    """HF Trainer on `rows` (input_ids, attention_mask, labels): the median over its optimizer steps after
+    the first of real tokens (attention mask) per second."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
     class Clock(TrainerCallback):
         def __init__(self):
-            self.times, self.t0 = [], 0.0
+            self.rates, self.t0, self.seen = [], 0.0, 0
 
         def on_step_begin(self, args, state, control, **kw):
             if torch.cuda.is_available():
@@ -97,7 +100,9 @@ def hf_trainer_tps(model_dir: Path, rows: list[dict], micro: int, gas: int, step
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.t0)
+            seconds = time.perf_counter() - self.t0
+            self.rates.append((state.num_input_tokens_seen - self.seen) / seconds)
+            self.seen = state.num_input_tokens_seen
 
     torch.manual_seed(0)
     lm = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -117,24 +122,23 @@ def hf_trainer_tps(model_dir: Path, rows: list[dict], micro: int, gas: int, step
         dataloader_drop_last=True,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
     )
     clock = Clock()
-    Trainer(model=lm, args=args, train_dataset=ds, data_collator=default_data_collator, callbacks=[clock]).train()
-    # every step holds micro * gas rows; the real tokens of a row are its attention mask
-    real_per_row = sum(sum(r["attention_mask"]) for r in rows) / len(rows)
-    return real_per_row * micro * gas * steps / sum(clock.times[1:])
+    trainer = Trainer(model=lm, args=args, train_dataset=ds, data_collator=default_data_collator, callbacks=[clock])
+    with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary; stdout carries the results
+        trainer.train()
+    return statistics.median(clock.rates[1:])
 
 
 # ---------------------------------------------------------------- dorl
 
 
 def dorl_tps(art) -> tuple[float, float | None]:
-    """Real tokens/s over dorl's logged steps after the first, and its MFU (GPU)."""
+    """dorl's median real tokens/s over its steps after the first (logged every step), and its MFU (GPU)."""
     recs = [json.loads(x) for x in art.read_bytes("train_log.jsonl").decode().splitlines()]
-    recs = [r for r in recs if r["kind"] == "train"][1:]
-    tokens = sum(r["tokens"] for r in recs)
-    seconds = sum(r["tokens"] / r["tokens_per_s"] for r in recs)
-    return tokens / seconds, art.manifest["metrics"].get("mfu")
+    rates = [r["tokens_per_s"] for r in recs if r["kind"] == "train"][1:]
+    return statistics.median(rates), art.manifest["metrics"].get("mfu")
 
 
 def make_base(path: Path, gpu: bool):

@@ -4,6 +4,7 @@ out in plain PyTorch: AdamW with decay on matrices only, clipping, warm-up then 
 import math
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -88,3 +89,24 @@ def test_lines_weigh_by_tokens_however_the_step_is_split(tmp_path, data_artifact
         outs.append(load_file(art.path("model.safetensors")))
     for k in outs[0]:
         torch.testing.assert_close(outs[0][k], outs[1][k], rtol=0, atol=2e-5)
+
+
+def test_mfu_counts_6n_per_token_the_head_where_it_runs_and_attention(tmp_path, data_artifact, monkeypatch):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from dorl.train.model import flop_shape
+
+    d, layers, vocab = 64, 2, 500
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=d, n_layer=layers, n_head=2))
+    # by hand: per layer 12d^2 + 13d (qkv 3d^2+3d, proj d^2+d, mlp 8d^2+5d, 2 norms 4d), final norm 2d
+    assert flop_shape(lm) == (layers * (12 * d * d + 13 * d) + 2 * d, vocab * d, layers, d)
+
+    # MFU against a declared peak (DORL_PEAK_TFLOPS also works on a CPU): blocks of T tokens, T-1 targets each
+    monkeypatch.setenv("DORL_PEAK_TFLOPS", "0.0001")
+    cfg = config.load(preset="tiny", sets=SETS)
+    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    tokens, seconds, n_seq = art.manifest["metrics"]["tokens"], art.manifest["metrics"]["train_time_s"], 5 * 4
+    assert tokens == n_seq * 16
+    n_body, n_head = art.info["parameters"] - art.info["vocab_size"] * 64 - 512 * 64, art.info["vocab_size"] * 64
+    flops = 6 * (n_body * tokens + n_head * n_seq * 15) + 12 * 2 * 64 * n_seq * 16**2
+    assert art.manifest["metrics"]["mfu"] == pytest.approx(flops / seconds / 1e8, rel=0.01)

@@ -128,3 +128,14 @@ def test_s3_output_resumes_on_a_fresh_machine(tmp_path, data_artifact, s3, monke
     # the resumed run's log continues the checkpoint's: every step logged once
     log = [json.loads(x) for x in Artifact(uri).read_bytes("train_log.jsonl").decode().splitlines()]
     assert [r["step"] for r in log if r["kind"] == "train"] == [2, 4, 6]
+
+
+def test_bf16_training_saves_fp32_master_weights(tmp_path, data_artifact):
+    from transformers import AutoModelForCausalLM
+
+    cfg = tiny(*TF, "tf.max_steps=2", "tf.precision=bf16")
+    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "bf16"))
+    assert art.info["precision"] == "bf16"
+    assert {v.dtype for v in load_file(art.path("model.safetensors")).values()} == {torch.float32}
+    assert art.json("config.json")["dtype"] == "float32"
+    assert AutoModelForCausalLM.from_pretrained(art.local_dir()).dtype == torch.float32
