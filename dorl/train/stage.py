@@ -48,10 +48,9 @@ def train(
 
 def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
     d = dmod.setup()
-    if not d.main:  # one voice: rank 0 logs progress, the others only warnings
-        logging.getLogger("dorl").setLevel(logging.WARNING)
     stage = f"train/{method}"
     if not d.main:
+        logging.getLogger("dorl").setLevel(logging.WARNING)  # one voice: rank 0 logs progress
         status, message = d.broadcast(None)
         if status == "error":
             raise UserError(message)
@@ -160,6 +159,9 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     st = result.state
     selected = "best" if tc.keep_best and st.best_dir else "last"
     state = full_state_dict(trainer.engine) if selected == "last" else None
+    trainer.engine.destroy()  # the next stage of a pipeline gets the GPU memory back
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     if not d.main:
         return {}, {}
 
@@ -167,7 +169,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         for p in (ckpt.root / st.best_dir).iterdir():
             shutil.copy2(p, workdir / p.name)
     else:
-        m.save(trainer.engine.module, state, workdir)
+        m.save(module, state, workdir)
         tok.save_pretrained(workdir)
     monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}")
 

@@ -5,15 +5,17 @@
   to its longest line, groups lines by length and runs the vocabulary head only on response tokens.
 - base tf: both on the same packed blocks (HF `Trainer` as run_clm does, and dorl).
 
-Throughput counts real (non-padding) tokens only: the median over the optimizer steps after a
-first warm-up step (robust to other load on a shared machine); reference and dorl runs alternate.
+Throughput counts real (non-padding) tokens only, per optimizer step after a first warm-up step;
+the figure is each setup's best step (timeit's rule: other work on a shared machine only ever slows
+a step down), with the medians beside it; reference and dorl runs alternate.
 Data: the real ABCD conversations in ../shared/data (five, in the raw format; the fixture's
 synthetic dialogues if absent), 1 human + 5 other responses per context as tf_all has them.
 
     python scripts/bench/train.py [--quick]
 
-CPU: GPT-2 4 layers x 256 with GPT-2's vocabulary (fp32). GPU: distilgpt2's shape (6 x 768) in
-bf16, with dorl's MFU.
+CPU: GPT-2 4 layers x 256 with GPT-2's vocabulary (fp32), one thread by default (two OpenMP threads
+on a shared 2-core machine swing 5x with the neighbours' load). GPU: distilgpt2's shape (6 x 768)
+in bf16, with dorl's MFU.
 """
 
 from __future__ import annotations
@@ -81,28 +83,26 @@ def hardware() -> str:
 # ---------------------------------------------------------------- the reference: HF Trainer
 
 
-def hf_trainer_tps(model_dir: Path, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool) -> float:
-    """HF Trainer on `rows` (input_ids, attention_mask, labels): the median over its optimizer steps after
-    the first of real tokens (attention mask) per second."""
+def hf_trainer_rates(model_dir: Path, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool) -> list[float]:
+    """HF Trainer on `rows` (input_ids, attention_mask, labels): real tokens (attention mask) per second of
+    each optimizer step after the first, timed from the end of the step before."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
     class Clock(TrainerCallback):
-        def __init__(self):
-            self.rates, self.t0, self.seen = [], 0.0, 0
+        """Time from one step's end to the next (data, forward, backward, optimizer): as dorl logs it."""
 
-        def on_step_begin(self, args, state, control, **kw):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
+        def __init__(self):
+            self.rates, self.t0, self.seen = [], None, 0
 
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - self.t0
-            self.rates.append((state.num_input_tokens_seen - self.seen) / seconds)
-            self.seen = state.num_input_tokens_seen
+            now = time.perf_counter()
+            if self.t0 is not None:
+                self.rates.append((state.num_input_tokens_seen - self.seen) / (now - self.t0))
+            self.t0, self.seen = now, state.num_input_tokens_seen
 
     torch.manual_seed(0)
     lm = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -128,21 +128,23 @@ def hf_trainer_tps(model_dir: Path, rows: list[dict], micro: int, gas: int, step
     trainer = Trainer(model=lm, args=args, train_dataset=ds, data_collator=default_data_collator, callbacks=[clock])
     with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary; stdout carries the results
         trainer.train()
-    return statistics.median(clock.rates[1:])
+    return clock.rates  # from the second step on: the first only starts the clock
 
 
 # ---------------------------------------------------------------- dorl
 
 
-def dorl_tps(art) -> tuple[float, float | None]:
-    """dorl's median real tokens/s over its steps after the first (logged every step), and its MFU (GPU)."""
+def dorl_rates(art) -> tuple[list[float], float | None]:
+    """dorl's real tokens/s of each step after the first (logged every step), and its MFU (GPU)."""
     recs = [json.loads(x) for x in art.read_bytes("train_log.jsonl").decode().splitlines()]
-    rates = [r["tokens_per_s"] for r in recs if r["kind"] == "train"][1:]
-    return statistics.median(rates), art.manifest["metrics"].get("mfu")
+    return [r["tokens_per_s"] for r in recs if r["kind"] == "train"][1:], art.manifest["metrics"].get("mfu")
 
 
-def make_base(path: Path, gpu: bool):
-    """A base `train/tf` artifact: GPT-2 with GPT-2's BPE and the special tokens."""
+SHAPES = {"small": dict(n_layer=4, n_embd=256, n_head=4), "distilgpt2": dict(n_layer=6, n_embd=768, n_head=12)}
+
+
+def make_base(path: Path, size: str):
+    """A base `train/tf` artifact: GPT-2 of `size` with GPT-2's BPE and the special tokens."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -150,7 +152,7 @@ def make_base(path: Path, gpu: bool):
     from dorl.tokenizer import build_tokenizer
 
     tok = build_tokenizer("gpt2")
-    shape = dict(n_layer=6, n_embd=768, n_head=12) if gpu else dict(n_layer=4, n_embd=256, n_head=4)
+    shape = SHAPES[size]
 
     def body(ctx):
         torch.manual_seed(0)
@@ -191,7 +193,7 @@ def make_data(path: Path, texts: list[str]):
 # ---------------------------------------------------------------- the two comparisons
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[dict]:
     import torch
 
     from dorl import config
@@ -201,11 +203,13 @@ def run(quick: bool) -> list[dict]:
     from dorl.train.stage import train
 
     gpu = torch.cuda.is_available()
-    repeats = 1 if quick else 3
-    steps = 2 if quick else 8
+    if not gpu and threads:
+        torch.set_num_threads(threads)
+    repeats = 2 if quick else 4
+    steps = 2 if quick else 6
     convs, source = conversations()
     tmp = Path(tempfile.mkdtemp(prefix="dorl-bench-train-"))
-    base, tok, shape = make_base(tmp / "base", gpu)
+    base, tok, shape = make_base(tmp / "base", size or ("distilgpt2" if gpu else "small"))
     model = f"GPT-2 {shape['n_layer']} layers x {shape['n_embd']}, vocab {len(tok):,}"
     results = []
 
@@ -224,12 +228,15 @@ def run(quick: bool) -> list[dict]:
     ref, ours, mfus = [], [], []
     sets = [f"methods.batch_size={micro * gas}", f"methods.micro_batch_size={micro}", f"methods.max_steps={steps + 1}"]
     sets += ["methods.log_every=1", "methods.checkpoint_every=1000", f"methods.max_length={max_len}"]
-    for r in range(repeats):  # interleaved, so a change in machine load hits both alike
-        ref.append(hf_trainer_tps(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
-        art = train(config.load(sets=sets), "tf_all", relabel.uri, str(tmp / f"tf_all-{r}"), base_uri=base.uri)
-        tps, mfu = dorl_tps(art)
-        ours.append(tps)
-        mfus.append(mfu)
+    for r in range(repeats):  # alternating, and in turn first: whichever runs second runs a few % slower here
+        for who in ("ref", "dorl") if r % 2 == 0 else ("dorl", "ref"):
+            if who == "ref":
+                ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
+                continue
+            art = train(config.load(sets=sets), "tf_all", relabel.uri, str(tmp / f"tf_all-{r}"), base_uri=base.uri)
+            rates, mfu = dorl_rates(art)
+            ours.extend(rates)
+            mfus.append(mfu)
     results.append(_result("train: method lines (tf_all)", ours, ref, mfus, model, source, {
         "lines": len(lines), "mean_real_tokens_per_line": round(ex.n_tokens / len(ex), 1), "max_length": max_len,
         "batch": micro * gas, "reference_setup": "HF Trainer, every line padded to 512 tokens",
@@ -249,11 +256,14 @@ def run(quick: bool) -> list[dict]:
     sets += ["model.source=config", f"model.n_layer={shape['n_layer']}", f"model.n_embd={shape['n_embd']}"]
     sets += [f"model.n_head={shape['n_head']}", "model.n_positions=1024"]
     for r in range(repeats):
-        ref.append(hf_trainer_tps(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
-        art = train(config.load(sets=sets), "tf", data.uri, str(tmp / f"tf-{r}"))
-        tps, mfu = dorl_tps(art)
-        ours.append(tps)
-        mfus.append(mfu)
+        for who in ("ref", "dorl") if r % 2 == 0 else ("dorl", "ref"):
+            if who == "ref":
+                ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
+                continue
+            art = train(config.load(sets=sets), "tf", data.uri, str(tmp / f"tf-{r}"))
+            rates, mfu = dorl_rates(art)
+            ours.extend(rates)
+            mfus.append(mfu)
     results.append(_result("train: base tf (packed blocks)", ours, ref, mfus, model, source, {
         "blocks": len(blocks), "block": block, "batch": micro * gas, "reference_setup": "HF Trainer, same blocks",
     }))  # fmt: skip
@@ -261,17 +271,20 @@ def run(quick: bool) -> list[dict]:
 
 
 def _result(name, ours, ref, mfus, model, source, details) -> dict:
+    """The best step of each (the least disturbed by other work on the machine) and the medians."""
     import torch
 
-    dorl, reference = statistics.median(ours), statistics.median(ref)
+    dorl, reference = max(ours), max(ref)
     out = {
         "name": name,
         "unit": "real tokens/s",
         "dorl": round(dorl, 1),
         "reference": round(reference, 1),
         "ratio": round(dorl / reference, 2),
-        "dorl_runs": [round(x, 1) for x in ours],
-        "reference_runs": [round(x, 1) for x in ref],
+        "dorl_median": round(statistics.median(ours), 1),
+        "reference_median": round(statistics.median(ref), 1),
+        "ratio_of_medians": round(statistics.median(ours) / statistics.median(ref), 2),
+        "steps_timed": [len(ours), len(ref)],
         "hardware": hardware(),
         "model": model + (", bf16" if torch.cuda.is_available() else ", fp32"),
         "data": source,
@@ -284,9 +297,11 @@ def _result(name, ours, ref, mfus, model, source, details) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps, one repeat")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
+    ap.add_argument("--model", choices=sorted(SHAPES), help="model shape (default: small on CPU, distilgpt2 on GPU)")
     args = ap.parse_args()
-    for r in run(args.quick):
+    for r in run(args.quick, args.threads or None, args.model):
         print(json.dumps(r))
         print(f"{r['name']}: dorl {r['dorl']:,.0f} vs reference {r['reference']:,.0f} {r['unit']} = {r['ratio']}x "
               f"({r['model']}; {r['hardware']})", file=sys.stderr)  # fmt: skip
