@@ -49,6 +49,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def per_rank_file(path: str) -> bool:
+    """A file one rank alone writes: its RNG state, DeepSpeed's ZeRO shards (`*zero_pp_rank_<r>_*`)."""
+    return "/rng/" in path or "zero_pp_rank_" in path.rsplit("/", 1)[-1]
+
+
 class Checkpointer:
     """Save / find / load checkpoints. Every rank calls `save` and `load` (they are collective)."""
 
@@ -58,7 +63,7 @@ class Checkpointer:
         dist,
         node_local: bool,
         keep: int,
-        sync: Callable[[str], None] = lambda prefix: None,
+        sync: Callable[..., None] = lambda prefix, only=None: None,
         remove: Callable[[str], None] | None = None,
     ):
         self.root = root  # <workdir>/checkpoints
@@ -67,7 +72,7 @@ class Checkpointer:
         # Who renames and uploads: one process per node when each node has its own disk, else rank 0.
         self.finalizer = dist.local_main if node_local else dist.main
         self.keep = max(1, keep)
-        self.sync = sync  # upload "checkpoints/<name>" (a folder or a file) to the store
+        self.sync = sync  # sync("checkpoints/<name>", only=predicate): upload a folder or a file to the store
         self.remove = remove or (lambda prefix: shutil.rmtree(self.root.parent / prefix, ignore_errors=True))
 
     # ---------------------------------------------------------------- finding
@@ -84,12 +89,13 @@ class Checkpointer:
 
     # ---------------------------------------------------------------- saving
     def _publish(self, tmp: Path, name: str) -> None:
-        """Rename a finished folder into place and upload it (finalizer ranks)."""
+        """Rename a finished folder into place and upload it (finalizer ranks): rank 0's node uploads all of
+        it, the other nodes only their ranks' own files (the rest are copies of rank 0's)."""
         final = self.root / name
         if final.exists():  # left by a run killed after the rename but before `latest` moved
             shutil.rmtree(final)
         os.replace(tmp, final)
-        self.sync(f"checkpoints/{name}")
+        self.sync(f"checkpoints/{name}", None if self.dist.main else per_rank_file)
 
     def save(self, engine, state: dict, write_extra: Callable[[Path], None]) -> str:
         """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0)."""

@@ -91,14 +91,16 @@ def _drop_local_checkpoints(writer: ArtifactWriter, d, retain: bool) -> None:
 
 
 def _sync(writer: ArtifactWriter):
-    def sync(prefix: str) -> None:
+    """Upload `prefix` (a file or a folder) of the working folder to the store; `only` filters the paths."""
+
+    def sync(prefix: str, only=None) -> None:
         if writer.loc.is_local:
             return
         path = writer.dir / prefix
-        if path.is_file():
-            writer.loc.upload(path, prefix)
-        else:
-            writer.sync(prefix)
+        for p in [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file()):
+            rel = p.relative_to(writer.dir).as_posix()
+            if only is None or only(rel):
+                writer.loc.upload(p, rel)
 
     return sync
 
