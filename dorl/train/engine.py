@@ -67,8 +67,9 @@ def param_groups(module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def full_state_dict(engine) -> dict:
-    """The module's full fp32 weights on CPU (collective: ZeRO shards and bf16 master copies are gathered)."""
+def full_state_dict(engine, keep: bool = True) -> dict:
+    """The module's full fp32 weights on CPU (collective: ZeRO shards and bf16 master copies are gathered;
+    every rank takes part, only those with `keep` hold the result)."""
     import deepspeed
     from deepspeed.utils import safe_get_full_fp32_param
 
@@ -78,7 +79,10 @@ def full_state_dict(engine) -> dict:
         if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 parameter
             with deepspeed.zero.GatheredParameters([p]):
                 full = p.detach().clone()
-        out[name] = (full if full is not None else p.detach()).float().cpu()
+        if keep:
+            out[name] = (full if full is not None else p.detach()).float().cpu()
+    if not keep:
+        return out
     persistent = set(engine.module.state_dict().keys())
     for name, b in engine.module.named_buffers():
         if name in persistent:

@@ -117,11 +117,12 @@ def _shared_tokenizer(m, ckpt, data, base, d):
             ckpt.save_folder("tokenizer", tok.save_pretrained)
         files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     files = d.broadcast(files)
-    if not d.main:
-        folder = Path(tempfile.mkdtemp(prefix="dorl-tok-"))
+    if d.main:
+        return AutoTokenizer.from_pretrained(folder)
+    with tempfile.TemporaryDirectory(prefix="dorl-tok-") as tmp:
         for name, blob in files.items():
-            (folder / name).write_bytes(blob)
-    return AutoTokenizer.from_pretrained(folder)
+            (Path(tmp) / name).write_bytes(blob)
+        return AutoTokenizer.from_pretrained(tmp)
 
 
 def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) -> tuple[dict, dict]:
@@ -142,6 +143,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     tok = _shared_tokenizer(m, ckpt, data, base, d)
     m.bind(tok)
     lm = m.model(tok, base)
+    n_params = sum(p.numel() for p in lm.parameters())  # before ZeRO-3 partitions them
     module = m.wrap(lm)
     train_set, val_set = m.datasets(data, tok)
     log.info(
@@ -150,7 +152,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     )  # fmt: skip
 
     def save_best(engine, step: int) -> str:
-        state = full_state_dict(engine)
+        state = full_state_dict(engine, keep=d.main)
         name = f"best-step-{step:08d}"
         if d.main:
             ckpt.save_folder(name, lambda p: (m.save(engine.module, state, p), tok.save_pretrained(p)))
@@ -160,7 +162,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     result = trainer.fit()
     st = result.state
     selected = "best" if tc.keep_best and st.best_dir else "last"
-    state = full_state_dict(trainer.engine) if selected == "last" else None
+    state = full_state_dict(trainer.engine, keep=d.main) if selected == "last" else None
     trainer.engine.destroy()  # the next stage of a pipeline gets the GPU memory back
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -179,7 +181,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         "method": m.name,
         "base": base.uri if base else (m.cfg.model.name if m.cfg.model.source == "pretrained" else "model.config"),
         "vocab_size": len(tok),
-        "parameters": sum(p.numel() for p in lm.parameters()),
+        "parameters": n_params,
         "world_size": d.world,
         "device": str(d.device) if d.device.type == "cpu" else torch.cuda.get_device_name(d.device),
         "precision": "bf16" if trainer.bf16 else "fp32",
