@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -112,7 +113,8 @@ def setup() -> Dist:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)  # idempotent
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its op builds; stdout is for results
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)  # idempotent
     world = td.get_world_size()
     control = None
     if world > 1:
