@@ -21,6 +21,7 @@ COMMANDS = {
     "pipeline": "dorl.pipeline_cli:pipeline",
     "relabel": "dorl.relabel.cli:relabel",
     "report": "dorl.report.cli:report",
+    "train": "dorl.train.cli:train",
 }
 
 
@@ -38,7 +39,9 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="dorl")
 @click.option("--log-level", default=None, help="DEBUG, INFO (default), WARNING.")
-def cli(log_level: str | None) -> None:
+# The DeepSpeed launcher inserts --local_rank=N right after the module name; LOCAL_RANK carries the same.
+@click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True)
+def cli(log_level: str | None, local_rank: int | None) -> None:
     """dorl: offline RL for dialogue response generation.
 
     Each command runs one stage and writes one artifact (a local folder or s3://bucket/prefix)

@@ -44,6 +44,11 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
         raise ConfigError(f"unknown config key '{key}'; allowed keys here: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
+        factory = fields[name].default_factory
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and factory is not dataclasses.MISSING:
+            # A section whose default differs from its class's defaults (e.g. `methods`, a TrainConfig
+            # with the methods' values): overrides start from that default, not from the class's.
+            value = merge(dataclasses.asdict(factory()), value)
         kwargs[name] = _coerce(hints[name], value, _join(where, name))
     return cls(**kwargs)
 

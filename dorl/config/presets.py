@@ -18,7 +18,7 @@ TINY: dict = {
         "n_embd": 64,
         "n_positions": 512,
     },
-    "tf": {"epochs": 3, "batch_size": 8, "micro_batch_size": 8, "max_length": 256, "lr": 1e-3, "checkpoint_every": 50},
+    "tf": {"epochs": 10, "batch_size": 8, "micro_batch_size": 8, "max_length": 256, "lr": 2e-3, "checkpoint_every": 50},
     "methods": {
         "epochs": 2,
         "batch_size": 16,

@@ -57,29 +57,55 @@ class ModelConfig:
     n_head: int = param(2, "GPT-2 attention heads (source=config).")
     n_embd: int = param(64, "GPT-2 width (source=config).")
     n_positions: int = param(1024, "GPT-2 context length (source=config).")
+    dropout: float | None = param(
+        None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
+    )
 
 
 @dataclass
 class TrainConfig:
     lr: float = param(5e-4, "Peak learning rate (1e-4 for gpt2-medium in the reference).")
-    epochs: int = param(10, "Training epochs.")
-    batch_size: int = param(16, "Effective batch size in sequences, whatever the number of GPUs.")
-    micro_batch_size: int = param(4, "Sequences per GPU per forward pass; accumulation makes up the rest.")
-    max_length: int = param(1024, "Block length (base tf) or left-truncation length (methods) in tokens.")
-    scheduler: Literal["cosine", "linear", "constant"] = param("cosine", "Learning-rate schedule.")
-    warmup_steps: int = param(0, "Linear warm-up steps.")
-    weight_decay: float = param(0.0, "AdamW weight decay.")
-    grad_clip: float = param(1.0, "Gradient-norm clipping (0 = off).")
+    epochs: int = param(10, "Training epochs (max_steps, when set, overrides them).")
+    batch_size: int = param(
+        16,
+        "Effective batch in sequences per optimizer step, whatever the number of processes: gradient accumulation = "
+        "batch_size / (micro_batch_size * world size), which must divide exactly.",
+    )
+    micro_batch_size: int = param(4, "Sequences per process per forward pass; accumulation makes up the rest.")
+    max_length: int = param(
+        1024, "Block length (base tf: packed blocks) or left-truncation length (methods: one line each), in tokens."
+    )
+    scheduler: Literal["cosine", "linear", "constant"] = param(
+        "cosine", "Learning-rate schedule over all optimizer steps, after the warm-up."
+    )
+    warmup_steps: int = param(0, "Linear warm-up steps from 0 to lr.")
+    weight_decay: float = param(0.0, "AdamW weight decay (matrices only; biases and norms are never decayed).")
+    betas: list[float] = param(factory=lambda: [0.9, 0.999], help="AdamW (beta1, beta2).")
+    eps: float = param(1e-8, "AdamW epsilon.")
+    grad_clip: float = param(1.0, "Gradient-norm clipping (0 = off); 1.0 is HF Trainer's default, as the reference.")
     precision: Literal["auto", "bf16", "fp32"] = param("auto", "'auto': bf16 on GPU, fp32 on CPU.")
-    zero_stage: int = param(0, "DeepSpeed ZeRO stage (0-3).")
+    zero_stage: int = param(0, "DeepSpeed ZeRO stage (0-3); resuming a stage >= 1 run needs the same world size.")
     seed: int = param(42, "Seed for initialisation, shuffling and dropout.")
+    group_by_length: bool = param(
+        True,
+        "Methods: batch lines of similar length together and pad each batch only to its longest line "
+        "(False: plain shuffle, still padded per batch, never to max_length).",
+    )
     checkpoint_every: int = param(500, "Checkpoint every N optimizer steps (also at every epoch end).")
+    keep_checkpoints: int = param(2, "Step checkpoints kept while training (older ones are deleted).")
+    retain_checkpoints: bool = param(
+        False, "Keep checkpoints/ after the artifact is committed (default: delete them, they are only for resuming)."
+    )
+    eval_every: int = param(0, "Validation loss every N optimizer steps (0: only at epoch ends and at the end).")
+    keep_best: bool = param(
+        False, "Output the weights with the lowest validation loss instead of the last ones (the methods do)."
+    )
     max_steps: int | None = param(None, "Stop after this many optimizer steps (None: run all epochs).")
     log_every: int = param(10, "Log loss and throughput every N optimizer steps.")
 
 
 def _method_train() -> TrainConfig:
-    return TrainConfig(lr=5e-4, epochs=5, batch_size=32, micro_batch_size=8, max_length=512)
+    return TrainConfig(lr=5e-4, epochs=5, batch_size=32, micro_batch_size=8, max_length=512, keep_best=True)
 
 
 @dataclass

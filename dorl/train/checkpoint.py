@@ -1,0 +1,167 @@
+"""Checkpoints under `<artifact>/checkpoints/`, written atomically, resumed exactly.
+
+    checkpoints/latest                 the name of the newest complete checkpoint (written last)
+    checkpoints/step-00000120/         ds/ (DeepSpeed: model, optimizer, scheduler), rng/rank<r>.pt,
+                                       trainer.json (step, epoch, batch index, best), logs/
+    checkpoints/best-step-00000100/    the best weights so far by validation loss (keep_best)
+    checkpoints/tokenizer/             the tokenizer the run started with
+
+A checkpoint is written into `.tmp-<name>/`, renamed, synced to the store (S3), and only then does
+`latest` point at it: a kill at any moment leaves the previous checkpoint in force. With an S3
+output every node keeps its own copy (DeepSpeed's node-local storage) and uploads its files; a
+fresh pod pulls them back before resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dorl.store.location import atomic_write
+
+log = logging.getLogger("dorl.train")
+
+LATEST = "latest"
+STATE = "trainer.json"
+DS_TAG = "ds"
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def per_rank_file(path: str) -> bool:
+    """A file one rank alone writes: its RNG state, DeepSpeed's ZeRO shards (`*zero_pp_rank_<r>_*`)."""
+    return "/rng/" in path or "zero_pp_rank_" in path.rsplit("/", 1)[-1]
+
+
+class Checkpointer:
+    """Save / find / load checkpoints. Every rank calls `save` and `load` (they are collective)."""
+
+    def __init__(
+        self,
+        root: Path,
+        dist,
+        node_local: bool,
+        keep: int,
+        sync: Callable[..., None] = lambda prefix, only=None: None,
+        remove: Callable[[str], None] | None = None,
+    ):
+        self.root = root  # <workdir>/checkpoints
+        self.dist = dist
+        self.node_local = node_local
+        # Who renames and uploads: one process per node when each node has its own disk, else rank 0.
+        self.finalizer = dist.local_main if node_local else dist.main
+        self.keep = max(1, keep)
+        self.sync = sync  # sync("checkpoints/<name>", only=predicate): upload a folder or a file to the store
+        self.remove = remove or (lambda prefix: shutil.rmtree(self.root.parent / prefix, ignore_errors=True))
+
+    # ---------------------------------------------------------------- finding
+    def find(self) -> Path | None:
+        """The newest complete checkpoint, decided by rank 0 for every rank (collective)."""
+        name = None
+        if self.dist.main and (self.root / LATEST).exists():
+            name = (self.root / LATEST).read_text().strip()
+            if not (self.root / name / STATE).exists():
+                log.warning("checkpoints/%s names %s, which is incomplete or missing: starting afresh", LATEST, name)
+                name = None
+        name = self.dist.broadcast(name)
+        return self.root / name if name else None
+
+    # ---------------------------------------------------------------- saving
+    def _publish(self, tmp: Path, name: str) -> None:
+        """Rename a finished folder into place and upload it (finalizer ranks): rank 0's node uploads all of
+        it, the other nodes only their ranks' own files (the rest are copies of rank 0's)."""
+        final = self.root / name
+        if final.exists():  # left by a run killed after the rename but before `latest` moved
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        self.sync(f"checkpoints/{name}", None if self.dist.main else per_rank_file)
+
+    def save(self, engine, state: dict, write_extra: Callable[[Path], None]) -> str:
+        """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0)."""
+        name = f"step-{state['step']:08d}"
+        tmp = self.root / f".tmp-{name}"
+        if self.finalizer:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.dist.barrier()
+        engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={}, save_latest=False)
+        rng_file = tmp / "rng" / f"rank{self.dist.rank}.pt"
+        rng_file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(rng_state(), rng_file)
+        if self.dist.main:
+            write_extra(tmp)
+            (tmp / STATE).write_text(json.dumps(state, indent=2))
+        self.dist.barrier()
+        if self.finalizer:
+            self._publish(tmp, name)
+        self.dist.barrier()
+        if self.dist.main:
+            atomic_write(self.root / LATEST, name.encode())
+            self.sync(f"checkpoints/{LATEST}")
+        self.dist.barrier()
+        if self.finalizer:
+            self._prune(state)
+        if self.dist.main:
+            log.info("checkpoint %s saved", name)
+        return name
+
+    def save_folder(self, name: str, write: Callable[[Path], None]) -> None:
+        """A folder written by rank 0 alone (the best weights, the tokenizer), atomically."""
+        tmp = self.root / f".tmp-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        self._publish(tmp, name)
+
+    def _prune(self, state: dict) -> None:
+        """Keep the new checkpoint and the keep-1 before it; drop later ones (a killed run's leftovers), the
+        best weights no longer best, and unfinished folders."""
+        current = f"step-{state['step']:08d}"
+        steps = sorted(p.name for p in self.root.glob("step-*") if p.is_dir() and p.name != current)
+        earlier = [s for s in steps if s < current]
+        old = earlier[: max(0, len(earlier) - (self.keep - 1))] + [s for s in steps if s > current]
+        old += [p.name for p in self.root.glob("best-step-*") if p.name != state.get("best_dir")]
+        old += [p.name for p in self.root.glob(".tmp-*")]
+        for name in old:
+            if self.dist.main:
+                self.remove(f"checkpoints/{name}")  # local and in the store
+            else:
+                shutil.rmtree(self.root / name, ignore_errors=True)
+
+    # ---------------------------------------------------------------- loading
+    def load(self, engine, path: Path) -> dict:
+        """Restore DeepSpeed state and this rank's RNG; return the trainer state (rank 0's, on every rank)."""
+        loaded, _ = engine.load_checkpoint(
+            str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if loaded is None:
+            raise RuntimeError(f"DeepSpeed could not load the checkpoint in {path}")
+        state = json.loads((path / STATE).read_text()) if self.dist.main else None
+        state = self.dist.broadcast(state)
+        rng_file = path / "rng" / f"rank{self.dist.rank}.pt"
+        if rng_file.exists():
+            set_rng_state(torch.load(rng_file, weights_only=False))
+        else:  # another world size than the saved run: a fresh, still deterministic, stream
+            log.warning("no RNG state for rank %d in %s: reseeding", self.dist.rank, path)
+            torch.manual_seed(state["seed"] + state["step"] * 1000 + self.dist.rank)
+        return state

@@ -1,0 +1,36 @@
+"""`dorl train`: the base model (tf) or a method model from the relabelled data."""
+
+from __future__ import annotations
+
+import click
+
+from dorl.options import config_options, force_option
+from dorl.train.method import method_names
+
+
+@click.command("train")
+@click.option(
+    "--method",
+    required=True,
+    type=click.Choice(method_names()),
+    help="tf: the base model from the data artifact; tf_top, tf_all, dt, ilql: from a relabel artifact and --base.",
+)
+@click.option("--data", "data_uri", required=True, help="Input: a `data` artifact (tf) or a `relabel` artifact.")
+@click.option("--base", "base_uri", default=None, help="The base `train/tf` artifact the methods start from.")
+@click.option("--out", "out_uri", required=True, help="Output artifact URI (local folder or s3://bucket/prefix).")
+@config_options
+@force_option
+def train(cfg, method: str, data_uri: str, base_uri: str | None, out_uri: str, force: bool) -> None:
+    """Train a model with DeepSpeed; one process here, or N per node under torchrun / `deepspeed`.
+
+    \b
+    dorl train --method tf --data runs/demo/abcd/data --out runs/demo/abcd/tf --preset tiny
+    dorl train --method dt --data runs/demo/abcd/relabel --base runs/demo/abcd/tf --out runs/demo/abcd/dt
+    torchrun --nproc_per_node 8 -m dorl train --method tf --data s3://b/run/abcd/data --out s3://b/run/abcd/tf
+
+    Killed and run again with the same arguments, it resumes from its last checkpoint.
+    """
+    from dorl.train.stage import train as run
+
+    art = run(cfg, method, data_uri, out_uri, base_uri=base_uri, force=force)
+    click.echo(art.uri)

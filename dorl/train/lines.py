@@ -1,0 +1,115 @@
+"""tf_top, tf_all and dt: one training line per example, loss on the response only.
+
+A line is `context<_rep_start_>response<_rep_end_>` (DT: with return tokens, see `dorl.text`),
+read from the relabel artifact's `methods/<method>/{split}.parquet` `text` column, tokenized,
+left-truncated to `max_length` (512) tokens, and masked up to and including its last
+`<_rep_start_>`: the loss falls on the response tokens and `<_rep_end_>`. Batches are padded only
+to their longest line (and grouped by length), never to `max_length`.
+
+DT: the relabel manifest's `info.return_tokens` names the token of each return bin; bins beyond the
+two reference tokens are added to the tokenizer and the embeddings resized.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from dorl.errors import ConfigError, DataError
+from dorl.store import Artifact
+from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO
+from dorl.train.data import Examples
+from dorl.train.method import Method, context_length
+
+log = logging.getLogger("dorl.train")
+SPLITS = ("train", "validation")
+
+
+def read_lines(data: Artifact, name: str) -> list[str]:
+    """The `text` column of one parquet file, each line checked for the two markers."""
+    import pandas as pd
+
+    df = pd.read_parquet(data.path(name))
+    if "text" not in df.columns:
+        raise DataError(f"{data.uri}/{name}: no 'text' column (columns: {', '.join(df.columns)})")
+    texts = df["text"].tolist()
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or REP_START not in t or not t.endswith(REP_END):
+            raise DataError(
+                f"{data.uri}/{name}: record {i}, field 'text': a line must contain {REP_START} and end with "
+                f"{REP_END}, got {str(t)[-80:]!r}"
+            )
+    return texts
+
+
+def encode_lines(tok, texts: list[str], max_length: int, chunk: int = 2000) -> Examples:
+    """Tokenize, keep the last `max_length` tokens, and record where the loss starts (`label_start`:
+    just after the last `<_rep_start_>`; 0 if truncation cut it off, so the whole line is response)."""
+    rep_start = tok.convert_tokens_to_ids(REP_START)
+    seqs, starts = [], []
+    for i in range(0, len(texts), chunk):
+        for ids in tok(texts[i : i + chunk], add_special_tokens=False, verbose=False)["input_ids"]:
+            ids = np.asarray(ids[-max_length:], dtype=np.int32)
+            where = np.flatnonzero(ids == rep_start)
+            seqs.append(ids)
+            starts.append(int(where[-1]) + 1 if len(where) else 0)
+    return Examples.from_lists(seqs, label_start=np.asarray(starts, dtype=np.int32))
+
+
+def return_tokens(data: Artifact) -> list[str]:
+    """The token of each return bin (index = bin); the reference's binary tokens when unspecified."""
+    tokens = data.info.get("return_tokens") or [REWARD_ZERO, REWARD_ONE]
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise DataError(f"{data.uri}/manifest.json: info.return_tokens must be a list of tokens, got {tokens!r}")
+    return tokens
+
+
+class Lines(Method):
+    def __init__(self, cfg, name):
+        super().__init__(cfg, name)
+        self._info: dict = {}
+
+    def files(self) -> list[str]:
+        return [f"methods/{self.name}/{split}.parquet" for split in SPLITS]
+
+    def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
+        for name in self.files():
+            if name not in data.files:
+                raise DataError(f"{data.uri} has no {name}: is it a `dorl relabel` artifact?")
+        limit = context_length_of(base)
+        if limit is not None and self.train_config().max_length > limit:
+            raise ConfigError(
+                f"methods.max_length={self.train_config().max_length} exceeds the {limit} positions of {base.uri}"
+            )
+        if self.name == "dt":
+            return_tokens(data)
+
+    def tokenizer(self, data: Artifact, base: Artifact | None):
+        tok = super().tokenizer(data, base)
+        if self.name == "dt":
+            missing = [t for t in return_tokens(data) if t not in tok.get_vocab()]
+            if missing:
+                tok.add_tokens(missing, special_tokens=True)
+                log.info("dt: added %d return tokens to the tokenizer: %s", len(missing), " ".join(missing))
+        return tok
+
+    def datasets(self, data: Artifact, tok):
+        sets = []
+        for name in self.files():
+            ex = encode_lines(tok, read_lines(data, name), self.train_config().max_length)
+            split = name.rsplit("/", 1)[1].removesuffix(".parquet")
+            self._info[split] = {"lines": len(ex), "tokens": ex.n_tokens}
+            sets.append(ex)
+        if self.name == "dt":
+            self._info["return_tokens"] = return_tokens(data)
+        return sets[0], sets[1]
+
+    def info(self) -> dict:
+        return {"data": self._info}
+
+
+def context_length_of(base: Artifact | None) -> int | None:
+    if base is None or "config.json" not in base.files:
+        return None
+    return context_length(base.json("config.json"))

@@ -1,0 +1,112 @@
+"""The engine's arithmetic: a DeepSpeed run (2 micro-batches x accumulation) equals the same training written
+out in plain PyTorch: AdamW with decay on matrices only, clipping, warm-up then cosine, the token-mean loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dorl import config
+from dorl.train.data import epoch_steps
+from dorl.train.stage import train
+
+SETS = ["tf.max_length=16", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=5", "tf.lr=3e-3"]
+SETS += ["tf.weight_decay=0.1", "tf.grad_clip=0.5", "tf.warmup_steps=2", "model.dropout=0.0"]
+
+
+def test_a_step_is_adamw_on_the_token_mean_with_clipping_warmup_and_cosine(tmp_path, data_artifact):
+    from transformers import AutoTokenizer
+
+    from dorl.train.lm import pack, read_conversations, tokenize
+
+    cfg = config.load(preset="tiny", sets=SETS)
+    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    tok = AutoTokenizer.from_pretrained(art.local_dir())
+
+    # the same model before training: a fresh GPT-2 from the same seed
+    from dorl.train.model import model_from_config
+
+    lm = model_from_config(cfg.model, tok, cfg.tf.seed)
+    init = {k: v.clone() for k, v in lm.state_dict().items()}
+    blocks = pack(tokenize(tok, read_conversations(data_artifact, "train")), 16, keep_remainder=False)
+    decay = [p for p in lm.parameters() if p.dim() >= 2]
+    other = [p for p in lm.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}], lr=3e-3)
+    total = 5
+
+    def lr_at(step):  # linear warm-up over 2 steps, then cosine to 0 at step 5
+        return step / 2 if step < 2 else 0.5 * (1 + math.cos(math.pi * (step - 2) / (total - 2)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    steps = epoch_steps(blocks.lengths, 4, seed=cfg.tf.seed, epoch=0, group_by_length=False)
+    for idx in steps[:total]:
+        ids = torch.tensor(np.stack([blocks[i]["input_ids"] for i in idx]), dtype=torch.long)
+        loss = lm(input_ids=ids, labels=ids).loss  # equal-length blocks: token mean = mean over the batch
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 0.5)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+
+    got = load_file(art.path("model.safetensors"))
+    want = {k: v for k, v in lm.state_dict().items() if k in got}
+    assert set(got) == set(want)
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=2e-6)
+    assert max(float((got[k] - init[k]).abs().max()) for k in got) > 1e-3  # it did train
+
+
+def test_lines_weigh_by_tokens_however_the_step_is_split(tmp_path, data_artifact):
+    """Micro-batches of 2 lines x 2 accumulation = one batch of 4 lines: the step's loss is the mean over
+    all its response tokens (a mean of micro-batch means would weigh short lines more)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from dorl.store import run_stage
+    from dorl.tokenizer import build_tokenizer
+    from tests.fixtures import dialogues, make_relabel_artifact
+
+    def base_body(ctx):  # a tiny base model without dropout, so both runs see the same function
+        from dorl.text import render_conversation
+
+        tok = build_tokenizer("bpe", texts=[render_conversation(t) for _, t in dialogues(40)], vocab_size=400)
+        torch.manual_seed(0)
+        cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2)
+        cfg.resid_pdrop = cfg.embd_pdrop = cfg.attn_pdrop = 0.0
+        GPT2LMHeadModel(cfg).save_pretrained(ctx.out.dir)
+        tok.save_pretrained(ctx.out.dir)
+
+    base = run_stage("train/tf", str(tmp_path / "base"), {"no": "dropout"}, {}, base_body).artifact
+    relabel = make_relabel_artifact(str(tmp_path / "relabel"), data_artifact)
+    outs = []
+    for micro in (2, 4):
+        sets = ["methods.batch_size=4", f"methods.micro_batch_size={micro}", "methods.max_steps=2", "methods.lr=1e-2"]
+        sets += ["methods.max_length=128"]
+        cfg = config.load(preset="tiny", sets=sets)
+        art = train(cfg, "tf_all", relabel.uri, str(tmp_path / f"m{micro}"), base_uri=base.uri)
+        assert art.info["batch"]["accumulation"] == 4 // micro
+        outs.append(load_file(art.path("model.safetensors")))
+    for k in outs[0]:
+        torch.testing.assert_close(outs[0][k], outs[1][k], rtol=0, atol=2e-5)
+
+
+def test_mfu_counts_6n_per_token_the_head_where_it_runs_and_attention(tmp_path, data_artifact, monkeypatch):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from dorl.train.model import flop_shape
+
+    d, layers, vocab = 64, 2, 500
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=d, n_layer=layers, n_head=2))
+    # by hand: per layer 12d^2 + 13d (qkv 3d^2+3d, proj d^2+d, mlp 8d^2+5d, 2 norms 4d), final norm 2d
+    assert flop_shape(lm) == (layers * (12 * d * d + 13 * d) + 2 * d, vocab * d, layers, d)
+
+    # MFU against a declared peak (DORL_PEAK_TFLOPS also works on a CPU): blocks of T tokens, T-1 targets each
+    monkeypatch.setenv("DORL_PEAK_TFLOPS", "0.0001")
+    cfg = config.load(preset="tiny", sets=SETS)
+    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    tokens, seconds, n_seq = art.manifest["metrics"]["tokens"], art.manifest["metrics"]["train_time_s"], 5 * 4
+    assert tokens == n_seq * 16
+    n_body, n_head = art.info["parameters"] - art.info["vocab_size"] * 64 - 512 * 64, art.info["vocab_size"] * 64
+    flops = 6 * (n_body * tokens + n_head * n_seq * 15) + 12 * 2 * 64 * n_seq * 16**2
+    assert art.manifest["metrics"]["mfu"] == pytest.approx(flops / seconds / 1e8, rel=0.01)

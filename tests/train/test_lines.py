@@ -1,0 +1,116 @@
+"""Method lines: the DT text format, left truncation, and labels masked up to the last <_rep_start_>."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dorl import config
+from dorl.errors import DataError
+from dorl.store import run_stage
+from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO, dt_line, dt_prompt, line, render_conversation
+from dorl.tokenizer import build_tokenizer
+from dorl.train.lines import Lines, encode_lines
+from dorl.train.model import IGNORE, CausalLMLoss, collate_causal, load_base_tokenizer
+from tests.fixtures import dialogues
+
+TURNS = [("customer", "I need help"), ("agent", "Sure."), ("customer", "Thanks")]
+CONTEXT = render_conversation(TURNS)
+RESPONSE = "You are welcome, bye now."
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = [render_conversation(t) for _, t in dialogues(40)] + [CONTEXT + RESPONSE]
+    return build_tokenizer("bpe", texts=texts, vocab_size=400)
+
+
+def test_dt_lines_and_prompts_are_as_specified():
+    # written out by hand from DESIGN.md: every earlier <_rep_start_> asks for the high return, the
+    # target's return token goes right before its <_rep_start_>.
+    assert dt_line(CONTEXT, RESPONSE, REWARD_ZERO) == (
+        "<_soc_><_cus_start_>I need help<_cus_end_><_reward_one_><_rep_start_>Sure.<_rep_end_>"
+        "<_cus_start_>Thanks<_cus_end_><_reward_zero_><_rep_start_>You are welcome, bye now.<_rep_end_>"
+    )
+    assert dt_prompt(CONTEXT) == (
+        "<_soc_><_cus_start_>I need help<_cus_end_><_reward_one_><_rep_start_>Sure.<_rep_end_>"
+        "<_cus_start_>Thanks<_cus_end_><_reward_one_><_rep_start_>"
+    )
+    assert line(CONTEXT, RESPONSE) == CONTEXT + "<_rep_start_>You are welcome, bye now.<_rep_end_>"
+
+
+@pytest.mark.parametrize("make", [lambda: line(CONTEXT, RESPONSE), lambda: dt_line(CONTEXT, RESPONSE, REWARD_ZERO)])
+def test_labels_fall_on_the_response_and_rep_end_only(tok, make):
+    text = make()
+    ex = encode_lines(tok, [text], max_length=512)
+    batch = collate_causal([ex[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    assert ids == tok(text, add_special_tokens=False)["input_ids"]
+    # expected, independently: the response's own tokens, then <_rep_end_>
+    want = tok(RESPONSE, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids(REP_END)]
+    n_masked = len(ids) - len(want)
+    assert labels[:n_masked] == [IGNORE] * n_masked
+    assert labels[n_masked:] == want
+    assert ids[n_masked - 1] == tok.convert_tokens_to_ids(REP_START)  # masked up to and including it
+
+
+def test_left_truncation_keeps_the_end(tok):
+    text = line(CONTEXT, RESPONSE)
+    full = tok(text, add_special_tokens=False)["input_ids"]
+    n_resp = len(tok(RESPONSE, add_special_tokens=False)["input_ids"]) + 1
+    ex = encode_lines(tok, [text], max_length=n_resp + 3)
+    assert ex[0]["input_ids"].tolist() == full[-(n_resp + 3) :]
+    assert ex[0]["label_start"] == 3  # two context tokens and <_rep_start_> survive
+    cut = encode_lines(tok, [text], max_length=n_resp - 2)  # <_rep_start_> cut off: all of it is response
+    assert cut[0]["label_start"] == 0
+
+
+def test_batches_pad_to_the_longest_line_and_the_loss_matches_hf(tok):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    texts = [line(CONTEXT, RESPONSE), line("<_soc_>", "Hi"), dt_line(CONTEXT, "Ok.", REWARD_ONE)]
+    ex = encode_lines(tok, texts, max_length=512)
+    batch = collate_causal([ex[i] for i in range(3)], pad_id=7)
+    assert batch["input_ids"].shape == (3, int(ex.lengths.max()))  # not 512
+    assert batch["input_ids"][1, ex.lengths[1] :].eq(7).all() and batch["labels"][1, ex.lengths[1] :].eq(IGNORE).all()
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2)).eval()
+    with torch.no_grad():
+        loss, _ = CausalLMLoss(lm)(**batch)
+    # HF's own loss per unpadded line (attention only over its real tokens), weighted by target count
+    total, count = 0.0, 0
+    for i in range(3):
+        ids = torch.from_numpy(ex[i]["input_ids"].astype(np.int64))[None]
+        labels = batch["labels"][i : i + 1, : ids.shape[1]]
+        n = int((labels[:, 1:] != IGNORE).sum())
+        with torch.no_grad():
+            total += float(lm(input_ids=ids, labels=labels).loss) * n
+        count += n
+    assert float(loss) == pytest.approx(total / count, rel=1e-5)
+
+
+def _relabel_with(tmp_path, texts):
+    def body(ctx):
+        for split in ("train", "validation"):
+            pd.DataFrame({"text": texts}).to_parquet(ctx.out.path(f"methods/tf_top/{split}.parquet"))
+
+    return run_stage("relabel", str(tmp_path / "relabel"), {"t": 1}, {}, body).artifact
+
+
+def test_a_malformed_line_is_named(tmp_path, tok):
+    art = _relabel_with(tmp_path, [line(CONTEXT, "a"), line(CONTEXT, "b"), CONTEXT + REP_START + "no end"])
+    with pytest.raises(DataError, match=r"methods/tf_top/train.parquet: record 2, field 'text'"):
+        Lines(config.load(preset="tiny"), "tf_top").datasets(art, tok)
+
+
+def test_dt_adds_return_tokens_beyond_the_reference_two(tmp_path, data_artifact, tiny_model_artifact):
+    from tests.fixtures import make_relabel_artifact
+
+    art = make_relabel_artifact(str(tmp_path / "relabel3"), data_artifact, return_bins=3)
+    assert art.info["return_tokens"] == [REWARD_ZERO, "<_reward_bin1_>", REWARD_ONE]
+    m = Lines(config.load(preset="tiny"), "dt")
+    tok = m.tokenizer(art, tiny_model_artifact)
+    assert len(tok) == len(load_base_tokenizer(tiny_model_artifact)) + 1 and "<_reward_bin1_>" in tok.get_vocab()
+    assert tok.tokenize("a<_reward_bin1_><_rep_start_>")[-2:] == ["<_reward_bin1_>", REP_START]
+    lm = m.model(tok, tiny_model_artifact)
+    assert lm.get_input_embeddings().weight.shape[0] == len(tok) == lm.config.vocab_size

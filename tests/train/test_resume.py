@@ -1,0 +1,47 @@
+"""Kill -9 in the middle of training, run the same command again: it resumes, and ends with exactly the
+weights of a run that was never interrupted (CPU, fixed seed)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from dorl import config
+from dorl.train.stage import train
+from tests.conftest import REPO, run_dorl
+
+SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=60", "tf.checkpoint_every=3"]
+SETS += ["tf.log_every=3", "tf.keep_checkpoints=1"]
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, data_artifact):
+    ref = train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, str(tmp_path / "ref"))
+
+    out = tmp_path / "killed"
+    args = ["train", "--method", "tf", "--data", data_artifact.uri, "--out", str(out), "--preset", "tiny"]
+    args += [a for s in SETS for a in ("--set", s)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dorl", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    latest = out / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
+    killed_at = int(latest.read_text().strip().split("-")[1])
+    assert 0 < killed_at < 60
+
+    r = run_dorl(*args, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from step-" in r.stderr
+    got, want = load_file(out / "model.safetensors"), load_file(Path(ref.uri) / "model.safetensors")
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
