@@ -243,6 +243,7 @@ def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], s
             counts[split]["tf_top"],
         )
     ctx.info.update(
+        dataset=ctx.inputs["data"].info.get("dataset"),
         counts=counts,
         return_bins=r.return_bins,
         return_edges=bin_edges,

@@ -179,6 +179,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
 
     info = {
         "method": m.name,
+        "dataset": data.info.get("dataset"),  # evaluation checks it against its data
         "base": base.uri if base else (m.cfg.model.name if m.cfg.model.source == "pretrained" else "model.config"),
         "vocab_size": len(tok),
         "parameters": n_params,
