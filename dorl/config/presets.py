@@ -43,6 +43,7 @@ TINY: dict = {
 }
 
 # What `make demo` runs: simulated ABCD-format dialogues, the tiny model, every method.
-DEMO: dict = merge(TINY, {"run": "demo", "data": {"simulate": 300}})
+# The base model trains 30 epochs: a weaker one proposes too few good candidates to learn from.
+DEMO: dict = merge(TINY, {"run": "demo", "data": {"simulate": 300}, "tf": {"epochs": 30}})
 
 PRESETS: dict[str, dict] = {"paper": PAPER, "tiny": TINY, "demo": DEMO}
