@@ -14,9 +14,6 @@ from dorl.options import config_options, force_option
 @config_options
 def pipeline(datasets, methods, force, cfg) -> None:
     """Run data → tf → relabel → methods → evaluate → report, skipping completed stages; print the table."""
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     from dorl import config as cfglib
     from dorl import layout
     from dorl.pipeline import run
@@ -30,6 +27,5 @@ def pipeline(datasets, methods, force, cfg) -> None:
         data = cfglib.to_dict(cfg)
         cfg = cfglib.loader.build(cfglib.RunConfig, cfglib.merge(data, cfglib.loader.parse_sets(sets)))
     art = run(cfg, force=force)
-    out = Console()
-    out.print(Markdown(art.read_bytes("results.md").decode()))
-    out.print(f"report: {layout.report_uri(cfg)}  (results.md, results.csv, results.json, results.png)")
+    click.echo(art.read_bytes("results.md").decode())
+    click.echo(f"report: {layout.report_uri(cfg)}  (results.md, results.csv, results.json, results.png)")

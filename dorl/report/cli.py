@@ -21,10 +21,7 @@ from dorl.options import config_options, force_option
 @config_options
 def report(evals, out, force, cfg) -> None:
     """Results table (markdown, CSV, JSON) with bootstrap intervals, paired tests against TF, and a plot."""
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     from dorl.report.stage import report as run
 
     art = run(cfg, list(evals), out, force=force)
-    Console().print(Markdown(art.read_bytes("results.md").decode()))
+    click.echo(art.read_bytes("results.md").decode())
