@@ -38,7 +38,6 @@ class Step:
     method: str | None = None
     shards: int = 1  # > 1: an Indexed Job, one pod per relabel shard
     nodes: int = 1  # > 1: an Indexed Job, one pod per training node, behind a headless Service
-    shell: bool = False  # args is one shell script (simulate + prepare in the same pod)
 
 
 # ---------------------------------------------------------------- checks
@@ -110,17 +109,9 @@ def _check_quantities(cfg: RunConfig) -> None:
 # ---------------------------------------------------------------- the stage commands (agreed command lines)
 
 
-def data_args(cfg: RunConfig, dataset: str, out: str) -> tuple[list[str], bool]:
-    """`dorl data prepare` (after `dorl data simulate` in the same pod when data.simulate > 0)."""
-    if cfg.data.simulate <= 0:
-        return ["data", "prepare", "--dataset", dataset, "--out", out, "--config", CONFIG_PATH], False
-    raw = f"{SCRATCH}/raw"
-    simulate = ["dorl", "data", "simulate", "--format", dataset, "-n", str(cfg.data.simulate)]
-    simulate += ["--seed", str(cfg.data.seed), "--out", raw, "--config", CONFIG_PATH]
-    prepare = ["dorl", "data", "prepare", "--dataset", dataset, "--source", raw, "--out", out]
-    prepare += ["--config", CONFIG_PATH]
-    script = f"set -e; {_join(simulate)}; exec {_join(prepare)}"
-    return [script], True
+def data_args(dataset: str, out: str) -> list[str]:
+    """`dorl data prepare`; with data.simulate > 0 it simulates the dialogues itself (same pod, no extra step)."""
+    return ["data", "prepare", "--dataset", dataset, "--out", out, "--config", CONFIG_PATH]
 
 
 def train_args(method: str, data: str, out: str, base: str | None = None) -> list[str]:
@@ -171,8 +162,7 @@ def plan(cfg: RunConfig) -> list[Step]:
     for ds in cfg.pipeline.datasets:
         uri = {s: layout.stage_uri(cfg, ds, s) for s in ("data", "tf", "relabel")}
         name = {s: job_name(cfg, ds, s) for s in ("data", "train-tf", "relabel", "relabel-assemble")}
-        args, shell = data_args(cfg, ds, uri["data"])
-        steps.append(Step(name["data"], "data", args, "cpu", dataset=ds, shell=shell))
+        steps.append(Step(name["data"], "data", data_args(ds, uri["data"]), "cpu", dataset=ds))
         steps.append(
             Step(
                 name["train-tf"],

@@ -101,7 +101,7 @@ def job(cfg: RunConfig, step: Step) -> dict:
     k = cfg.k8s
     indexed = step.shards > 1 or step.nodes > 1
     master = f"{step.name}-0.{step.name}" if step.nodes > 1 else None
-    command = ["/bin/sh", "-c"] if step.shell else pod.launcher(cfg, step, master)
+    command = pod.launcher(cfg, step, master)
     container = pod.container(cfg, step.pool, step.args, command, indexed=indexed)
     if step.nodes > 1:
         container["ports"] = [{"name": "rendezvous", "containerPort": k.master_port, "protocol": "TCP"}]

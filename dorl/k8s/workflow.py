@@ -85,7 +85,6 @@ def _launcher(cfg: RunConfig) -> list[str] | None:
 def templates(cfg: RunConfig) -> list[dict]:
     k = cfg.k8s
     ds = _p("dataset")
-    data_cmd, shell = data_args(cfg, ds, _p("out"))
     shards = k.relabel_shards
     out = [
         _main(cfg),
@@ -94,9 +93,7 @@ def templates(cfg: RunConfig) -> list[dict]:
     if cfg.pipeline.methods:
         out.append(_method_dag(cfg))
     out += [
-        _container_template(
-            cfg, "data", "data", "cpu", data_cmd, ["dataset", "out"], command=["/bin/sh", "-c"] if shell else None
-        ),
+        _container_template(cfg, "data", "data", "cpu", data_args(ds, _p("out")), ["dataset", "out"]),
         _container_template(
             cfg,
             "train-tf",

@@ -174,15 +174,13 @@ def test_commands_are_the_agreed_command_lines():
     assert "--shard" not in str(one.jobs["dorl-example-abcd-relabel"])
 
 
-def test_simulated_data_is_simulated_then_prepared_in_the_same_pod():
+def test_simulated_data_is_prepared_by_the_data_stage_itself():
     m = render(load("data.simulate=300", "data.seed=7"))
     c = m.jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]["containers"][0]
-    assert c["command"] == ["/bin/sh", "-c"]
-    assert c["args"] == [
-        "set -e; dorl data simulate --format abcd -n 300 --seed 7 --out /work/raw --config /etc/dorl/run.yaml; "
-        "exec dorl data prepare --dataset abcd --source /work/raw --out s3://dorl-example/runs/example/abcd/data "
-        "--config /etc/dorl/run.yaml"
-    ]
+    assert c["args"] == ["data", "prepare", "--dataset", "abcd", "--out", "s3://dorl-example/runs/example/abcd/data",
+                         "--config", "/etc/dorl/run.yaml"]  # fmt: skip
+    run_yaml = m.config_map["data"]["run.yaml"]
+    assert "simulate: 300" in run_yaml and "seed: 7" in run_yaml
 
 
 def test_multi_gpu_training_uses_a_launcher_in_one_pod():
