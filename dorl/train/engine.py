@@ -198,6 +198,9 @@ class Trainer:
             torch.manual_seed(self.tc.seed + self.dist.rank)
             np.random.seed(self.tc.seed + self.dist.rank)
         resumed_from = st.step if path is not None else None
+        # Training mode from the first step: `from_pretrained` returns a model in eval mode (no dropout), which
+        # only validation's `engine.train()` would otherwise undo, so a resumed run would differ.
+        self.engine.train()
         if self.dist.main:
             monitor.restore_logs(path / "logs" if path is not None else None, self.workdir)
         mon = monitor.Monitor(self.workdir, self.dist.main, st.step)
