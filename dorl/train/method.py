@@ -95,6 +95,9 @@ class Method:
         return int((batch["labels"][:, 1:] != -100).sum())
 
     # ---------------------------------------------------------------- hooks
+    def on_engine(self, engine) -> None:
+        """Once DeepSpeed has wrapped the module (ILQL keeps the engine to read its fp32 master weights)."""
+
     def on_step_end(self, module, step: int) -> None:
         """After each optimizer step (ILQL: Polyak update of the target heads)."""
 
