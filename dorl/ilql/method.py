@@ -58,6 +58,7 @@ class ILQL(Method):
         self._info: dict = {}
         self.stats = None  # ReturnStats of the training returns (set by `datasets`)
         self._head_parameters: int | None = None
+        self.engine = None  # DeepSpeed's, for the fp32 master weights (`on_engine`)
 
     # ---------------------------------------------------------------- configuration
     def train_config(self) -> TrainConfig:
@@ -151,12 +152,19 @@ class ILQL(Method):
             deepspeed.zero.register_external_parameter(model, model.lm_head.weight)
         return ILQLLoss(model, LossConfig.of(self.cfg.ilql))
 
+    def on_engine(self, engine) -> None:
+        self.engine = engine
+
     def on_step_end(self, module, step: int) -> None:
+        """Polyak-average the target heads toward the Q heads' fp32 master weights (DeepSpeed's, where it
+        keeps them apart from the bf16 or partitioned ones the model computes with)."""
         from dorl.ilql.polyak import is_sync_step, polyak_update
+        from dorl.train.engine import fp32_masters
 
         ic = self.cfg.ilql
         if is_sync_step(step, ic.polyak_every):
-            polyak_update(master_pairs(module.model.heads), ic.polyak_alpha)
+            targets, params = zip(*module.model.heads.polyak_pairs(), strict=True)
+            polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), ic.polyak_alpha)
 
     def save(self, module, state_dict: dict, out_dir: Path) -> None:
         from dorl.ilql import io
@@ -169,19 +177,6 @@ class ILQL(Method):
     def info(self) -> dict:
         ic = self.cfg.ilql
         return {"data": self._info, "heads": ic.heads, "two_qs": ic.two_qs, "head_parameters": self._head_parameters}
-
-
-def master_pairs(heads) -> list:
-    """(target buffer, source) pairs for the Polyak update, the source being DeepSpeed's fp32 master
-    copy of each Q parameter where it keeps one (bf16, ZeRO: gathered, a collective every rank
-    joins) and the parameter itself otherwise (fp32 without ZeRO)."""
-    from deepspeed.utils import safe_get_full_fp32_param
-
-    pairs = []
-    for target, p in heads.polyak_pairs():
-        full = safe_get_full_fp32_param(p)
-        pairs.append((target, full if full is not None else p))
-    return pairs
 
 
 class ILQLLoss(nn.Module):
