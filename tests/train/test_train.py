@@ -75,7 +75,7 @@ def test_methods_keep_the_weights_with_the_best_validation_loss(tmp_path, data_a
     relabel = make_relabel_artifact(str(tmp_path / "relabel"), data_artifact)
     sets = ["methods.batch_size=8", "methods.micro_batch_size=8", "methods.epochs=2", "methods.eval_every=3"]
     # the learning rate ramps up to one that wrecks the model: the best weights come before the last
-    sets += ["methods.lr=0.3", "methods.scheduler=constant", "methods.warmup_steps=18", "methods.log_every=3"]
+    sets += ["methods.lr=1.0", "methods.scheduler=constant", "methods.warmup_steps=18", "methods.log_every=3"]
     art = train(tiny(*sets), "tf_top", relabel.uri, str(tmp_path / "tf_top"), base_uri=tiny_model_artifact.uri)
     info = art.info
     vals = info["loss"]["val_loss"]
