@@ -7,4 +7,5 @@ loss.py    Q regression, expectile V regression, CQL, (advantage-weighted) LM cr
 polyak.py  target-Q <- (1 - alpha) target-Q + alpha Q
 decode.py  KV-cached advantage-guided decoding, value re-ranking of samples (ilql_scorer)
 io.py      save/load: a plain HF model folder + ilql_heads.safetensors + ilql_config.json
+method.py  `dorl train --method ilql`: data, loss module, Polyak hook and saving for the training engine
 """

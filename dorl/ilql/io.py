@@ -18,18 +18,35 @@ CONFIG_FILE = "ilql_config.json"
 FORMAT = "dorl-ilql/1"
 
 
-def save(model: ILQLModel, folder: str | Path, tokenizer=None) -> None:
+def save(model: ILQLModel, folder: str | Path, tokenizer=None, state_dict: dict | None = None) -> None:
+    """Write `model` into `folder`. `state_dict` (keys as `model.state_dict()`'s: `lm.*`, `heads.*`)
+    replaces the live weights: the trainer passes its full fp32 weights (DeepSpeed's bf16 or ZeRO
+    modules hold other ones)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.lm.save_pretrained(folder)
+    if state_dict is None:
+        model.lm.save_pretrained(folder)
+        heads = model.heads.state_dict()
+    else:
+        lm_state, heads = _split(state_dict, "lm."), _split(state_dict, "heads.")
+        if heads.keys() != model.heads.state_dict().keys():
+            raise ValueError(f"state_dict does not hold the {model.meta.heads} heads' tensors")
+        model.lm.save_pretrained(folder, state_dict=lm_state)
+        # config.json names the dtype of the weights written (from_pretrained's "auto" loads that), not the live one
+        model.lm.config.dtype = str(next(iter(lm_state.values())).dtype).removeprefix("torch.")
+        model.lm.config.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
-    heads = {k: v.detach().contiguous().cpu() for k, v in model.heads.state_dict().items()}
+    heads = {k: v.detach().contiguous().cpu() for k, v in heads.items()}
     save_file(heads, str(folder / HEADS_FILE), metadata={"format": FORMAT})
     info = {"format": FORMAT, **model.meta.to_dict(), "hidden_size": model.heads.d, "vocab_size": model.heads.vocab}
     (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def _split(state_dict: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def is_ilql(folder: str | Path) -> bool:

@@ -49,15 +49,21 @@ def expectile(u: Tensor, tau: float) -> Tensor:
     return torch.where(u < 0, 1 - tau, tau) * u.pow(2)
 
 
-def ilql_loss(out: ILQLOutput, rewards: Tensor, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
-    """`rewards` (B,): the standardised return of each row. Returns (loss, stats)."""
+def ilql_loss(
+    out: ILQLOutput, rewards: Tensor, cfg: LossConfig, sync: bool = True
+) -> tuple[Tensor, dict[str, float | Tensor]]:
+    """`rewards` (B,): the standardised return of each row. Returns (loss, stats): stats as floats,
+    or (`sync=False`, for a training loop that accumulates them on the device) as 0-dim tensors."""
+    # The value regressions in fp32 whatever the model's dtype: a bf16 difference keeps ~3 digits,
+    # and these are N numbers, not N x |V|.
+    v, qs, target_q = out.v.float(), [q.float() for q in out.q], out.target_q.float()
     done = terminal(out.rows)
-    r = torch.where(done, rewards.to(out.v.dtype)[out.rows], 0.0)
-    v_next = torch.cat([out.v[1:], out.v.new_zeros(1)]).masked_fill(done, 0.0)
+    r = torch.where(done, rewards.float()[out.rows], 0.0)
+    v_next = torch.cat([v[1:], v.new_zeros(1)]).masked_fill(done, 0.0)
     q_target = r + cfg.gamma * v_next.detach()
-    loss_q = sum((q - q_target).pow(2).mean() for q in out.q)
+    loss_q = sum((q - q_target).pow(2).mean() for q in qs)
 
-    u = out.target_q.detach() - out.v
+    u = target_q.detach() - v
     loss_v = expectile(u, cfg.tau).mean()
 
     loss_cql = torch.zeros((), device=out.v.device)
@@ -77,12 +83,14 @@ def ilql_loss(out: ILQLOutput, rewards: Tensor, cfg: LossConfig) -> tuple[Tensor
         "loss_v": loss_v,
         "loss_cql": loss_cql,
         "loss_ce": loss_ce,
-        "v": out.v.mean(),
-        "q": torch.stack(out.q).mean(),
-        "target_q": out.target_q.mean(),
+        "v": v.mean(),
+        "q": torch.stack(qs).mean(),
+        "target_q": target_q.mean(),
         "advantage": u.mean(),
         "awac_weight": weight.mean(),
     }
+    if not sync:
+        return loss, {k: t.detach().float() for k, t in named.items()} | {"actions": out.actions.numel()}
     values = torch.stack([t.detach().float() for t in named.values()]).tolist()  # one device sync
     stats = dict(zip(named, values, strict=True)) | {"actions": out.actions.numel()}
     return loss, stats

@@ -67,20 +67,46 @@ def param_groups(module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def fp32_masters(engine, params) -> list:
+    """DeepSpeed's fp32 master copy of each parameter (full, on its device), or the parameter itself where it is
+    its own master (fp32 without ZeRO). Collective under ZeRO (gathered): every rank must call it.
+
+    `safe_get_full_fp32_param` knows ZeRO's and BF16_Optimizer's masters, not those of bf16 without ZeRO, where
+    DeepSpeed wraps the optimizer in its FP16_(Unfused)Optimizer: fp32 copies kept beside the bf16 parameters."""
+    from deepspeed.runtime.fp16.fused_optimizer import FP16_Optimizer
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    masters = {}  # id(param) -> master
+    opt = engine.optimizer
+    if isinstance(opt, FP16_UnfusedOptimizer):  # a client optimizer (torch's AdamW): fp32 copies per parameter
+        for group, fp32 in zip(opt.fp16_groups, opt.fp32_groups, strict=True):
+            masters.update({id(p): m for p, m in zip(group, fp32, strict=True)})
+    elif isinstance(opt, FP16_Optimizer):  # DeepSpeed's fused Adam: one flat fp32 buffer per group
+        from torch._utils import _unflatten_dense_tensors
+
+        for group, flat in zip(opt.fp16_groups, opt.fp32_groups_flat, strict=True):
+            masters.update({id(p): m for p, m in zip(group, _unflatten_dense_tensors(flat, group), strict=True)})
+    out = []
+    for p in params:
+        full = safe_get_full_fp32_param(p) if p.requires_grad else None
+        out.append(full if full is not None else masters.get(id(p), p))
+    return out
+
+
 def full_state_dict(engine, keep: bool = True) -> dict:
     """The module's full fp32 weights on CPU (collective: ZeRO shards and bf16 master copies are gathered;
     every rank takes part, only those with `keep` hold the result)."""
     import deepspeed
-    from deepspeed.utils import safe_get_full_fp32_param
 
     out = {}
-    for name, p in engine.module.named_parameters():
-        full = safe_get_full_fp32_param(p) if p.requires_grad else None
-        if full is None and hasattr(p, "ds_id"):  # a frozen ZeRO-3 parameter
+    names, params = zip(*engine.module.named_parameters(), strict=True)
+    for name, p, full in zip(names, params, fp32_masters(engine, params), strict=True):
+        if full is p and hasattr(p, "ds_id"):  # a frozen ZeRO-3 parameter
             with deepspeed.zero.GatheredParameters([p]):
                 full = p.detach().clone()
         if keep:
-            out[name] = (full if full is not None else p.detach()).float().cpu()
+            out[name] = full.detach().float().cpu()
     if not keep:
         return out
     persistent = set(engine.module.state_dict().keys())
@@ -139,6 +165,7 @@ class Trainer:
         self.flops = flop_shape(getattr(module, "lm", module))
         self.peak = monitor.peak_flops(dist.device)
         self.engine = self._engine(module)
+        method.on_engine(self.engine)
 
     def _engine(self, module):
         import deepspeed
@@ -198,6 +225,9 @@ class Trainer:
             torch.manual_seed(self.tc.seed + self.dist.rank)
             np.random.seed(self.tc.seed + self.dist.rank)
         resumed_from = st.step if path is not None else None
+        # Training mode from the first step: `from_pretrained` returns a model in eval mode (no dropout), which
+        # only validation's `engine.train()` would otherwise undo, so a resumed run would differ.
+        self.engine.train()
         if self.dist.main:
             monitor.restore_logs(path / "logs" if path is not None else None, self.workdir)
         mon = monitor.Monitor(self.workdir, self.dist.main, st.step)

@@ -25,7 +25,7 @@ REGISTRY: dict[str, str] = {
     "tf_top": "dorl.train.lines:Lines",
     "tf_all": "dorl.train.lines:Lines",
     "dt": "dorl.train.lines:Lines",
-    "ilql": "dorl.ilql.method:ILQL",  # lands with the ILQL issue
+    "ilql": "dorl.ilql.method:ILQL",
 }
 
 
@@ -34,6 +34,7 @@ class Method:
 
     data_stage = "relabel"  # the stage that must have made the --data artifact
     needs_base = True  # starts from a `train/tf` artifact (--base)
+    loss_label = "cross-entropy (nats/token)"  # what the loss is (the y axis of loss.png)
 
     def __init__(self, cfg: RunConfig, name: str):
         self.cfg = cfg
@@ -94,6 +95,9 @@ class Method:
         return int((batch["labels"][:, 1:] != -100).sum())
 
     # ---------------------------------------------------------------- hooks
+    def on_engine(self, engine) -> None:
+        """Once DeepSpeed has wrapped the module (ILQL keeps the engine to read its fp32 master weights)."""
+
     def on_step_end(self, module, step: int) -> None:
         """After each optimizer step (ILQL: Polyak update of the target heads)."""
 

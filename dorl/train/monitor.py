@@ -135,7 +135,7 @@ def read_log(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot(records: list[dict], out: Path, title: str) -> None:
+def plot(records: list[dict], out: Path, title: str, ylabel: str = "cross-entropy (nats/token)") -> None:
     """Training loss per step (line) and validation loss (markers)."""
     import matplotlib
 
@@ -150,7 +150,7 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     if val:
         ax.plot(*zip(*val, strict=True), "o--", label="validation loss", color="tab:orange")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

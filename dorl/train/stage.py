@@ -175,7 +175,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     else:
         m.save(module, state, workdir)
         tok.save_pretrained(workdir)
-    monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}")
+    monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}", m.loss_label)
 
     info = {
         "method": m.name,

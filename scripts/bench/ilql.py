@@ -1,12 +1,14 @@
 """Benchmark of ILQL against teacher forcing (TF): training step time and peak memory, decoding speed.
 
-Training: one optimizer step (forward, backward, AdamW) on the same batch of B right-padded lines of
-T tokens whose last R tokens are the response:
-  - tf:        the TF methods' step: the transformer, then the output projection only at the
-               labelled (response) positions, cross-entropy (as dorl.train's CausalLMLoss);
-  - efficient: ILQL with dorl's default heads (Q tied to the LM's output embedding);
-  - reference: ILQL with the released system's d->2d->|V| heads;
-  both ILQL steps include a Polyak update (every step: the worst case of `polyak_every`).
+Training: optimizer steps of dorl's training engine (DeepSpeed; `Trainer._step`, the method's collate
+included, then its `on_step_end`) on the same batch of B lines of T tokens whose last R tokens are
+the response, one micro-batch per step:
+  - tf:        the tf_top method (`dorl.train.lines`): the transformer, then the output projection
+               only at the labelled (response) positions, cross-entropy;
+  - efficient: `dorl train --method ilql` with dorl's default heads (Q tied to the LM's output embedding);
+  - reference: the same with the released system's d->2d->|V| heads;
+  both ILQL steps include the Polyak update from DeepSpeed's fp32 master weights (`ilql.polyak_every=1`:
+  the worst case). The paper preset's settings otherwise (AdamW, grad clipping; fp32 on CPU, bf16 on GPU).
 Decoding: B prompts of 96 tokens (half of them left-padded), 32 new tokens each, greedy, KV cache:
   - tf:        HF `generate(do_sample=False)`;
   - beta0:     dorl's ILQL decoding with beta = 0 (the heads are not evaluated);
@@ -75,57 +77,59 @@ def _peak_mib(device) -> float:
 
 
 def child_train(size: str, kind: str) -> dict:
-    """One training configuration, in this (fresh) process."""
-    import torch
-    import torch.nn.functional as F
+    """One training configuration, in this (fresh) process: optimizer steps of dorl's engine
+    (`dorl.train.engine.Trainer._step`: DeepSpeed forward, backward and step over the micro-batches,
+    the method's collate included) and the method's `on_step_end` (ILQL: the Polyak update)."""
+    import tempfile
 
-    from dorl.ilql.data import Collator, Sample
+    import numpy as np
+    import torch
+
+    from dorl import config
     from dorl.ilql.heads import count_parameters
-    from dorl.ilql.loss import LossConfig, ilql_loss
-    from dorl.ilql.model import ILQLMeta, ILQLModel
-    from dorl.ilql.polyak import polyak_update
+    from dorl.train import dist as dmod
+    from dorl.train import method as registry
+    from dorl.train.checkpoint import Checkpointer
+    from dorl.train.data import Examples
+    from dorl.train.engine import Trainer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t = TRAIN
-    lm = _lm(SHAPES[size], device)
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, VOCAB, (t["batch"], t["length"]), generator=g).tolist()
-    samples = [Sample(row, t["response"], reward=(-1.0) ** b) for b, row in enumerate(ids)]
-    batch = {k: v.to(device) for k, v in Collator(pad_id=0)(samples).items()}
-    if kind == "tf":
-        model = lm
-        keep = batch["state_mask"][:, :-1]  # the positions whose next token is a label (a response token)
-
-        def loss_fn():
-            hidden = lm.base_model(input_ids=batch["input_ids"], use_cache=False)[0]
-            logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
-            return F.cross_entropy(logits, batch["input_ids"][:, 1:][keep])
-    else:
-        model = ILQLModel(lm, ILQLMeta(heads=kind)).to(device)
-        cfg = LossConfig()
-
-        def loss_fn():
-            return ilql_loss(model(batch["input_ids"], batch["state_mask"]), batch["rewards"], cfg)[0]
-
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    baseline = _peak_mib(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(t["steps"] + 1):  # the first step (allocations, optimizer state) is not timed
-        _sync(device)
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = loss_fn()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if kind != "tf":
-            polyak_update(model.heads.polyak_pairs(), 0.001)
-        _sync(device)
-        times.append(time.perf_counter() - start)
+    b, length, resp = t["batch"], t["length"], t["response"]
+    section = "methods" if kind == "tf" else "ilql.train"
+    sets = [f"{section}.{k}={v}" for k, v in (("batch_size", b), ("micro_batch_size", b), ("lr", 1e-5))]
+    sets += [f"ilql.heads={'efficient' if kind == 'tf' else kind}", "ilql.polyak_every=1"]
+    cfg = config.load(sets=sets)  # the paper preset otherwise: fp32 on CPU, bf16 on a GPU
+    method = registry.get("tf_top" if kind == "tf" else "ilql", cfg)
+    method.pad_id = 0
+    module = method.wrap(_lm(SHAPES[size], device))
+    g = np.random.default_rng(1)
+    rows = [g.integers(1, VOCAB, length) for _ in range(b)]
+    if kind == "tf":  # the loss on the last `resp` tokens (the response)
+        data = Examples.from_lists(rows, label_start=np.full(b, length - resp))
+    else:  # the last `resp` tokens are the actions; returns of +-1
+        data = Examples.from_lists(rows, n_actions=np.full(b, resp), reward=np.array([(-1.0) ** i for i in range(b)]))
+    step_idx = np.arange(b)
+    with dmod.rendezvous_env(), tempfile.TemporaryDirectory() as tmp:
+        d = dmod.setup()
+        ckpt = Checkpointer(Path(tmp) / "checkpoints", d, False, 1)
+        trainer = Trainer(method, module, method.train_config(), data, data, d, Path(tmp), ckpt)
+        acc = {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "tokens": 0.0}
+        acc.update(tokens_sq=0.0, stats={})
+        baseline = _peak_mib(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for step in range(1, t["steps"] + 2):  # the first step (allocations, optimizer state) is not timed
+            _sync(device)
+            start = time.perf_counter()
+            trainer._step(step_idx, acc)
+            method.on_step_end(trainer.engine.module, step)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        precision = "bf16" if trainer.bf16 else "fp32"
     return {"step_s": statistics.median(times[1:]), "peak_mib": _peak_mib(device), "baseline_mib": baseline,
-            "weights": count_parameters(model)}  # fmt: skip
+            "weights": count_parameters(module), "precision": precision}  # fmt: skip
 
 
 def child_decode(size: str) -> dict:
@@ -182,7 +186,7 @@ def hardware() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, bf16 autocast"
+        return f"{torch.cuda.get_device_name()}, bf16 (DeepSpeed's for training; bf16 weights for decoding)"
     threads = os.environ.get("DORL_BENCH_THREADS") or torch.get_num_threads()
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), {threads} torch thread(s), fp32"
 

@@ -18,7 +18,7 @@ def relabel(tmp_path_factory, data_artifact):
         (["--method", "tf", "--data", "{tmp}/nothing"], "no artifact at"),
         (["--method", "tf", "--data", "{relabel}"], "holds a 'relabel' artifact, expected 'data'"),
         (["--method", "sft", "--data", "{data}"], "Invalid value for '--method'"),
-        (["--method", "ilql", "--data", "{relabel}", "--base", "{data}"], "method 'ilql' is not available"),
+        (["--method", "ilql", "--data", "{data}", "--base", "{data}"], "holds a 'data' artifact, expected 'relabel'"),
         (["--method", "dt", "--data", "{relabel}"], "give --base"),
         (["--method", "tf_top", "--data", "{relabel}", "--base", "{data}"], "holds a 'data' artifact, expected"),
         (

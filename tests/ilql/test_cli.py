@@ -1,0 +1,102 @@
+"""The ILQL commands end to end: `dorl evaluate --method ilql` on a model `dorl train --method ilql`
+made, and inputs a user can get wrong (one line on stderr, exit 2, nothing committed)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from dorl.errors import ConfigError, DataError
+from dorl.evaluate.stage import evaluate
+from dorl.store import run_stage
+from dorl.text import REP_END, prompt
+from dorl.train.stage import train
+from tests.conftest import REPO, run_dorl
+from tests.ilql.conftest import ilql_config
+
+
+def test_dorl_evaluate_decodes_with_the_heads(trained, data_artifact, tmp_path):
+    out = tmp_path / "eval"
+    sets = ["eval.n_examples=4", "eval.num_responses=2", "eval.batch_size=4", "ilql.beta=1.0"]
+    args = ["evaluate", "--method", "ilql", "--model", trained.uri, "--data", data_artifact.uri, "--out", str(out)]
+    r = run_dorl(*args, "--preset", "tiny", *[a for s in sets for a in ("--set", s)], cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads(r.stdout)
+    assert metrics["method"] == "ilql" and metrics["n_examples"] == 4 and metrics["num_responses"] == 2
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert len(pred) == 4 and {"response_1", "response_2", "bertscore_2"} <= set(pred.columns)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["decoding"] == {"beta": 1.0, "top_k": 20, "temperature": 1.0}
+
+
+def test_beta_zero_evaluation_is_hf_greedy_decoding_of_the_saved_policy(trained, data_artifact, tmp_path):
+    """beta = 0 is the reference's evaluation of its ILQL model: greedy decoding of the policy, here
+    computed by HF `generate` on the plain HF folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = ilql_config("eval.n_examples=6", "eval.batch_size=6", "eval.max_new_tokens=12")
+    art = evaluate(cfg, "ilql", trained.uri, data_artifact.uri, str(tmp_path / "eval"))
+    pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
+
+    folder = trained.local_dir()
+    lm = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.padding_side = "left"
+    stops = [tok.convert_tokens_to_ids(REP_END), tok.eos_token_id]
+    want = []
+    for context in pred["context"]:
+        ids = tok(prompt(context), add_special_tokens=False, return_tensors="pt")["input_ids"][:, -96:]
+        with torch.no_grad():
+            new = lm.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=stops, pad_token_id=0)
+        new = new[0, ids.shape[1] :].tolist()
+        cut = next((i for i, t in enumerate(new) if t in stops), len(new))
+        want.append(tok.decode(new[:cut], skip_special_tokens=True).strip())
+    assert any(want) and pred["response_1"].tolist() == want
+
+
+def _relabel_without_ilql(uri: str, relabel):
+    """A relabel artifact with every set but methods/ilql."""
+
+    def body(ctx):
+        for name in relabel.files:
+            if name.endswith(".parquet") and not name.startswith("methods/ilql/"):
+                ctx.out.path(name).write_bytes(relabel.read_bytes(name))
+
+    return run_stage("relabel", uri, {"without": "ilql"}, {}, body).artifact
+
+
+def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model_artifact):
+    no_ilql = _relabel_without_ilql(str(tmp_path / "relabel"), ilql_relabel)
+    out = tmp_path / "ilql"
+    base = ["train", "--method", "ilql", "--base", tiny_model_artifact.uri, "--out", str(out), "--preset", "tiny"]
+    r = run_dorl(*base, "--data", no_ilql.uri, cwd=REPO)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{no_ilql.uri} has no methods/ilql/train.parquet" in r.stderr
+    assert not out.exists()
+
+    with pytest.raises(ConfigError, match=r"ilql.tau=1.5 must be in \(0, 1\)"):
+        train(ilql_config("ilql.tau=1.5"), "ilql", ilql_relabel.uri, str(out), tiny_model_artifact.uri)
+    with pytest.raises(ConfigError, match="starts from the base model: give --base"):
+        train(ilql_config(), "ilql", ilql_relabel.uri, str(out))
+    with pytest.raises(ConfigError, match="ilql.train.max_length=1024 exceeds the 512 positions"):
+        train(ilql_config("ilql.train.max_length=1024"), "ilql", ilql_relabel.uri, str(out), tiny_model_artifact.uri)
+    assert not out.exists()
+
+
+def test_a_bad_record_is_named(tmp_path, ilql_relabel, tiny_model_artifact):
+    def body(ctx):
+        for name in ilql_relabel.files:
+            if name.endswith(".parquet"):
+                ctx.out.path(name).write_bytes(ilql_relabel.read_bytes(name))
+        df = pd.read_parquet(ilql_relabel.path("methods/ilql/validation.parquet"))
+        df.loc[3, "response"] = "no end marker"
+        df.to_parquet(ctx.out.path("methods/ilql/validation.parquet"), index=False)
+
+    bad = run_stage("relabel", str(tmp_path / "bad"), {"bad": "record 3"}, {}, body).artifact
+    out = tmp_path / "ilql"
+    with pytest.raises(DataError, match=r"validation.parquet: record 3: field 'response' must be a string ending"):
+        train(ilql_config(), "ilql", bad.uri, str(out), tiny_model_artifact.uri)
+    assert not (out / "manifest.json").exists()
