@@ -11,6 +11,7 @@ last step), checkpoint (`checkpoint_every`, epoch ends, the last step).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -35,6 +36,18 @@ from dorl.train.data import (
 )
 
 log = logging.getLogger("dorl.train")
+
+
+@contextlib.contextmanager
+def torch_linear_kept():
+    """Give `torch.nn.functional.linear` back on the way out. ZeRO-3 replaces it process-wide with its own
+    (mathematically equal, numerically not) and leaves it so; a later stage in the same process
+    (`dorl pipeline`, tests) would otherwise score and decode with different float rounding."""
+    linear = torch.nn.functional.linear
+    try:
+        yield
+    finally:
+        torch.nn.functional.linear = linear
 
 
 def use_bf16(tc: TrainConfig) -> bool:

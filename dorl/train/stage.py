@@ -42,7 +42,9 @@ def train(
     m.check_inputs(data, base)
     inputs = {"data": data, **({"base": base} if base else {})}
 
-    with dmod.rendezvous_env():
+    from dorl.train.engine import torch_linear_kept
+
+    with dmod.rendezvous_env(), torch_linear_kept():
         return _run(m, tc, method, data, base, inputs, out_uri, force)
 
 
