@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import logging
 
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.store import Artifact, run_stage
-
-log = logging.getLogger("dorl.report")
 
 
 def _load(uri: str) -> dict:
@@ -66,7 +63,6 @@ def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = Fal
             methods=sorted({e["method"] for e in evals}),
             rows=len(table),
         )
-        log.info("results:\n%s", md)
 
     inputs = {f"eval_{e['dataset']}_{e['method']}": e["artifact"] for e in evals}
     return run_stage("report", out_uri, config, inputs, body, force=force).artifact
