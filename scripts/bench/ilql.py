@@ -11,15 +11,16 @@ the response, one micro-batch per step:
   the worst case). The paper preset's settings otherwise (AdamW, grad clipping; fp32 on CPU, bf16 on GPU).
 Decoding: B prompts of 96 tokens (half of them left-padded), 32 new tokens each, greedy, KV cache:
   - tf:        HF `generate(do_sample=False)`;
+  - dt:        the same from prompts one token longer (the return token DT is conditioned on);
   - beta0:     dorl's ILQL decoding with beta = 0 (the heads are not evaluated);
   - efficient / reference: beta = 1 (LM, min target-Q and V at every step).
 
 Weights are random (shapes, not values, set the cost). Full: distilgpt2's shape (6 layers, width
 768, |V| = 50,272 with dorl's tokens). --quick: 2 layers, width 256, the same vocabulary. Every
 training measurement runs in a fresh process so that its peak memory is its own (CUDA
-max_memory_allocated on a GPU, else getrusage ru_maxrss), and the configurations take turns
-(`rounds` times) so that a machine shared with other work slows them alike; the figure is the
-median over rounds of each round's median step. Decoding modes also take turns, in one process.
+max_memory_allocated on a GPU, else the peak RSS during the steps: VmHWM, reset before them), and
+the configurations take turns (`rounds` times) so that a machine shared with other work slows them
+alike; the figure is the median over rounds of each round's median step. Decoding modes also take turns, in one process.
 
     python scripts/bench/ilql.py [--quick] [--threads N]
 """
@@ -66,6 +67,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _reset_peak(device) -> None:
+    """Start peak tracking here: CUDA's counter, or on Linux the process's peak RSS (VmHWM), which
+    writing 5 to /proc/self/clear_refs resets (otherwise set-up, not the steps, decides the peak)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the peak since the process started
+
+
 def _peak_mib(device) -> float:
     import resource
 
@@ -73,7 +88,11 @@ def _peak_mib(device) -> float:
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM:"))) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def child_train(size: str, kind: str) -> dict:
@@ -117,8 +136,7 @@ def child_train(size: str, kind: str) -> dict:
         acc = {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "tokens": 0.0}
         acc.update(tokens_sq=0.0, stats={})
         baseline = _peak_mib(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        _reset_peak(device)
         times = []
         for step in range(1, t["steps"] + 2):  # the first step (allocations, optimizer state) is not timed
             _sync(device)
@@ -151,9 +169,13 @@ def child_decode(size: str) -> dict:
     ids = ids.masked_fill(mask == 0, 0)
     models = {k: ILQLModel(lm, ILQLMeta(heads=k)).to(device, lm.dtype).eval() for k in ("efficient", "reference")}
     n = d["new"]
+    # DT decodes as TF does, from a prompt one token longer: the return token it is conditioned on
+    dt_ids, dt_mask = torch.cat([ids, ids[:, -1:]], 1), torch.cat([mask, mask[:, -1:]], 1)
     runs = {
         "tf": lambda: lm.generate(ids, attention_mask=mask, max_new_tokens=n, do_sample=False, pad_token_id=0,
                                   eos_token_id=None)[:, d["prompt"]:],
+        "dt": lambda: lm.generate(dt_ids, attention_mask=dt_mask, max_new_tokens=n, do_sample=False,
+                                  pad_token_id=0, eos_token_id=None)[:, d["prompt"] + 1:],
         "beta0": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n)[0],
         "efficient": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n,
                                       beta=1.0)[0],
@@ -233,6 +255,8 @@ def run(quick: bool) -> list[dict]:
     ):
         figure = f"ILQL decoding ms per new token ({label}) vs HF greedy"
         rows.append(_row(figure, statistics.median(ms[mode]), statistics.median(ms["tf"]), ms[mode], note))
+    figure = "DT decoding ms per new token (return-token prompt) vs HF greedy"
+    rows.append(_row(figure, statistics.median(ms["dt"]), statistics.median(ms["tf"]), ms["dt"], note))
     return rows
 
 

@@ -4,7 +4,8 @@
   context's prompt (as the released code generated), then BERTScore of that context's 5 candidates
   (bert-score's `BERTScorer.score`, its defaults; the released code scored all pairs in one call at
   the end, which the second table times too).
-- hf batched: the same `model.generate`, batched over length-sorted, left-padded prompts (batching alone).
+- before: `dorl relabel` as it first was (`relabel.generator=hf`, still an option): the same chunk, its
+  candidates from `model.generate` batched over length-sorted, left-padded prompts, scored as below.
 - dorl: `dorl.relabel.candidates.relabel_chunk`, what `dorl relabel` runs per chunk: dorl's beam search
   (one prompt pass per context, settled contexts leave the batch, duplicates generated once) and every
   pair of the chunk scored in one batched BERTScore pass.
@@ -196,23 +197,11 @@ def dorl_way(model, tok, frame, rcfg, metric):
     return cands, rewards, stats
 
 
-def hf_batched(model, tok, frame, rcfg):
-    from dorl.generate import generate
-    from dorl.text import prompt
+def hf_batched(model, tok, frame, rcfg, metric):
+    """The stage as it was before dorl's beam search: the same chunk, candidates from HF `generate`."""
+    import dataclasses
 
-    gen = generate(
-        model,
-        tok,
-        [prompt(c) for c in frame["context"]],
-        prompt_tokens=rcfg.prompt_tokens,
-        max_new_tokens=rcfg.max_new_tokens,
-        num_beams=rcfg.num_beams,
-        num_return=rcfg.num_candidates,
-        batch_size=rcfg.batch_size,
-        engine="hf",
-        progress=False,
-    )
-    return gen.texts
+    return dorl_way(model, tok, frame, dataclasses.replace(rcfg, generator="hf"), metric)
 
 
 def max_diff(a, b) -> float:
@@ -257,7 +246,7 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
             ref_cands, ref_rewards = reference(model, tok, frame, rcfg, scorer)
         t_ref = c if t_ref is None or c.wall < t_ref.wall else t_ref
         with Clock() as c:
-            hf_cands = hf_batched(model, tok, frame, rcfg)
+            hf_cands, _, hf_stats = hf_batched(model, tok, frame, rcfg, metric)
         t_hf = c if t_hf is None or c.wall < t_hf.wall else t_hf
         with Clock() as c:
             cands, rewards, stats = dorl_way(model, tok, frame, rcfg, metric)
@@ -277,11 +266,13 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
         },
         {
             "bench": "relabel",
-            "way": "hf generate batched (generation only)",
+            "way": "dorl with relabel.generator=hf (before)",
             "contexts": n,
             "pairs": pairs,
             "seconds": t_hf.wall,
             "cpu_seconds": t_hf.cpu,
+            "generate_s": hf_stats["generate_s"],
+            "score_s": hf_stats["score_s"],
         },
         {
             "bench": "relabel",
