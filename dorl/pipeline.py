@@ -125,4 +125,6 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
             same = step.artifact is not None and before == step.artifact.digest
             step.status, step.note = ("skipped", "complete already") if same else ("done", "")
             live.update(_view(steps))
+    if not console.is_terminal:
+        console.line()  # off a terminal Live leaves its last line open; the table on stdout follows
     return steps[-1].artifact
