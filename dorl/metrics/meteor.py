@@ -81,6 +81,7 @@ class Meteor:
             "alpha": ALPHA,
             "beta": BETA,
             "gamma": GAMMA,
+            "empty_score": 0.0,  # an empty prediction or reference, as the reference
             "tokenizer": "punkt(untrained, abbreviations)+NLTKWordTokenizer",
             "wordnet": self.wordnet.get_version(),
             "nltk": metadata.version("nltk"),
