@@ -26,8 +26,14 @@ def test_bf16_targets_are_mixed_in_fp32():
 @pytest.mark.parametrize("kind", ["efficient", "reference"])
 def test_heads_targets_start_equal_and_follow_q(kind):
     heads = make_heads(kind, d=8, vocab=11, two_qs=True)
+    emb = torch.nn.Parameter(torch.randn(11, 8))
+    heads.attach_embedding(emb)
     pairs = heads.polyak_pairs()
-    assert len(pairs) == len(list(heads.q_heads.parameters())) == len(list(heads.target_q_heads.buffers()))
+    assert len(list(heads.q_heads.parameters())) == len(list(heads.target_q_heads.buffers()))
+    if kind == "efficient":  # and the target copy of the output embedding follows the embedding
+        assert len(pairs) == len(list(heads.q_heads.parameters())) + 1 and pairs[-1] == (heads.target_emb, emb)
+    else:
+        assert len(pairs) == len(list(heads.q_heads.parameters()))
     assert all(torch.equal(t, s) for t, s in pairs)
     assert not any(t.requires_grad for t, _ in pairs) and all(s.requires_grad for _, s in pairs)
     with torch.no_grad():
