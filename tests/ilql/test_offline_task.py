@@ -103,9 +103,9 @@ def test_beta_decoding_prefers_the_rewarded_response(kind):
 #     efficient heads, targets against the live E (before):  0.0 0.0 / 3.5 10.5 / 7.5 20.0 %  (mean 6.9%)
 #     efficient heads, targets against the target copy:     16.5 33.0 / 37.0 13.0 / 33.5 19.0 %  (mean 25.3%)
 #     reference heads:                                      12.5 5.0 / 50.0 10.0 / 56.0 6.5 %  (mean 23.3%)
-# The behaviour policy (beta = 0) gives it 13-36%. The test runs seeds 0 and 1 (four runs, ~50 s of CPU) and
-# asserts that efficient heads' mean share is no worse than the reference heads' less 5 points (before
-# the fix: 3.5% against 19.4%).
+# The behaviour policy (beta = 0) gives it 13-36%. The test runs seeds 0 and 1 (four runs: 45 s of CPU,
+# 58 s wall on the shared 2 cores) and asserts that efficient heads' mean share is no worse than the
+# reference heads' less 5 points (before the fix: 3.5% against 19.4%).
 SKEWED_SEEDS, DEFAULT_POLYAK = (0, 1), (0.001, 5)
 
 
@@ -118,6 +118,7 @@ def skewed_data() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["prompt", "response", "return"])
 
 
+@pytest.mark.slow  # ~45 s of CPU (four 600-step runs)
 def test_efficient_heads_are_no_worse_than_reference_heads_on_the_skewed_task():
     df = skewed_data()
     assert df["return"].mean() == 0.25

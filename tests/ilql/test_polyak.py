@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dorl.ilql.heads import make_heads
-from dorl.ilql.polyak import is_sync_step, polyak_update
+from dorl.ilql.polyak import is_sync_step, polyak_update, schedule, steps_to_move, target_weight
 
 
 def test_update_by_hand():
@@ -48,3 +48,11 @@ def test_heads_targets_start_equal_and_follow_q(kind):
 def test_sync_schedule():
     assert [s for s in range(1, 16) if is_sync_step(s, 5)] == [5, 10, 15]
     assert not any(is_sync_step(s, 0) for s in range(1, 10))
+
+
+def test_schedule_says_when_a_run_is_too_short():
+    # the reference's alpha 0.001 every 5 steps: 600 steps put 11.3% of the targets' weight on the trained heads
+    assert target_weight(600, 0.001, 5) == pytest.approx(1 - 0.999**120)
+    assert steps_to_move(0.001, 5) == 3465 and target_weight(3465, 0.001, 5) >= 0.5 > target_weight(3460, 0.001, 5)
+    assert schedule(600, 0.001, 5)["too_short"] and not schedule(4000, 0.001, 5)["too_short"]
+    assert schedule(100, 0.0, 5)["too_short"] and steps_to_move(0.5, 0) is None and steps_to_move(1.0, 2) == 2
