@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
+from dorl import methods as _methods
 from dorl.config.loader import param
 
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
-Method = Literal["tf_top", "tf_all", "dt", "ilql"]
-METHODS: tuple[str, ...] = ("tf_top", "tf_all", "dt", "ilql")
+METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)
+Method = Literal[METHODS]  # type: ignore[valid-type]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
 
 
@@ -295,7 +296,9 @@ class RunConfig:
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
     tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")
-    methods: TrainConfig = param(factory=_method_train, help="Fine-tuning of tf_top, tf_all and dt.")
+    finetune: TrainConfig = param(
+        factory=_method_train, help="Fine-tuning of the line methods (tf_top, tf_all, dt) from the base model."
+    )
     ilql: ILQLConfig = param(factory=ILQLConfig, help="ILQL training and decoding.")
     relabel: RelabelConfig = param(factory=RelabelConfig, help="Candidate generation and rewards.")
     metrics: MetricsConfig = param(factory=MetricsConfig, help="Reward and evaluation metrics.")
@@ -303,3 +306,6 @@ class RunConfig:
     report: ReportConfig = param(factory=ReportConfig, help="Results table and plot.")
     pipeline: PipelineConfig = param(factory=PipelineConfig, help="What `dorl pipeline` runs.")
     k8s: K8sConfig = param(factory=K8sConfig, help="Kubernetes rendering.")
+
+    # Keys that were renamed: the loader names the new one.
+    RENAMED: ClassVar[dict[str, str]] = {"methods": "finetune"}
