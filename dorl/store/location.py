@@ -32,6 +32,23 @@ def check_key(key: str, uri: str = "") -> str:
     return key
 
 
+def inside(root: str | os.PathLike, name: str, resolve: bool = False, what: str = "path") -> Path:
+    """`root/name`, refused unless it stays inside `root` (a name from a manifest or a listing is data: an
+    absolute path or '..' in it must not make dorl read or write elsewhere). `resolve`: follow symlinks too."""
+    bad = not isinstance(name, str) or not name or name.startswith(("/", "\\")) or "\x00" in name
+    if not bad:
+        parts = name.replace("\\", "/").split("/")
+        bad = any(p in ("", ".", "..") for p in parts)
+    if not bad:
+        path = Path(root) / name
+        if not resolve:
+            return path
+        base = Path(root).resolve()
+        if path.resolve() == base or base in path.resolve().parents:
+            return path
+    raise StoreError(f"{what} {name!r} leads outside {root}: refused")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item of a listing: a file (with its size) or a folder."""
@@ -138,6 +155,7 @@ class Location:
         count = 0
         with tempfile.TemporaryDirectory(prefix="dorl-copy-") as tmp:
             for entry in self.walk():
+                inside(tmp, entry.name, what=f"the listing of {self.uri}: key")
                 if self.is_local:
                     dest.upload(Path(self.key) / entry.name, entry.name)
                 else:
