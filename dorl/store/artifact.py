@@ -281,6 +281,8 @@ class ArtifactWriter:
         else:
             self.loc.write_bytes(MANIFEST, blob)
         self.loc.delete(PENDING)
+        if not self.loc.is_local:
+            (self.dir / PENDING).unlink(missing_ok=True)
         return manifest
 
 
