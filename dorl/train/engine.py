@@ -252,12 +252,20 @@ class Trainer:
         acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.dist.device), "targets": 0.0}
         acc.update(tokens=0.0, tokens_sq=0.0, stats={})
         interval_start, paused = time.perf_counter(), 0.0
+        mark = time.perf_counter()  # start of the step in progress: train_time_s counts steps only
         with dlog.progress() as bar:
             task = bar.add_task(f"train {self.method.name}", total=self.total_steps, completed=st.step)
             while st.step < self.total_steps:
+                # Each epoch its own order (seed, epoch): computed again whenever an epoch begins, so an
+                # uninterrupted run and one resumed in any epoch see the same batches.
                 steps = epoch_steps(self.train.lengths, self.tc.batch_size, self.tc.seed, st.epoch, self.group)
                 while st.batch < len(steps) and st.step < self.total_steps:
-                    self._step(steps[st.batch], acc)
+                    targets, tokens, tokens_sq = self._step(steps[st.batch], acc)
+                    # Totals at every step (kept in every checkpoint): a resumed run's tokens, tokens/s and MFU
+                    # are those of an uninterrupted one.
+                    st.targets += int(targets)
+                    st.tokens += int(tokens)
+                    st.tokens_sq += tokens_sq
                     st.step += 1
                     st.batch += 1
                     self.method.on_step_end(self.engine.module, st.step)
@@ -269,6 +277,7 @@ class Trainer:
                         mon.write(self._log_record(st, acc, elapsed))
                         interval_start, paused = time.perf_counter(), 0.0
                     t0 = time.perf_counter()
+                    st.train_time_s += t0 - mark
                     eval_due = self.tc.eval_every and st.step % self.tc.eval_every == 0
                     if epoch_end or last or eval_due:
                         self._validate(st, mon)
@@ -276,18 +285,23 @@ class Trainer:
                         st.epoch, st.batch = st.epoch + 1, 0
                     if epoch_end or last or st.step % self.tc.checkpoint_every == 0:
                         self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
-                    paused += time.perf_counter() - t0
+                    mark = time.perf_counter()
+                    paused += mark - t0
+                    if epoch_end:
+                        break  # the next epoch's order
         mon.close()
         tps = st.tokens / st.train_time_s if st.train_time_s > 0 else 0.0
         mfu = self._mfu(st.tokens, st.targets, st.tokens_sq, st.train_time_s)
         records = monitor.read_log(self.workdir) if self.dist.main else []
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
-    def _step(self, step_idx: np.ndarray, acc: dict) -> None:
+    def _step(self, step_idx: np.ndarray, acc: dict) -> tuple[float, float, float]:
+        """One optimizer step; returns its targets, tokens and squared lengths summed over all ranks."""
         micro = rank_micro_batches(step_idx, self.tc.micro_batch_size, self.dist.rank, self.dist.world)
         batches = [self._batch(self.train, idx) for idx in micro]
         counts = [self.method.target_count(b) for b, *_ in batches]
-        total = self.dist.all_sum([sum(counts)])[0]
+        local = [sum(counts), sum(b[1] for b in batches), sum(b[2] for b in batches)]
+        total, tokens, tokens_sq = self.dist.all_sum(local)
         scale = self.gas * self.dist.world / max(total, 1.0)
         for (batch, n_tok, n_sq), n in zip(batches, counts, strict=True):
             loss, stats = self.engine(**self._to_device(batch))
@@ -299,6 +313,7 @@ class Trainer:
             acc["tokens_sq"] += n_sq
             for k, v in stats.items():
                 acc["stats"][k] = acc["stats"].get(k, 0.0) + (v.detach().double() if torch.is_tensor(v) else v) * n
+        return total, tokens, tokens_sq
 
     def _sync_time(self, start: float) -> float:
         if self.dist.device.type == "cuda":
@@ -316,10 +331,6 @@ class Trainer:
         local = [float(acc["loss"]), acc["targets"], acc["tokens"], acc["tokens_sq"]]
         local += [float(acc["stats"][k]) for k in keys]
         loss, targets, tokens, tokens_sq, *stats = self.dist.all_sum(local)
-        st.tokens += int(tokens)
-        st.targets += int(targets)
-        st.tokens_sq += tokens_sq
-        st.train_time_s += elapsed
         grad_norm = self.engine.get_global_grad_norm()
         rec = {
             "kind": "train",
