@@ -38,7 +38,9 @@ def test_s3_manifest_absolute_entry_writes_nothing_outside_the_cache(s3, tmp_pat
     client.put_object(Bucket=s3, Key="tok/manifest.json", Body=_manifest({str(victim): payload}))
     with pytest.raises(StoreError, match=r"tok/manifest\.json: files entry '/.*tokenizer\.json'"):
         Artifact(f"s3://{s3}/tok").local_dir()
-    r = run_dorl("data", "stats", "--tokenizer", f"s3://{s3}/tok", data_artifact.uri, env={"DORL_CACHE": str(tmp_path / "c")})
+    r = run_dorl(
+        "data", "stats", "--tokenizer", f"s3://{s3}/tok", data_artifact.uri, env={"DORL_CACHE": str(tmp_path / "c")}
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert "not a path inside the artifact" in r.stderr and "Traceback" not in r.stderr
     assert not victim.exists()
@@ -50,7 +52,9 @@ def test_s3_listing_key_with_dotdot_is_refused_on_pull(s3, tmp_path):
     listed = [o["Key"] for o in client.list_objects_v2(Bucket=s3, Prefix="run/")["Contents"]]
     assert any(".." in k for k in listed)  # S3 keeps such a key as it is
     writer = ArtifactWriter(f"s3://{s3}/run")
-    with pytest.raises(StoreError, match=r"listing of s3://.*run/checkpoints: key 'a/\.\./.*escape\.txt' leads outside"):
+    with pytest.raises(
+        StoreError, match=r"listing of s3://.*run/checkpoints: key 'a/\.\./.*escape\.txt' leads outside"
+    ):
         writer.pull("checkpoints")
     assert not any(p.name == "escape.txt" for p in tmp_path.parent.rglob("escape.txt"))
 

@@ -124,7 +124,9 @@ def test_each_epoch_has_its_own_order(tmp_path, data_artifact, monkeypatch):
         return real(self, step_idx, acc)
 
     monkeypatch.setattr(engine.Trainer, "_step", record)
-    cfg = config.load(preset="tiny", sets=["tf.max_length=16", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.epochs=3"])
+    cfg = config.load(
+        preset="tiny", sets=["tf.max_length=16", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.epochs=3"]
+    )
     art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
     spe = art.info["steps_per_epoch"]
     assert len(seen) == 3 * spe
