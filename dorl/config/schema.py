@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
-
-import re
 
 from dorl.config.loader import param
 from dorl.errors import ConfigError

@@ -1,8 +1,10 @@
 """Every numeric config key is either range-checked (refused outside, with key, value and range in the message)
 or meaningful at any value; cross-key rules, secrets in k8s.env, malformed URIs and non-text files are refused."""
 
+import dataclasses
 import math
 import re
+import typing
 
 import pytest
 
@@ -17,11 +19,8 @@ NUMERIC = [(k, t, d) for k, t, d, _ in describe(RunConfig) if re.search(r"\b(int
 
 
 def _range_of(key: str) -> str | None:
-    obj, *path, leaf = ["cfg", *key.split(".")]
+    *path, leaf = key.split(".")
     cls = RunConfig
-    import dataclasses
-    import typing
-
     for part in path:
         cls = typing.get_type_hints(cls)[part]
         assert dataclasses.is_dataclass(cls)
