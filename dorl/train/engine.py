@@ -50,6 +50,35 @@ def torch_linear_kept():
         torch.nn.functional.linear = linear
 
 
+STALE_LOCK_S = 600.0  # a JIT build of DeepSpeed's CPU ops takes about a minute here
+
+
+def clear_stale_build_locks(now: float | None = None) -> list[Path]:
+    """Remove torch-extension build locks left by a killed process.
+
+    DeepSpeed JIT-builds its CPU communication op through torch's cpp_extension, which holds a `lock` file in
+    the build folder while compiling and waits, silently and forever, while one exists. A run killed mid-build
+    leaves it behind; it is stale when the build finished anyway (the `.so` is there) or older than
+    STALE_LOCK_S (no build takes that long)."""
+    import os
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    now = time.time() if now is None else now
+    removed = []
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    for lock in sorted({*root.glob("*/lock"), *root.glob("*/*/lock")}):
+        try:
+            built = any(lock.parent.glob("*.so"))
+            if built or now - lock.stat().st_mtime > STALE_LOCK_S:
+                lock.unlink()
+                removed.append(lock)
+                log.warning("removed a stale build lock %s (left by a process killed while compiling)", lock)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def use_bf16(tc: TrainConfig) -> bool:
     return tc.precision == "bf16" or (tc.precision == "auto" and torch.cuda.is_available())
 
@@ -185,6 +214,8 @@ class Trainer:
         from transformers import get_scheduler
 
         tc = self.tc
+        if self.dist.local_main:
+            clear_stale_build_locks()
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[tc.scheduler]
         config = ds_config(tc, self.dist.world, self.bf16, self.ckpt.node_local)
         engine, *_ = deepspeed.initialize(

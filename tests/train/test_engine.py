@@ -132,3 +132,28 @@ def test_each_epoch_has_its_own_order(tmp_path, data_artifact, monkeypatch):
     assert len(seen) == 3 * spe
     epochs = [seen[e * spe : (e + 1) * spe] for e in range(3)]
     assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]
+
+
+def test_a_stale_build_lock_is_cleared(tmp_path, monkeypatch, caplog):
+    """A kill while DeepSpeed JIT-builds its CPU op leaves `lock`: later builds would wait on it forever."""
+    import os
+    import time
+
+    from dorl.train.engine import STALE_LOCK_S, clear_stale_build_locks
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    done = tmp_path / "py311_cpu" / "deepspeed_shm_comm"
+    done.mkdir(parents=True)
+    (done / "deepspeed_shm_comm.so").write_bytes(b"")
+    (done / "lock").write_bytes(b"")
+    old = tmp_path / "py311_cpu" / "other_op"
+    old.mkdir()
+    (old / "lock").write_bytes(b"")
+    os.utime(old / "lock", (time.time() - STALE_LOCK_S - 1,) * 2)
+    live = tmp_path / "py311_cpu" / "building_now"
+    live.mkdir()
+    (live / "lock").write_bytes(b"")  # another process compiling right now: left alone
+    with caplog.at_level("WARNING", logger="dorl.train"):
+        removed = clear_stale_build_locks()
+    assert sorted(removed) == sorted([done / "lock", old / "lock"])
+    assert (live / "lock").exists() and "stale build lock" in caplog.text
