@@ -18,11 +18,13 @@ training pod. RNG states are JSON, and DeepSpeed's own `.pt` files are read with
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +104,40 @@ def per_rank_file(path: str) -> bool:
     return "/rng/" in path or "zero_pp_rank_" in path.rsplit("/", 1)[-1]
 
 
+def _size(path: Path | None) -> int:
+    if path is None or not path.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def verify_and_sync(folder: Path) -> None:
+    """fsync every file and folder of a finished checkpoint, then check each `.pt` is a whole zip archive
+    (torch's format: its central directory is written last, so a cut-short file has none)."""
+    for p in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if p.is_file() and p.suffix == ".pt":
+            try:
+                with zipfile.ZipFile(p) as z:
+                    z.namelist()
+            except (zipfile.BadZipFile, OSError) as e:
+                raise StoreError(
+                    f"{p}: the checkpoint file is incomplete ({e}); the previous checkpoint stays in force"
+                ) from None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Checkpointer:
     """Save / find / load checkpoints. Every rank calls `save` and `load` (they are collective)."""
 
@@ -146,19 +182,38 @@ class Checkpointer:
         self.sync(f"checkpoints/{name}", None if self.dist.main else per_rank_file)
 
     def save(self, engine, state: dict, write_extra: Callable[[Path], None]) -> str:
-        """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0)."""
+        """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0).
+
+        Written, fsynced and verified (every `.pt` a whole zip archive) before `latest` points at it: a
+        checkpoint cut short (a full disk, a kill) is never resumed from. A full disk is a StoreError naming
+        the folder and about how much space the checkpoint needs."""
         name = f"step-{state['step']:08d}"
         tmp = self.root / f".tmp-{name}"
         if self.finalizer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.dist.barrier()
-        engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={}, save_latest=False)
-        rng_file = tmp / "rng" / f"rank{self.dist.rank}.json"
-        rng_file.parent.mkdir(parents=True, exist_ok=True)
-        rng_file.write_text(json.dumps(rng_state()))
-        if self.dist.main:
-            write_extra(tmp)
-            (tmp / STATE).write_text(json.dumps(state, indent=2))
+        try:
+            engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={}, save_latest=False)
+            rng_file = tmp / "rng" / f"rank{self.dist.rank}.json"
+            rng_file.parent.mkdir(parents=True, exist_ok=True)
+            rng_file.write_text(json.dumps(rng_state()))
+            if self.dist.main:
+                write_extra(tmp)
+                (tmp / STATE).write_text(json.dumps(state, indent=2))
+            if self.finalizer:
+                verify_and_sync(tmp)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            written = _size(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+            previous = self.find_local()
+            need = max(written, _size(previous) if previous else 0)
+            free = shutil.disk_usage(self.root).free
+            raise StoreError(
+                f"no space left on the device of {self.root}: checkpoint {name} needs about {_mib(need)} "
+                f"({_mib(free)} free); free some space or write the output elsewhere"
+            ) from None
         self.dist.barrier()
         if self.finalizer:
             self._publish(tmp, name)
@@ -172,6 +227,13 @@ class Checkpointer:
         if self.dist.main:
             log.info("checkpoint %s saved", name)
         return name
+
+    def find_local(self) -> Path | None:
+        """The checkpoint `latest` names on this machine, if complete (no collective)."""
+        if not (self.root / LATEST).exists():
+            return None
+        path = self.root / (self.root / LATEST).read_text().strip()
+        return path if (path / STATE).exists() else None
 
     def save_folder(self, name: str, write: Callable[[Path], None]) -> None:
         """A folder written by rank 0 alone (the best weights, the tokenizer), atomically."""

@@ -5,6 +5,7 @@ import torch
 
 from dorl import config
 from dorl.errors import StoreError
+from dorl.store import Artifact
 from dorl.train.stage import train
 
 SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=2", "tf.checkpoint_every=1"]
@@ -63,3 +64,44 @@ def test_planted_pickle_in_a_checkpoint_never_runs(backend, tmp_path, data_artif
     with pytest.raises(StoreError, match=r"\.pt: refused to load a checkpoint file .*it calls exec"):
         train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, out)
     assert not marker.exists(), "the planted payload ran"
+
+
+DISK = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=4", "tf.checkpoint_every=1"]
+
+
+@pytest.mark.parametrize("fault", ["enospc", "cut_short"])
+def test_full_disk_mid_checkpoint_is_a_clear_error_and_never_resumed_from(fault, tmp_path, data_artifact, monkeypatch):
+    """The disk fills while step 3's checkpoint is written (a fault-injecting torch.save: ENOSPC after half
+    the bytes, or a file silently cut short): a one-line error naming the folder, `latest` stays at step 2,
+    and the rerun ends with the weights of an uninterrupted run."""
+    import errno
+
+    from safetensors.torch import load_file
+
+    ref = train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(tmp_path / "ref"))
+    out = tmp_path / "tf"
+    real_save, calls = torch.save, {"n": 0}
+
+    def full_disk(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        if str(f).endswith(".pt") and "step-00000003" in str(f):
+            data = open(f, "rb").read()
+            open(f, "wb").write(data[: len(data) // 2])
+            calls["n"] += 1
+            if fault == "enospc":
+                raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    match = r"no space left on the device of .*checkpoints: checkpoint step-00000003 needs about [\d.]+ MiB"
+    if fault == "cut_short":
+        match = r"step-00000003/ds/.*\.pt: the checkpoint file is incomplete"
+    with pytest.raises(StoreError, match=match):
+        train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(out))
+    assert calls["n"] >= 1
+    assert (out / "checkpoints" / "latest").read_text() == "step-00000002"
+    monkeypatch.setattr(torch, "save", real_save)
+    train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(out))
+    got, want = load_file(out / "model.safetensors"), load_file(tmp_path / "ref" / "model.safetensors")
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+    assert Artifact(str(out)).manifest["metrics"]["tokens"] == ref.manifest["metrics"]["tokens"]
