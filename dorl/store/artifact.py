@@ -87,6 +87,8 @@ class Artifact:
 
     def __init__(self, uri: str | Location, expect_stage: str | None = None):
         self.loc = uri if isinstance(uri, Location) else Location(uri)
+        if self.loc.is_local and Path(self.loc.key).is_file():
+            raise StoreError(f"{self.loc.uri} is a file, not an artifact folder (a folder holding {MANIFEST})")
         try:
             raw = self.loc.read_bytes(MANIFEST)
         except StoreError:
