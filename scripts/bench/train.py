@@ -263,7 +263,7 @@ def _rounds(ways: dict, repeats: int) -> dict:
 
 def method_lines_rows(convs, tok, max_len: int) -> tuple[list[dict], list[dict], object]:
     """The same tokens for every trainer: dorl's encoding of the lines (prompt + response, <= max_len)."""
-    from dorl.train.lines import encode_lines
+    from dorl.methods.lines import encode_lines
 
     ex = encode_lines(tok, [ln for ln, _ in method_lines(convs)], max_len)
     padded, trl = [], []
@@ -307,12 +307,18 @@ def compare_lines(spec, tmp: Path, base, tok, shape, convs, model, source, hf: b
     micro, gas, max_len = 8, (4 if gpu else 1), 512
     padded, trl_rows, ex = method_lines_rows(convs, tok, max_len)
     relabel = make_relabel(tmp / "relabel", [ln for ln, _ in method_lines(convs)])
-    sets = [f"methods.batch_size={micro * gas}", f"methods.micro_batch_size={micro}"]
-    sets += [f"methods.max_steps={steps + 1}", "methods.log_every=1", "methods.checkpoint_every=1000"]
-    sets += [f"methods.max_length={max_len}", f"methods.lr={LR}"]
+    sets = [f"finetune.batch_size={micro * gas}", f"finetune.micro_batch_size={micro}"]
+    sets += [f"finetune.max_steps={steps + 1}", "finetune.log_every=1", "finetune.checkpoint_every=1000"]
+    sets += [f"finetune.max_length={max_len}", f"finetune.lr={LR}"]
     ways = {
         "dorl": lambda r: dorl_rates(
-            train(config.load(sets=sets), "tf_all", relabel.uri, str(tmp / f"tf_all-{r}"), base_uri=base.uri)
+            train(
+                config.load(sets=sets),
+                method="tf_all",
+                data_uri=relabel.uri,
+                base_uri=base.uri,
+                out_uri=str(tmp / f"tf_all-{r}"),
+            ).artifact
         ),
         "trl": lambda r: (*trl_rates(model_dir, tok, trl_rows, micro, gas, steps, gpu), None),
     }
@@ -334,8 +340,8 @@ def compare_tf(spec, tmp: Path, base, tok, shape, convs, model, source) -> list[
     """Base tf: dorl's packed blocks (conversations back to back, cut every `block` tokens, as run_clm); HF
     Trainer on the same blocks; TRL packs whole conversations (best-fit decreasing) into rows of <= block."""
     from dorl import config
+    from dorl.methods.tf import pack, tokenize
     from dorl.text import render_conversation
-    from dorl.train.lm import pack, tokenize
     from dorl.train.stage import train
 
     steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
@@ -353,7 +359,9 @@ def compare_tf(spec, tmp: Path, base, tok, shape, convs, model, source) -> list[
     sets += ["model.source=config", f"model.n_layer={shape['n_layer']}", f"model.n_embd={shape['n_embd']}"]
     sets += [f"model.n_head={shape['n_head']}", "model.n_positions=1024", f"tf.lr={LR}"]
     ways = {
-        "dorl": lambda r: dorl_rates(train(config.load(sets=sets), "tf", data.uri, str(tmp / f"tf-{r}"))),
+        "dorl": lambda r: dorl_rates(
+            train(config.load(sets=sets), method="tf", data_uri=data.uri, out_uri=str(tmp / f"tf-{r}")).artifact
+        ),
         "trl": lambda r: (*trl_rates(model_dir, tok, trl_rows, micro, gas, steps, gpu, packing=block), None),
         "hf": lambda r: (*hf_trainer_rates(model_dir, rows, micro, gas, steps, gpu), None),
     }
