@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": "dorl.evaluate.cli:evaluate",
     "k8s": "dorl.k8s.cli:k8s",
     "launch": "dorl.train.launch:launch",
+    "models": "dorl.models.cli:models",
     "pipeline": "dorl.pipeline_cli:pipeline",
     "relabel": "dorl.relabel.cli:relabel",
     "report": "dorl.report.cli:report",
