@@ -120,7 +120,10 @@ def jobset(cfg: RunConfig, step: Step, args: list[str] | None = None, name: str 
             "failurePolicy": failure_policy(cfg),
             "successPolicy": {"operator": "All"},
             "ttlSecondsAfterFinished": k.ttl_seconds_after_finished,
-            "replicatedJobs": [{"name": REPLICATED_JOB, "replicas": 1, "template": {"spec": job_spec}}],
+            # labelled like the pods, so `dorl k8s status` and `logs` find the child Job and its pods
+            "replicatedJobs": [
+                {"name": REPLICATED_JOB, "replicas": 1, "template": {"metadata": {"labels": labels}, "spec": job_spec}}
+            ],
         },
     }
 

@@ -63,7 +63,8 @@ def errors(doc: dict) -> list[str]:
     if kind == "JobSet":
         out = [m for e in _jobset_validator().iter_errors(doc) for m in _leaves(e)]
         for rj in doc["spec"]["replicatedJobs"]:  # the child Job, pods included, against the core schema
-            job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": rj["name"]}, **rj["template"]}
+            meta = {**rj["template"].get("metadata", {}), "name": rj["name"]}
+            job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": rj["template"]["spec"]}
             out += errors(job)
         return out
     try:
