@@ -6,7 +6,7 @@ import json
 
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
-from dorl.store import Artifact, run_stage
+from dorl.store import Artifact, StageResult, run_stage
 
 
 def _load(uri: str) -> dict:
@@ -26,7 +26,7 @@ def _load(uri: str) -> dict:
     }
 
 
-def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = False) -> Artifact:
+def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
     from dorl.report.plot import plot
     from dorl.report.table import build, markdown
 
@@ -65,4 +65,4 @@ def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = Fal
         )
 
     inputs = {f"eval_{e['dataset']}_{e['method']}": e["artifact"] for e in evals}
-    return run_stage("report", out_uri, config, inputs, body, force=force).artifact
+    return run_stage("report", out_uri, config, inputs, body, force=force)

@@ -58,7 +58,7 @@ def _boot(values, n_boot, seed):
 def test_every_number_recomputed(evals, tmp_path):
     uris, raw = evals
     cfg = config.load(sets=["report.bootstrap=400", "report.seed=3"])
-    art = report(cfg, list(uris.values()), str(tmp_path / "report"))
+    art = report(cfg, eval_uris=list(uris.values()), out_uri=str(tmp_path / "report")).artifact
     table = pd.read_csv(art.path("results.csv"))
     assert set(art.files) == {"results.md", "results.csv", "results.json", "results.png"}
     assert art.path("results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -112,7 +112,7 @@ def test_different_examples_are_refused(tmp_path):
     a = _eval_artifact(str(tmp_path / "tf"), "abcd", "tf", bert, bert).uri
     b = _eval_artifact(str(tmp_path / "dt"), "abcd", "dt", bert, bert, contexts=[f"other {i}" for i in range(N)]).uri
     with pytest.raises(DataError, match="evaluated on different examples"):
-        report(config.load(), [a, b], str(tmp_path / "report"))
+        report(config.load(), eval_uris=[a, b], out_uri=str(tmp_path / "report"))
 
 
 def test_cli_errors(tmp_path):
