@@ -2,7 +2,7 @@
 
 Response 1 is greedy; responses 2..N (eval.num_responses > 1) come from beam search (ILQL: value-re-ranked
 samples). Each method is prompted as it was trained: DT asks for the high return, ILQL decodes with
-beta·(min target-Q − V). Outputs `predictions.csv` (context, true_response, then response_k and
+beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id, turn_index, context, true_response, then response_k and
 {metric}_k for each k) and `metrics.json` (best-of-k means for every k, bert_click).
 """
 
@@ -146,7 +146,9 @@ def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri
         responses, gen_stats = _respond(cfg, method, model.local_dir(), prompts)
 
         refs = sample["response"].tolist()
-        pred = pd.DataFrame({"context": sample["context"].tolist(), "true_response": refs})
+        # dialogue_id/turn_index identify the example, so the report can join every method's responses on it.
+        pred = pd.DataFrame({c: sample[c].tolist() for c in ("dialogue_id", "turn_index", "context")})
+        pred["true_response"] = refs
         identities, seconds = {}, 0.0
         for name in names:
             metric = get_metric(name, cfg.metrics)
@@ -157,7 +159,7 @@ def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri
                 started = time.perf_counter()
                 pred[f"{name}_{k}"] = metric.score(texts, refs)
                 seconds += time.perf_counter() - started
-        cols = ["context", "true_response"] + [
+        cols = ["dialogue_id", "turn_index", "context", "true_response"] + [
             c for k in range(1, ec.num_responses + 1) for c in [f"response_{k}"] + [f"{m}_{k}" for m in names]
         ]
         pred = pred[cols]
