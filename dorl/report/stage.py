@@ -28,15 +28,14 @@ def _load(uri: str) -> dict:
 
 def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = False) -> Artifact:
     from dorl.report.plot import plot
-    from dorl.report.table import build, markdown
+    from dorl.report.table import build, groups, markdown
 
     evals = [_load(u) for u in eval_uris]
-    seen = {}
+    seen = set()
     for ev in evals:
-        key = (ev["dataset"], ev["method"])
-        if key in seen:
-            raise DataError(f"two evaluations of {key[1]} on {key[0]}: {seen[key]} and {ev['uri']}")
-        seen[key] = ev["uri"]
+        if ev["artifact"].uri in seen:
+            raise DataError(f"{ev['uri']} is given twice: several evaluations of one method are seeds, one each")
+        seen.add(ev["artifact"].uri)
     rc = cfg.report
     config = {"report": to_dict(rc), "click_threshold": cfg.eval.click_threshold}
 
@@ -64,5 +63,10 @@ def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = Fal
             rows=len(table),
         )
 
-    inputs = {f"eval_{e['dataset']}_{e['method']}": e["artifact"] for e in evals}
+    # Seeds after the first get a suffix: a single-seed report's inputs keep their names.
+    inputs = {
+        f"eval_{d}_{m}" + (f"_{i}" if i else ""): e["artifact"]
+        for (d, m), seeds in groups(evals).items()
+        for i, e in enumerate(seeds)
+    }
     return run_stage("report", out_uri, config, inputs, body, force=force).artifact
