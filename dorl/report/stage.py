@@ -1,12 +1,17 @@
-"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot."""
+"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot, and
+`report.html` with every method's responses side by side."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.store import Artifact, run_stage
+
+log = logging.getLogger("dorl.report")
 
 
 def _load(uri: str) -> dict:
@@ -27,6 +32,7 @@ def _load(uri: str) -> dict:
 
 
 def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = False) -> Artifact:
+    from dorl.report import html
     from dorl.report.plot import plot
     from dorl.report.table import build, groups, markdown
 
@@ -57,6 +63,14 @@ def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = Fal
             )
         )
         plot(table, ctx.out.path("results.png"), rc.confidence)
+        started = time.perf_counter()
+        note = md.strip().splitlines()[-1]
+        html.write(table, note, evals, ctx.out.path("results.png"), ctx.out.path("report.html"), rc.k, rc.confidence)
+        log.info(
+            "report.html: %.1f kB in %.2f s",
+            ctx.out.path("report.html").stat().st_size / 1e3,
+            time.perf_counter() - started,
+        )
         ctx.info.update(
             datasets=sorted({e["dataset"] for e in evals}),
             methods=sorted({e["method"] for e in evals}),

@@ -45,6 +45,10 @@ def build(
     the interval over seeds uses each seed's mean. Holm's correction runs across every comparison in the table."""
     rows = []
     scores = {}
+    ref = {}
+    for ev in evals:
+        ref.setdefault(ev["dataset"], ev)
+    evals = [_aligned(ev, ref[ev["dataset"]]) for ev in evals]
     for key, seeds in groups(evals).items():
         for ev in seeds[1:]:
             _check_same_examples(ev, seeds[0])
@@ -90,6 +94,19 @@ def _keys(pred: pd.DataFrame) -> list[str]:
     """The columns naming an example: dialogue_id/turn_index when the evaluation wrote them."""
     ids = ["dialogue_id", "turn_index"]
     return ids + ["context", "true_response"] if all(c in pred.columns for c in ids) else ["context", "true_response"]
+
+
+def _aligned(ev: dict, ref: dict) -> dict:
+    """`ev` with its predictions in the order of `ref`'s examples, when both name them (dialogue_id, turn_index)."""
+    a, b = ev["predictions"], ref["predictions"]
+    ids = ["dialogue_id", "turn_index"]
+    if ev is ref or not all(c in a.columns and c in b.columns for c in ids):
+        return ev
+    key_a = pd.MultiIndex.from_arrays([a[c].astype(str) for c in ids])
+    key_b = pd.MultiIndex.from_arrays([b[c].astype(str) for c in ids])
+    if key_a.has_duplicates or len(a) != len(b) or not key_a.isin(key_b).all():
+        return ev  # not the same sample: _check_same_examples says so
+    return {**ev, "predictions": a.set_index(key_a).loc[key_b].reset_index(drop=True)}
 
 
 def _check_same_examples(ev: dict, base: dict) -> None:
