@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rich.live import Live
 from rich.table import Table
 
 from dorl import layout
 from dorl.config import RunConfig
 from dorl.errors import UserError
-from dorl.log import console
+from dorl.log import live_view
 from dorl.store import MANIFEST, Artifact, Location
 
 log = logging.getLogger("dorl.pipeline")
@@ -110,7 +109,7 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
     """Run every stage in order; returns the report artifact."""
     steps = plan(cfg, force)
     log.info("run %s → %s (%d stages)", cfg.run, layout.run_uri(cfg), len(steps))
-    with Live(_view(steps), console=console, refresh_per_second=4, transient=False) as live:
+    with live_view(_view(steps)) as live:
         for step in steps:
             step.status = "running"
             live.update(_view(steps))
@@ -125,6 +124,4 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
             same = step.artifact is not None and before == step.artifact.digest
             step.status, step.note = ("skipped", "complete already") if same else ("done", "")
             live.update(_view(steps))
-    if not console.is_terminal:
-        console.line()  # off a terminal Live leaves its last line open; the table on stdout follows
     return steps[-1].artifact

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+from dorl import log as dlog
 from dorl.config import RunConfig, to_dict
 from dorl.errors import ConfigError, DataError
 from dorl.store import Artifact, run_stage
@@ -150,15 +151,18 @@ def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri
         pred = pd.DataFrame({c: sample[c].tolist() for c in ("dialogue_id", "turn_index", "context")})
         pred["true_response"] = refs
         identities, seconds = {}, 0.0
-        for name in names:
-            metric = get_metric(name, cfg.metrics)
-            identities[name] = metric.identity()
-            for k in range(1, ec.num_responses + 1):
-                texts = [r[k - 1] for r in responses]
-                pred[f"response_{k}"] = texts
-                started = time.perf_counter()
-                pred[f"{name}_{k}"] = metric.score(texts, refs)
-                seconds += time.perf_counter() - started
+        with dlog.progress() as bar:
+            task = bar.add_task(f"score {method}", total=len(names) * ec.num_responses)
+            for name in names:
+                metric = get_metric(name, cfg.metrics)
+                identities[name] = metric.identity()
+                for k in range(1, ec.num_responses + 1):
+                    texts = [r[k - 1] for r in responses]
+                    pred[f"response_{k}"] = texts
+                    started = time.perf_counter()
+                    pred[f"{name}_{k}"] = metric.score(texts, refs)
+                    seconds += time.perf_counter() - started
+                    bar.advance(task)
         cols = ["dialogue_id", "turn_index", "context", "true_response"] + [
             c for k in range(1, ec.num_responses + 1) for c in [f"response_{k}"] + [f"{m}_{k}" for m in names]
         ]
