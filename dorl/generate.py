@@ -1,6 +1,10 @@
-"""Batched generation over many prompts: relabel candidates and evaluation responses.
+"""Batched generation over many prompts: relabel candidates, evaluation responses, ILQL's decoding.
 
-    out = generate(model, tokenizer, prompts, num_beams=5, num_return=5)   # out.texts[i]: best first
+    out = generate(model, tokenizer, prompts, DecodeConfig(num_beams=5, num_return=5))  # out.texts[i]: best first
+
+`DecodeConfig` holds every decoding setting (greedy / beams / sampling, ILQL's beta, top-k and
+temperature, prompt length, batch size); relabel, evaluate and ILQL (`dorl.ilql.decode`) all take
+one, and share the prompt encoding (`encode_prompts`) and the stop ids (`stop_token_ids`).
 
 Prompts are tokenized once, left-truncated to the last `prompt_tokens` tokens, deduplicated,
 sorted by length (little padding) and left-padded into batches; a batch never holds one context
@@ -23,12 +27,32 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dorl.errors import ConfigError
 from dorl.text import REP_END
 
 log = logging.getLogger("dorl.generate")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to decode: one object from the config (relabel.*, eval.*, ilql.*) down to the decoding loop."""
+
+    prompt_tokens: int = 96  # prompts are left-truncated to their last `prompt_tokens` tokens
+    max_new_tokens: int = 32
+    batch_size: int = 32  # prompts per batch
+    num_beams: int = 1  # 1: greedy (or sampling); > 1: beam search (no sampling)
+    num_return: int = 1  # responses per prompt (<= num_beams)
+    sample: bool = False  # ILQL: sample from the scores (top-k, temperature) instead of taking the argmax
+    beta: float = 0.0  # ILQL: scores = log_softmax(LM) + beta * (min target-Q - V)
+    top_k: int = 20  # ILQL sampling: keep the k best scores (0: all)
+    temperature: float = 1.0  # ILQL sampling: temperature of the LM logits (see `dorl.ilql.decode`)
+    seed: int = 0  # ILQL sampling: seed of the generator
+    engine: str = "dorl"  # beam search: "dorl" (batched, same candidates) or "hf" (model.generate)
+
+    def but(self, **changes) -> DecodeConfig:
+        return replace(self, **changes)
 
 
 @dataclass
@@ -37,7 +61,8 @@ class Generation:
     stats: dict = field(default_factory=dict)
 
 
-def stop_token_ids(tokenizer, stop_tokens: Sequence[str]) -> list[int]:
+def stop_token_ids(tokenizer, stop_tokens: Sequence[str] = (REP_END,)) -> list[int]:
+    """The ids that end a response: the stop tokens, and EOS (`<|endoftext|>`)."""
     vocab = tokenizer.get_vocab()
     missing = [t for t in stop_tokens if t not in vocab]
     if missing:
@@ -48,18 +73,18 @@ def stop_token_ids(tokenizer, stop_tokens: Sequence[str]) -> list[int]:
     return ids
 
 
+def encode_prompts(tokenizer, prompts: Sequence[str], prompt_tokens: int) -> list[list[int]]:
+    """Token ids of each prompt (no special tokens added), left-truncated to its last `prompt_tokens`."""
+    return [x[-prompt_tokens:] for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+
+
 def generate(
     model,
     tokenizer,
     prompts: Sequence[str],
+    decode: DecodeConfig = DecodeConfig(),
     *,
-    prompt_tokens: int = 96,
-    max_new_tokens: int = 32,
-    num_beams: int = 1,
-    num_return: int = 1,
-    batch_size: int = 32,
     stop_tokens: Sequence[str] = (REP_END,),
-    engine: str = "dorl",
     desc: str = "generating",
     progress: bool = True,
 ) -> Generation:
@@ -67,6 +92,8 @@ def generate(
 
     from dorl import log as dlog
 
+    num_beams, num_return, engine = decode.num_beams, decode.num_return, decode.engine
+    max_new_tokens, batch_size = decode.max_new_tokens, decode.batch_size
     if num_return > num_beams:
         raise ConfigError(f"num_return ({num_return}) cannot exceed num_beams ({num_beams})")
     if engine not in ("dorl", "hf"):
@@ -77,7 +104,7 @@ def generate(
     device = next(model.parameters()).device
 
     # Tokenize once, keep the last prompt_tokens, run each distinct prompt once.
-    ids = [x[-prompt_tokens:] for x in tokenizer(list(prompts))["input_ids"]]
+    ids = encode_prompts(tokenizer, prompts, decode.prompt_tokens)
     unique: dict[tuple, int] = {}
     which = [unique.setdefault(tuple(x), len(unique)) for x in ids]
     distinct = [list(k) for k in unique]

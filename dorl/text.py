@@ -72,17 +72,3 @@ def prompt(context: str) -> str:
 def line(context: str, response: str) -> str:
     """One training line of tf_top / tf_all: loss falls on `response` and `<_rep_end_>`."""
     return f"{context}{REP_START}{response}{REP_END}"
-
-
-def dt_context(context: str, return_token: str) -> str:
-    """Decision-Transformer conditioning: every earlier agent turn asks for the high return, and the
-    target's return token goes right before its <_rep_start_>."""
-    return context.replace(REP_START, REWARD_ONE + REP_START) + return_token
-
-
-def dt_line(context: str, response: str, return_token: str) -> str:
-    return line(dt_context(context, return_token), response)
-
-
-def dt_prompt(context: str, return_token: str = REWARD_ONE) -> str:
-    return prompt(dt_context(context, return_token))

@@ -108,29 +108,22 @@ def make_tiny_model_artifact(uri: str, **kw) -> Artifact:
     ).artifact
 
 
-def return_tokens(bins: int) -> list[str]:
-    """The token of each return bin: the reference's two, or extra ones in between for more bins."""
-    from dorl.text import REWARD_ONE, REWARD_ZERO
-
-    return [REWARD_ZERO, *[f"<_reward_bin{i}_>" for i in range(1, bins - 1)], REWARD_ONE]
-
-
 def make_relabel_artifact(
     uri: str, data_artifact: Artifact, n_candidates: int = 3, return_bins: int = 2, seed: int = 0
 ) -> Artifact:
-    """A 'relabel' artifact with the contract's files, built without a model: the candidates of a
-    context are the human response (candidate 0, reward 1, top bin) and responses of other examples,
-    rewarded by word overlap with the human response (binary return: reward > 0.6)."""
+    """A 'relabel' artifact made by the relabel stage's own code (`dorl.relabel.stage.finalize`: returns,
+    candidates tables, every registered method's training set) from candidates chosen without a model:
+    the human response (candidate 0, reward 1) and responses of other examples, rewarded by word overlap
+    with the human response."""
     import pandas as pd
 
-    from dorl.text import dt_line, line, prompt
+    from dorl import config
+    from dorl.relabel.candidates import CHUNK_COLUMNS
+    from dorl.relabel.stage import finalize
 
-    tokens = return_tokens(return_bins)
-
-    def bin_of(reward: float) -> int:
-        if return_bins == 2:
-            return int(reward > 0.6)
-        return min(int(reward * return_bins), return_bins - 1)
+    cfg = config.load(
+        sets=[f"relabel.num_candidates={n_candidates}", f"relabel.return_bins={return_bins}", f"relabel.seed={seed}"]
+    )
 
     def overlap(a: str, b: str) -> float:
         wa, wb = set(a.lower().split()), set(b.lower().split())
@@ -138,43 +131,21 @@ def make_relabel_artifact(
 
     def body(ctx):
         rng = random.Random(seed)
+        rows, sizes = {}, {}
         for split in SPLITS:
             ex = pd.read_parquet(data_artifact.path(f"examples/{split}.parquet"))
             pool = ex["response"].tolist()
-            rows = []
-            for r in ex.itertuples(index=False):
-                cands = [(r.response, 1.0)] + [
-                    (c, overlap(c, r.response)) for c in rng.sample(pool, min(n_candidates, len(pool)))
-                ]
+            out = []
+            for i, r in enumerate(ex.itertuples(index=False)):
+                cands = [(r.response, 1.0)] + [(c, overlap(c, r.response)) for c in rng.sample(pool, n_candidates)]
                 for k, (cand, reward) in enumerate(cands):
-                    ret = return_bins - 1 if k == 0 else bin_of(reward)
-                    rows.append((r.dialogue_id, r.turn_index, r.context, r.response, k, cand, reward, ret))
-            cand = pd.DataFrame(
-                rows,
-                columns=["dialogue_id", "turn_index", "context", "response", "candidate_index", "candidate"]
-                + ["reward", "return"],
-            ).astype({"turn_index": "int32", "candidate_index": "int32", "reward": "float64", "return": "int64"})
-            cand.to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
-            top = cand[cand["return"] == return_bins - 1]
-            for method, part in (("tf_top", top), ("tf_all", cand), ("dt", cand)):
-                text = [
-                    dt_line(c, x, tokens[b]) if method == "dt" else line(c, x)
-                    for c, x, b in zip(part["context"], part["candidate"], part["return"], strict=True)
-                ]
-                df = pd.DataFrame(
-                    {"text": text, "context": part["context"], "response": part["candidate"], "return": part["return"]}
-                ).sample(frac=1.0, random_state=seed)
-                df.to_parquet(ctx.out.path(f"methods/{method}/{split}.parquet"), index=False)
-            ilql = pd.DataFrame(
-                {
-                    "prompt": [prompt(c) for c in cand["context"]],
-                    "response": [x + "<_rep_end_>" for x in cand["candidate"]],
-                    "reward": cand["reward"],
-                    "return": cand["return"],
-                }
-            ).sample(frac=1.0, random_state=seed)
-            ilql.to_parquet(ctx.out.path(f"methods/ilql/{split}.parquet"), index=False)
-        ctx.info.update(return_bins=return_bins, return_tokens=tokens, fixture=True)
+                    out.append((i, r.dialogue_id, r.turn_index, r.context, r.response, k, cand, reward))
+            rows[split] = pd.DataFrame(out, columns=CHUNK_COLUMNS).astype(
+                {"example_index": "int64", "turn_index": "int32", "candidate_index": "int32", "reward": "float64"}
+            )
+            sizes[split] = len(ex)
+        finalize(ctx, cfg, rows, sizes)
+        ctx.info["fixture"] = True
 
-    config = {"fixture": "tests.fixtures", "n_candidates": n_candidates, "return_bins": return_bins, "seed": seed}
-    return run_stage("relabel", uri, config, {"data": data_artifact}, body).artifact
+    config_ = {"fixture": "tests.fixtures", "n_candidates": n_candidates, "return_bins": return_bins, "seed": seed}
+    return run_stage("relabel", uri, config_, {"data": data_artifact}, body).artifact

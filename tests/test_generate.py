@@ -4,7 +4,7 @@ prompts' order, prompts left-truncated, special tokens stripped, sequences ended
 import pytest
 import torch
 
-from dorl.generate import _beam_search, generate, stop_token_ids
+from dorl.generate import DecodeConfig, _beam_search, generate, stop_token_ids
 from dorl.text import REP_END, examples, prompt
 from tests.fixtures import dialogues
 
@@ -60,22 +60,23 @@ def one_at_a_time(model, tok, text, num_beams, stops, prompt_tokens=96):
 @pytest.mark.parametrize("num_beams", [5, 1])
 def test_batched_equals_one_context_at_a_time(lm, prompts, stops, num_beams):
     model, tok = lm
-    kw = dict(num_beams=num_beams, num_return=num_beams, max_new_tokens=MAX_NEW, stop_tokens=stops, progress=False)
-    out = generate(model, tok, prompts, batch_size=3, **kw)
+    dc = DecodeConfig(num_beams=num_beams, num_return=num_beams, max_new_tokens=MAX_NEW, batch_size=3)
+    kw = dict(stop_tokens=stops, progress=False)
+    out = generate(model, tok, prompts, dc, **kw)
     want = [one_at_a_time(model, tok, p, num_beams, stops) for p in prompts]
     assert out.texts == want
     assert out.stats["distinct_prompts"] == len(prompts) - 1
     specials = set(tok.all_special_tokens)
     assert not any(sp in t for texts in out.texts for t in texts for sp in specials)  # stripped
-    assert generate(model, tok, prompts, engine="hf", **kw).texts == want
+    assert generate(model, tok, prompts, dc.but(engine="hf"), **kw).texts == want
 
 
 def test_prompts_are_left_truncated(lm, prompts, stops):
     model, tok = lm
     long = max(prompts, key=len)
     assert len(tok(long)["input_ids"]) > 20
-    out = generate(model, tok, [long], prompt_tokens=20, num_beams=3, num_return=2, max_new_tokens=MAX_NEW,
-                   stop_tokens=stops, progress=False)  # fmt: skip
+    dc = DecodeConfig(prompt_tokens=20, num_beams=3, num_return=2, max_new_tokens=MAX_NEW)
+    out = generate(model, tok, [long], dc, stop_tokens=stops, progress=False)
     assert out.texts == [one_at_a_time(model, tok, long, 3, stops, prompt_tokens=20)[:2]]
 
 

@@ -39,6 +39,12 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    renamed = getattr(cls, "RENAMED", {})
+    for old in unknown:
+        if old in renamed:
+            raise ConfigError(
+                f"config key '{_join(where, old)}' was renamed to '{_join(where, renamed[old])}': use that instead"
+            )
     if unknown:
         key = _join(where, unknown[0])
         raise ConfigError(f"unknown config key '{key}'; allowed keys here: {', '.join(sorted(fields))}")
@@ -46,7 +52,7 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
     for name, value in data.items():
         factory = fields[name].default_factory
         if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and factory is not dataclasses.MISSING:
-            # A section whose default differs from its class's defaults (e.g. `methods`, a TrainConfig
+            # A section whose default differs from its class's defaults (e.g. `finetune`, a TrainConfig
             # with the methods' values): overrides start from that default, not from the class's.
             value = merge(dataclasses.asdict(factory()), value)
         kwargs[name] = _coerce(hints[name], value, _join(where, name))

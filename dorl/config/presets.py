@@ -19,7 +19,7 @@ TINY: dict = {
         "n_positions": 512,
     },
     "tf": {"epochs": 10, "batch_size": 8, "micro_batch_size": 8, "max_length": 256, "lr": 2e-3, "checkpoint_every": 50},
-    "methods": {
+    "finetune": {
         "epochs": 2,
         "batch_size": 16,
         "micro_batch_size": 16,

@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
+from dorl import methods as _methods
 from dorl.config.loader import param
 
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
-Method = Literal["tf_top", "tf_all", "dt", "ilql"]
-METHODS: tuple[str, ...] = ("tf_top", "tf_all", "dt", "ilql")
+METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)
+Method = Literal[METHODS]  # type: ignore[valid-type]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
 
 
@@ -200,11 +201,18 @@ class ILQLConfig:
     polyak_every: int = param(5, "Optimizer steps between target-Q updates.")
     beta: float = param(
         0.0,
-        "Decoding: log_softmax(LM/temperature) + beta*(min target-Q - V); 0 = the reference's evaluation "
+        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling); 0 = the reference's "
+        "evaluation "
         "(plain greedy decoding of the LM; the heads are not evaluated).",
     )
     top_k: int = param(20, "Decoding top-k when sampling (0 = the whole vocabulary).")
-    temperature: float = param(1.0, "Decoding temperature of the LM logits when sampling (> 0).")
+    temperature: float = param(
+        1.0,
+        "Decoding temperature when sampling (> 0): it divides the LM logits only, before beta*advantage is added "
+        "(trlx divides the sum), so a low temperature sharpens the LM and cancels beta (at 1e-3, 0.95 of the mass "
+        "stays on the LM's argmax). Greedy decoding (response 1) ignores it: argmax of log_softmax(LM) + "
+        "beta*advantage, trlx's limit T -> 0.",
+    )
 
 
 @dataclass
@@ -300,7 +308,9 @@ class RunConfig:
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
     tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")
-    methods: TrainConfig = param(factory=_method_train, help="Fine-tuning of tf_top, tf_all and dt.")
+    finetune: TrainConfig = param(
+        factory=_method_train, help="Fine-tuning of the line methods (tf_top, tf_all, dt) from the base model."
+    )
     ilql: ILQLConfig = param(factory=ILQLConfig, help="ILQL training and decoding.")
     relabel: RelabelConfig = param(factory=RelabelConfig, help="Candidate generation and rewards.")
     metrics: MetricsConfig = param(factory=MetricsConfig, help="Reward and evaluation metrics.")
@@ -308,3 +318,6 @@ class RunConfig:
     report: ReportConfig = param(factory=ReportConfig, help="Results table and plot.")
     pipeline: PipelineConfig = param(factory=PipelineConfig, help="What `dorl pipeline` runs.")
     k8s: K8sConfig = param(factory=K8sConfig, help="Kubernetes rendering.")
+
+    # Keys that were renamed: the loader names the new one.
+    RENAMED: ClassVar[dict[str, str]] = {"methods": "finetune"}

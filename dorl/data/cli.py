@@ -34,7 +34,8 @@ def prepare_cmd(dataset: str, source: str | None, out: str | None, skip_bad: boo
 
     if skip_bad:
         cfg.data.skip_bad = True
-    art = prepare(cfg, dataset, out or stage_uri(cfg, dataset, "data"), source=source, force=force)
+    art = prepare(cfg, dataset=dataset, source=source, out_uri=out or stage_uri(cfg, dataset, "data"), force=force)
+    art = art.artifact
     counts = art.info.get("counts", {})
     summary = ", ".join(f"{s} {c['dialogues']} dialogues / {c['examples']} examples" for s, c in counts.items())
     click.echo(f"{art.uri}: {summary}")

@@ -29,7 +29,7 @@ from dorl.data.dialogue import Bad, Dialogue, Entry, drop_duplicates, load_json
 from dorl.data.download import digest_file, fetch, mismatch
 from dorl.data.sources import SOURCES, Source
 from dorl.errors import DataError
-from dorl.store import Artifact, StageContext, run_stage
+from dorl.store import StageContext, StageResult, run_stage
 from dorl.text import examples, render_conversation
 
 log = logging.getLogger("dorl.data")
@@ -43,7 +43,9 @@ MAX_LISTED = 1000  # skipped dialogues listed one by one in the manifest
 SIMULATED_MARKER = "SYNTHETIC.json"  # written by `dorl data simulate` at the top of its output
 
 
-def prepare(cfg: RunConfig, dataset: str, out_uri: str, source: str | None = None, force: bool = False) -> Artifact:
+def prepare(
+    cfg: RunConfig, *, dataset: str, source: str | None = None, out_uri: str, force: bool = False
+) -> StageResult:
     """Run the data stage for `dataset` into `out_uri` (skipped when already complete for the same inputs)."""
     if dataset not in SOURCES:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}")
@@ -60,7 +62,7 @@ def prepare(cfg: RunConfig, dataset: str, out_uri: str, source: str | None = Non
 
 def _prepare(
     cfg: RunConfig, dataset: str, out_uri: str, source: Path | None, force: bool, origin: str | None = None
-) -> Artifact:
+) -> StageResult:
     src = SOURCES[dataset]
     skip_bad = cfg.data.skip_bad
     if source is None:
@@ -137,7 +139,7 @@ def _prepare(
             total / wall,
         )
 
-    return run_stage("data", out_uri, config, {}, body, force=force).artifact
+    return run_stage("data", out_uri, config, {}, body, force=force)
 
 
 SPLIT_RULES = {

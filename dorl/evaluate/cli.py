@@ -6,6 +6,7 @@ import json
 
 import click
 
+from dorl import methods
 from dorl.options import config_options, force_option
 
 
@@ -13,17 +14,17 @@ from dorl.options import config_options, force_option
 @click.option(
     "--method",
     required=True,
-    type=click.Choice(["tf", "tf_top", "tf_all", "dt", "ilql"]),
+    type=click.Choice(methods.names()),
     help="How the model was trained (sets the prompting and decoding).",
 )
 @click.option("--model", "model_uri", required=True, help="Model artifact (train/<method>).")
 @click.option("--data", "data_uri", required=True, help="Data artifact (its test split is evaluated).")
-@click.option("--out", required=True, help="Output artifact URI.")
+@click.option("--out", "out_uri", required=True, help="Output artifact URI.")
 @force_option
 @config_options
-def evaluate(method, model_uri, data_uri, out, force, cfg) -> None:
+def evaluate(method, model_uri, data_uri, out_uri, force, cfg) -> None:
     """Generate responses for a random sample of test contexts and score them (BERTScore, METEOR, BLEU, BLEURT)."""
     from dorl.evaluate.stage import evaluate as run
 
-    art = run(cfg, method, model_uri, data_uri, out, force=force)
+    art = run(cfg, method=method, model_uri=model_uri, data_uri=data_uri, out_uri=out_uri, force=force).artifact
     click.echo(json.dumps(art.json("metrics.json"), indent=2))

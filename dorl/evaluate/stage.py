@@ -1,9 +1,9 @@
 """`dorl evaluate`: responses to a fixed random sample of test contexts, scored against the human ones.
 
 Response 1 is greedy; responses 2..N (eval.num_responses > 1) come from beam search (ILQL: value-re-ranked
-samples). Each method is prompted as it was trained: DT asks for the high return, ILQL decodes with
-beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id, turn_index, context, true_response, then response_k and
-{metric}_k for each k) and `metrics.json` (best-of-k means for every k, bert_click).
+samples). Each method prompts and decodes as its module says (`Method.prompt`, `Method.respond`): DT asks
+for its top return, ILQL decodes with beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id, turn_index, context,
+true_response, then response_k and {metric}_k for each k) and `metrics.json` (best-of-k means for every k, bert_click).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import logging
 import time
 
 from dorl import log as dlog
+from dorl import methods
 from dorl.config import RunConfig, to_dict
-from dorl.errors import ConfigError, DataError
-from dorl.store import Artifact, run_stage
-from dorl.text import REWARD_ONE, dt_prompt, prompt
+from dorl.errors import DataError
+from dorl.generate import DecodeConfig
+from dorl.store import Artifact, StageResult, run_stage
 
 log = logging.getLogger("dorl.evaluate")
-METHODS = ("tf", "tf_top", "tf_all", "dt", "ilql")
 
 
 def metric_names(cfg: RunConfig) -> list[str]:
@@ -35,9 +35,16 @@ def sample_test(examples, n: int, seed: int):
     return examples if len(examples) <= n else examples.sample(n=n, random_state=seed)
 
 
+def decode_config(cfg: RunConfig, m) -> DecodeConfig:
+    """eval.* and the method's own decoding settings (ILQL: beta, top_k, temperature)."""
+    ec = cfg.eval
+    return DecodeConfig(
+        prompt_tokens=ec.prompt_tokens, max_new_tokens=ec.max_new_tokens, batch_size=ec.batch_size, **m.decoding()
+    )
+
+
 def check_inputs(method: str, model: Artifact, data: Artifact) -> None:
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    methods.method_class(method)  # a known method
     if not model.stage.startswith("train/"):
         raise DataError(f"{model.uri} holds a '{model.stage}' artifact, not a trained model (train/<method>)")
     trained = model.stage.split("/", 1)[1]
@@ -48,87 +55,19 @@ def check_inputs(method: str, model: Artifact, data: Artifact) -> None:
         raise DataError(f"{model.uri} was trained on '{model_ds}' but {data.uri} holds '{data_ds}'")
 
 
-def _device():
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _respond(cfg: RunConfig, method: str, model_dir, prompts: list[str]) -> tuple[list[list[str]], dict]:
-    """responses[i] = [response 1 (greedy), responses 2..N] for prompt i; generation stats."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from dorl.tokenizer import check_special_tokens
-
-    ec, n = cfg.eval, cfg.eval.num_responses
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    check_special_tokens(tok, f"the tokenizer of {model_dir}")
-    tok.padding_side = "left"
-    dtype = torch.bfloat16 if _device() == "cuda" else torch.float32
-    if method == "ilql":
-        from dorl.ilql import io as ilql_io
-        from dorl.ilql.decode import decode, ilql_scorer
-
-        model = ilql_io.load(model_dir, device=_device(), dtype=dtype)
-        ic = cfg.ilql
-        started = time.perf_counter()
-        greedy = decode(
-            model,
-            tok,
-            prompts,
-            max_new_tokens=ec.max_new_tokens,
-            prompt_tokens=ec.prompt_tokens,
-            batch_size=ec.batch_size,
-            beta=ic.beta,
-            top_k=ic.top_k,
-            temperature=ic.temperature,
-            greedy=True,
-        )
-        out = [[t.strip()] for t in greedy.texts]
-        if n > 1:
-            ranked = ilql_scorer(
-                model,
-                tok,
-                prompts,
-                num_candidates=n - 1,
-                prompt_tokens=ec.prompt_tokens,
-                batch_size=ec.batch_size,
-                max_new_tokens=ec.max_new_tokens,
-                beta=ic.beta,
-                top_k=ic.top_k,
-                temperature=ic.temperature,
-            )
-            out = [o + [c.text.strip() for c in r] for o, r in zip(out, ranked)]
-        seconds = time.perf_counter() - started
-        return out, {"seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3)}
-
-    from transformers import AutoModelForCausalLM
-
-    from dorl.generate import generate
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(_device())
-    common = dict(prompt_tokens=ec.prompt_tokens, max_new_tokens=ec.max_new_tokens, batch_size=ec.batch_size)
-    greedy = generate(model, tok, prompts, num_beams=1, num_return=1, desc="greedy", **common)
-    out = [list(t) for t in greedy.texts]
-    stats = {"greedy": greedy.stats}
-    if n > 1:
-        beams = generate(model, tok, prompts, num_beams=n - 1, num_return=n - 1, desc="beam search", **common)
-        out = [o + list(b) for o, b in zip(out, beams.texts)]
-        stats["beam"] = beams.stats
-    return out, stats
-
-
-def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri: str, force: bool = False) -> Artifact:
+def evaluate(
+    cfg: RunConfig, *, method: str, model_uri: str, data_uri: str, out_uri: str, force: bool = False
+) -> StageResult:
     import pandas as pd
 
     data = Artifact(data_uri, expect_stage="data")
     model = Artifact(model_uri)
     check_inputs(method, model, data)
+    m = methods.get(method, cfg)
     names = metric_names(cfg)
     config = {"method": method, "eval": to_dict(cfg.eval), "metrics": to_dict(cfg.metrics)}
-    if method == "ilql":
-        config["decoding"] = {k: getattr(cfg.ilql, k) for k in ("beta", "top_k", "temperature")}
+    if m.decoding():
+        config["decoding"] = m.decoding()
 
     def body(ctx):
         from dorl.metrics import get_metric
@@ -138,13 +77,9 @@ def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri
         if test.empty:
             raise DataError(f"{data.uri}: the test split has no examples")
         sample = sample_test(test, ec.n_examples, ec.sample_seed)
-        if method == "dt":
-            high = model.info.get("return_tokens", [REWARD_ONE])[-1]
-            prompts = [dt_prompt(c, high) for c in sample["context"]]
-        else:
-            prompts = [prompt(c) for c in sample["context"]]
+        prompts = [m.prompt(c, model.info) for c in sample["context"]]
         log.info("evaluate %s: %d test examples, %d response(s) each", method, len(sample), ec.num_responses)
-        responses, gen_stats = _respond(cfg, method, model.local_dir(), prompts)
+        responses, gen_stats = m.respond(model.local_dir(), prompts, decode_config(cfg, m), ec.num_responses)
 
         refs = sample["response"].tolist()
         # dialogue_id/turn_index identify the example, so the report can join every method's responses on it.
@@ -196,4 +131,4 @@ def evaluate(cfg: RunConfig, method: str, model_uri: str, data_uri: str, out_uri
         ctx.metrics.update(generation=gen_stats, metric_pairs_per_s=round(pairs / max(seconds, 1e-9), 1))
         log.info("evaluate %s: %s", method, {k: round(v[0], 4) for k, v in summary["best_of_k"].items()})
 
-    return run_stage("evaluate", out_uri, config, {"model": model, "data": data}, body, force=force).artifact
+    return run_stage("evaluate", out_uri, config, {"model": model, "data": data}, body, force=force)

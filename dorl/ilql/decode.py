@@ -2,13 +2,15 @@
 
 Each new token costs one forward of the batch's newest tokens over the cached keys/values:
 
-    scores = log_softmax(LM logits / temperature) + beta * (min target-Q(s, ·) - V(s))
+    greedy:   argmax  log_softmax(LM logits) + beta * (min target-Q(s, ·) - V(s))          (as trlx at T -> 0)
+    sampling: sample  softmax(top-k(log_softmax(LM logits / temperature) + beta * (min target-Q - V)))
 
-then top-k, then the argmax (greedy: evaluation's response 1) or a seeded sample from
-softmax(scores). With beta = 0 the heads are not evaluated at all and greedy decoding is exactly
-HF `generate(do_sample=False)`: the reference's evaluation of its ILQL model. Temperature scales
-the LM only, so beta keeps its meaning whatever the temperature. Generation stops at
-<_rep_end_> or <|endoftext|>; prompts are left-truncated and left-padded.
+With beta = 0 the heads are not evaluated at all and greedy decoding is exactly HF
+`generate(do_sample=False)`: the reference's evaluation of its ILQL model. When sampling, the
+temperature scales the LM logits only (trlx divides the sum by it): a low temperature sharpens the
+LM and so cancels beta (at T = 1e-3, 0.95 of the mass stays on the LM's argmax); the greedy path
+takes no temperature. Settings come in one `dorl.generate.DecodeConfig`; prompts are encoded, and
+responses stopped (<_rep_end_> or <|endoftext|>), as `dorl.generate` does; prompts are left-padded.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dorl.errors import ConfigError
+from dorl.generate import DecodeConfig, encode_prompts, stop_token_ids
 from dorl.ilql.model import ILQLModel
-from dorl.text import REP_END
 
 
 @dataclass
-class Generation:
+class Samples:
     ids: list[list[int]]  # new tokens per sequence, the stop token included when there was one
     finished: list[bool]  # ended with a stop token (else: ran out of max_new_tokens)
     texts: list[str]  # the tokens before the stop token, decoded without special tokens
@@ -51,7 +53,8 @@ def next_tokens(
     """Pick one token per row from LM logits (B, |V|) and advantages (B, |V|) or None."""
     if greedy and adv is None:
         return logits.argmax(-1)  # the plain LM's greedy choice, bit for bit
-    scores = F.log_softmax(logits / temperature, dim=-1)
+    # greedy is the T -> 0 limit of trlx's softmax((log_softmax(LM) + beta * adv) / T): no temperature
+    scores = F.log_softmax(logits if greedy else logits / temperature, dim=-1)
     if adv is not None:
         scores = scores + beta * adv
     if greedy:
@@ -107,15 +110,6 @@ def generate(
     return (torch.stack(new, 1) if new else empty), done
 
 
-def stop_ids(tok) -> list[int]:
-    return sorted({tok.convert_tokens_to_ids(REP_END), tok.eos_token_id})
-
-
-def encode_prompts(tok, prompts: list[str], prompt_tokens: int) -> list[list[int]]:
-    """Token ids of each prompt, left-truncated to its last `prompt_tokens` tokens."""
-    return [ids[-prompt_tokens:] for ids in tok(list(prompts), add_special_tokens=False)["input_ids"]]
-
-
 def left_pad(rows: list[list[int]], pad_id: int, device=None) -> tuple[Tensor, Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -136,39 +130,37 @@ def decode(
     model: ILQLModel,
     tok,
     prompts: list[str],
+    config: DecodeConfig | None = None,
     *,
-    max_new_tokens: int = 32,
-    prompt_tokens: int = 96,
-    batch_size: int = 32,
-    beta: float = 0.0,
-    top_k: int = 20,
-    temperature: float = 1.0,
-    greedy: bool = True,
-    seed: int = 0,
     num_samples: int = 1,
     use_cache: bool = True,
-) -> Generation:
-    """Responses to text prompts (each repeated `num_samples` times, consecutively). Sampling is
-    seeded by `seed` (one generator over the batches, so results depend on `batch_size`)."""
+    **settings,
+) -> Samples:
+    """Responses to text prompts (each repeated `num_samples` times, consecutively), decoded as
+    `config` (or `DecodeConfig(**settings)`; settings also override a config) says. Sampling is
+    seeded by `config.seed` (one generator over the batches, so results depend on `batch_size`)."""
+    if "greedy" in settings:  # the decoding loop's name for not sampling
+        settings["sample"] = not settings.pop("greedy")
+    dc = (config or DecodeConfig()).but(**settings)
     model.eval()
     device = device_of(model)
-    generator = torch.Generator(device).manual_seed(seed)
-    rows = [ids for ids in encode_prompts(tok, prompts, prompt_tokens) for _ in range(num_samples)]
-    stops, pad = stop_ids(tok), tok.pad_token_id
-    out = Generation([], [], [])
-    for start in range(0, len(rows), batch_size):
-        ids, mask = left_pad(rows[start : start + batch_size], pad, device)
+    generator = torch.Generator(device).manual_seed(dc.seed)
+    rows = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_samples)]
+    stops, pad = stop_token_ids(tok), tok.pad_token_id
+    out = Samples([], [], [])
+    for start in range(0, len(rows), dc.batch_size):
+        ids, mask = left_pad(rows[start : start + dc.batch_size], pad, device)
         new, done = generate(
             model,
             ids,
             mask,
             stop_ids=stops,
             pad_id=pad,
-            max_new_tokens=max_new_tokens,
-            beta=beta,
-            top_k=top_k,
-            temperature=temperature,
-            greedy=greedy,
+            max_new_tokens=dc.max_new_tokens,
+            beta=dc.beta,
+            top_k=dc.top_k,
+            temperature=dc.temperature,
+            greedy=not dc.sample,
             generator=generator,
             use_cache=use_cache,
         )
@@ -209,27 +201,16 @@ def ilql_scorer(
     model: ILQLModel,
     tok,
     prompts: list[str],
+    config: DecodeConfig | None = None,
     *,
     num_candidates: int = 5,
-    prompt_tokens: int = 96,
-    batch_size: int = 32,
-    seed: int = 0,
-    **sampling,
+    **settings,
 ) -> list[list[Candidate]]:
-    """Sample `num_candidates` responses per prompt (beta, top_k, temperature, max_new_tokens as
-    in `decode`) and return them sorted by `response_values`, best first."""
-    gen = decode(
-        model,
-        tok,
-        prompts,
-        prompt_tokens=prompt_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        num_samples=num_candidates,
-        greedy=False,
-        **sampling,
-    )
-    prompt_ids = [ids for ids in encode_prompts(tok, prompts, prompt_tokens) for _ in range(num_candidates)]
-    values = response_values(model, prompt_ids, gen.ids, tok.pad_token_id, batch_size)
+    """Sample `num_candidates` responses per prompt (as `decode`, always sampling) and return them
+    sorted by `response_values`, best first."""
+    dc = (config or DecodeConfig()).but(**settings, sample=True)
+    gen = decode(model, tok, prompts, dc, num_samples=num_candidates)
+    prompt_ids = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_candidates)]
+    values = response_values(model, prompt_ids, gen.ids, tok.pad_token_id, dc.batch_size)
     cands = [Candidate(*c) for c in zip(gen.texts, values, gen.finished, gen.ids, strict=True)]
     return [sorted(cands[i : i + num_candidates], key=lambda c: -c.value) for i in range(0, len(cands), num_candidates)]

@@ -1,8 +1,9 @@
 """What runs on the cluster for one run config: checked settings, then the steps in dependency order.
 
 A step is one Kubernetes Job (one pod, or an indexed set of pods for relabel shards and multi-node
-training) running one `dorl` stage command. The same command builders also serve the Argo
-Workflow, called there with `{{inputs.parameters.*}}` placeholders instead of URIs.
+training) running one `dorl` stage command: one per node of the stage graph (`dorl.stages.graph`),
+whose arguments the node gives. The same command builders also serve the Argo Workflow, called
+there with `{{inputs.parameters.*}}` placeholders instead of URIs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from dorl import layout
 from dorl.config import RunConfig
 from dorl.errors import ConfigError
+from dorl.stages import graph
+from dorl.stages.graph import Node
 
 CONFIG_DIR = "/etc/dorl"
 CONFIG_PATH = f"{CONFIG_DIR}/run.yaml"
@@ -106,39 +108,30 @@ def _check_quantities(cfg: RunConfig) -> None:
             raise ConfigError(f"config key 'k8s.{key}': {value!r} is not a positive Kubernetes quantity (e.g. 8, 16Gi)")
 
 
-# ---------------------------------------------------------------- the stage commands (agreed command lines)
+# ---------------------------------------------------------------- the stage commands (from the stage graph)
 
 
 def data_args(dataset: str, out: str) -> list[str]:
     """`dorl data prepare`; with data.simulate > 0 it simulates the dialogues itself (same pod, no extra step)."""
-    return ["data", "prepare", "--dataset", dataset, "--out", out, "--config", CONFIG_PATH]
+    return Node("data", out, dataset=dataset).args(CONFIG_PATH)
 
 
 def train_args(method: str, data: str, out: str, base: str | None = None) -> list[str]:
-    args = ["train", "--method", method, "--data", data]
-    if base is not None:
-        args += ["--base", base]
-    return args + ["--out", out, "--config", CONFIG_PATH]
+    inputs = (("data_uri", data),) + ((("base_uri", base),) if base is not None else ())
+    return Node("train", out, inputs, method=method).args(CONFIG_PATH)
 
 
 def relabel_args(data: str, model: str, out: str, shard: str | None = None, assemble: int | None = None) -> list[str]:
-    args = ["relabel", "--data", data, "--model", model, "--out", out]
-    if shard is not None:
-        args += ["--shard", shard]
-    if assemble is not None:
-        args += ["--assemble", str(assemble)]
-    return args + ["--config", CONFIG_PATH]
+    extra = (["--shard", shard] if shard is not None else []) + (["--assemble", str(assemble)] if assemble else [])
+    return Node("relabel", out, (("data_uri", data), ("base_uri", model))).args(CONFIG_PATH, extra)
 
 
 def evaluate_args(method: str, model: str, data: str, out: str) -> list[str]:
-    return ["evaluate", "--method", method, "--model", model, "--data", data, "--out", out, "--config", CONFIG_PATH]
+    return Node("evaluate", out, (("model_uri", model), ("data_uri", data)), method=method).args(CONFIG_PATH)
 
 
 def report_args(evals: list[str], out: str) -> list[str]:
-    args = ["report"]
-    for uri in evals:
-        args += ["--eval", uri]
-    return args + ["--out", out, "--config", CONFIG_PATH]
+    return Node("report", out, (("eval_uris", tuple(evals)),)).args(CONFIG_PATH)
 
 
 def _join(words: list[str]) -> str:
@@ -152,63 +145,35 @@ def job_name(cfg: RunConfig, *parts: str) -> str:
     return "-".join(["dorl", cfg.run, *parts]).replace("_", "-")
 
 
+POOLS = {"data": "cpu", "train": "train", "relabel": "gpu", "evaluate": "gpu", "report": "cpu"}
+
+
+def job_parts(node: Node) -> list[str]:
+    """The Job name of a stage-graph node, after `dorl-<run>-`: abcd-data, abcd-train-dt, abcd-eval-dt, report."""
+    stage = "eval" if node.stage == "evaluate" else node.stage
+    return [p for p in (node.dataset, stage, node.method) if p]
+
+
 def plan(cfg: RunConfig) -> list[Step]:
-    """Every Job of the run, in an order where each comes after the Jobs it needs."""
+    """Every Job of the run, one per node of the stage graph (relabel shards: an Indexed Job, then an
+    assembling one), in the graph's order: each comes after the Jobs it needs."""
     check(cfg)
     k = cfg.k8s
-    nodes = k.nodes
     steps: list[Step] = []
-    evals: list[str] = []
-    for ds in cfg.pipeline.datasets:
-        uri = {s: layout.stage_uri(cfg, ds, s) for s in ("data", "tf", "relabel")}
-        name = {s: job_name(cfg, ds, s) for s in ("data", "train-tf", "relabel", "relabel-assemble")}
-        steps.append(Step(name["data"], "data", data_args(ds, uri["data"]), "cpu", dataset=ds))
-        steps.append(
-            Step(
-                name["train-tf"],
-                "train",
-                train_args("tf", uri["data"], uri["tf"]),
-                "train",
-                after=[name["data"]],
-                dataset=ds,
-                method="tf",
-                nodes=nodes,
-            )
-        )
+    job: dict[str, str] = {}  # node key -> the Job its dependents wait for
+    for node in graph.nodes(cfg):
+        name = job_name(cfg, *job_parts(node))
+        after = [job[a] for a in node.after]
         n = k.relabel_shards
-        if n == 1:
-            relabel = Step(name["relabel"], "relabel", relabel_args(uri["data"], uri["tf"], uri["relabel"]), "gpu")
-            relabel.after, relabel.dataset = [name["train-tf"]], ds
-            steps.append(relabel)
-            relabelled = name["relabel"]
+        if node.stage == "relabel" and n > 1:
+            shard = node.args(CONFIG_PATH, ["--shard", f"{SHARD_INDEX}/{n}"])
+            steps.append(Step(name, "relabel", shard, "gpu", after, node.dataset, shards=n))
+            assemble = node.args(CONFIG_PATH, ["--assemble", str(n)])
+            name = job_name(cfg, *job_parts(node), "assemble")
+            steps.append(Step(name, "relabel-assemble", assemble, "cpu", [steps[-1].name], node.dataset))
         else:
-            shard = relabel_args(uri["data"], uri["tf"], uri["relabel"], shard=f"{SHARD_INDEX}/{n}")
-            steps.append(Step(name["relabel"], "relabel", shard, "gpu", [name["train-tf"]], ds, shards=n))
-            assemble = relabel_args(uri["data"], uri["tf"], uri["relabel"], assemble=n)
-            steps.append(Step(name["relabel-assemble"], "relabel-assemble", assemble, "cpu", [name["relabel"]], ds))
-            relabelled = name["relabel-assemble"]
-        eval_tf = layout.stage_uri(cfg, ds, "eval/tf")
-        steps.append(
-            Step(
-                job_name(cfg, ds, "eval-tf"),
-                "evaluate",
-                evaluate_args("tf", uri["tf"], uri["data"], eval_tf),
-                "gpu",
-                after=[name["train-tf"]],
-                dataset=ds,
-                method="tf",
-            )
-        )
-        evals.append(eval_tf)
-        for m in cfg.pipeline.methods:
-            model = layout.stage_uri(cfg, ds, m)
-            train = job_name(cfg, ds, "train", m)
-            args = train_args(m, uri["relabel"], model, base=uri["tf"])
-            steps.append(Step(train, "train", args, "train", [relabelled], ds, m, nodes=nodes))
-            out = layout.stage_uri(cfg, ds, f"eval/{m}")
-            args = evaluate_args(m, model, uri["data"], out)
-            steps.append(Step(job_name(cfg, ds, "eval", m), "evaluate", args, "gpu", [train], ds, m))
-            evals.append(out)
-    waits = [s.name for s in steps if s.stage == "evaluate"]
-    steps.append(Step(job_name(cfg, "report"), "report", report_args(evals, layout.report_uri(cfg)), "cpu", waits))
+            nodes = k.nodes if node.stage == "train" else 1
+            args = node.args(CONFIG_PATH)
+            steps.append(Step(name, node.stage, args, POOLS[node.stage], after, node.dataset, node.method, nodes=nodes))
+        job[node.key] = name
     return steps

@@ -5,6 +5,9 @@ dataset:  data -> train-tf -> relabel (withSequence: shards) [-> relabel-assembl
           train-tf -> eval-tf
 method:   train -> evaluate
 
+The tasks and their dependencies are the stage graph's (`dorl.stages.graph`), built with one
+placeholder dataset and method.
+
 Each container template takes the S3 URIs of its inputs and output as parameters. Stages are
 idempotent (a complete output is skipped, an unfinished one resumes), so a retried step picks up
 where the killed one stopped; a user error (exit 2) is not retried.
@@ -12,7 +15,7 @@ where the killed one stopped; a user error (exit 2) is not retried.
 
 from __future__ import annotations
 
-from dorl import layout
+from dorl import methods
 from dorl.config import RunConfig
 from dorl.errors import ConfigError
 from dorl.k8s import pod
@@ -25,6 +28,8 @@ from dorl.k8s.plan import (
     relabel_args,
     train_args,
 )
+from dorl.stages import graph
+from dorl.stages.graph import FLAGS, Node
 
 API_VERSION = "argoproj.io/v1alpha1"
 # Retry anything but a user error: a pod that errored (deleted, evicted, node lost) or failed with a code != 2.
@@ -105,14 +110,14 @@ def templates(cfg: RunConfig) -> list[dict]:
             method="tf",
         ),
     ]
-    relabel = ["dataset", "data", "model", "out"]
+    relabel = ["dataset", "data", "base", "out"]
     if shards == 1:
-        args = relabel_args(_p("data"), _p("model"), _p("out"))
+        args = relabel_args(_p("data"), _p("base"), _p("out"))
         out.append(_container_template(cfg, "relabel", "relabel", "gpu", args, relabel))
     else:
-        args = relabel_args(_p("data"), _p("model"), _p("out"), shard=f"{_p('shard')}/{shards}")
+        args = relabel_args(_p("data"), _p("base"), _p("out"), shard=f"{_p('shard')}/{shards}")
         out.append(_container_template(cfg, "relabel", "relabel", "gpu", args, relabel + ["shard"]))
-        args = relabel_args(_p("data"), _p("model"), _p("out"), assemble=shards)
+        args = relabel_args(_p("data"), _p("base"), _p("out"), assemble=shards)
         out.append(_container_template(cfg, "relabel-assemble", "relabel-assemble", "cpu", args, relabel))
     if cfg.pipeline.methods:
         args = train_args(_p("method"), _p("data"), _p("out"), base=_p("base"))
@@ -139,73 +144,74 @@ def _task(name: str, template: str, depends: str | None = None, **params: str) -
     return t
 
 
+# ---------------------------------------------------------------- the DAGs, from the stage graph
+# A node of the graph (built with one placeholder dataset and method) -> (DAG, task, container template).
+
+
+def _where(node: Node) -> tuple[str, str, str]:
+    if node.stage == "report":
+        return "main", "report", "report"
+    if node.method not in (None, methods.BASE):
+        return "method", node.stage, node.stage
+    if node.stage == "train":
+        return "dataset", "train-tf", "train-tf"
+    if node.stage == "evaluate":
+        return "dataset", "eval-tf", "evaluate"
+    return "dataset", node.stage, node.stage
+
+
+def _graph(cfg: RunConfig) -> list[Node]:
+    return graph.nodes(cfg, datasets=[_p("dataset")], trained=[_p("method")] if cfg.pipeline.methods else [])
+
+
+def _params(node: Node) -> dict[str, str]:
+    """The task's arguments: the node's keyword arguments, named as the templates' parameters."""
+    named = {FLAGS[k].lstrip("-"): v for k, v in node.kwargs().items() if k != "eval_uris"}
+    return {"dataset": node.dataset, **named} if node.dataset else named
+
+
+def _dags(cfg: RunConfig) -> dict[str, list[dict]]:
+    nodes = _graph(cfg)
+    where = {n.key: _where(n) for n in nodes}
+    shards = cfg.k8s.relabel_shards
+    dags: dict[str, list[dict]] = {"main": [], "dataset": [], "method": []}
+    fan_after: list[str] = []  # what the per-method fan-out waits for
+    for node in nodes:
+        dag, task, template = where[node.key]
+        same = [where[a][1] for a in node.after if where[a][0] == dag]
+        fan_after += [where[a][1] for a in node.after if dag == "method" and where[a][0] == "dataset"]
+        if dag == "main":
+            dags["main"].append(_task("report", "report", depends="dataset"))
+            continue
+        params = _params(node)
+        if node.stage == "train" and task == "train-tf":
+            params.pop("method")
+        if node.stage == "relabel" and shards > 1:
+            fan = _task(task, template, " && ".join(same) or None, **params, shard="{{item}}")
+            fan["withSequence"] = {"count": str(shards)}
+            dags[dag] += [fan, _task("relabel-assemble", "relabel-assemble", task, **params)]
+            where[node.key] = (dag, "relabel-assemble", "relabel-assemble")
+            continue
+        dags[dag].append(_task(task, template, " && ".join(same) or None, **params))
+    if dags["method"]:
+        fan = _task("method", "method", " && ".join(dict.fromkeys(fan_after)), dataset=_p("dataset"), method="{{item}}")
+        fan["withItems"] = list(cfg.pipeline.methods)
+        dags["dataset"].append(fan)
+    return dags
+
+
 def _main(cfg: RunConfig) -> dict:
     fan = _task("dataset", "dataset", dataset="{{item}}")
     fan["withItems"] = list(cfg.pipeline.datasets)
-    return {"name": "main", "dag": {"tasks": [fan, _task("report", "report", depends="dataset")]}}
+    return {"name": "main", "dag": {"tasks": [fan, *_dags(cfg)["main"]]}}
 
 
 def _dataset_dag(cfg: RunConfig) -> dict:
-    ds = _p("dataset")
-    uri = {s: layout.stage_uri(cfg, ds, s) for s in ("data", "tf", "relabel", "eval/tf")}
-    tasks = [
-        _task("data", "data", dataset=ds, out=uri["data"]),
-        _task("train-tf", "train-tf", "data", dataset=ds, data=uri["data"], out=uri["tf"]),
-        _task(
-            "eval-tf",
-            "evaluate",
-            "train-tf",
-            dataset=ds,
-            method="tf",
-            model=uri["tf"],
-            data=uri["data"],
-            out=uri["eval/tf"],
-        ),
-    ]
-    relabel = {"dataset": ds, "data": uri["data"], "model": uri["tf"], "out": uri["relabel"]}
-    shards = cfg.k8s.relabel_shards
-    if shards == 1:
-        tasks.append(_task("relabel", "relabel", "train-tf", **relabel))
-        relabelled = "relabel"
-    else:
-        fan = _task("relabel", "relabel", "train-tf", **relabel, shard="{{item}}")
-        fan["withSequence"] = {"count": str(shards)}
-        tasks.append(fan)
-        tasks.append(_task("relabel-assemble", "relabel-assemble", "relabel", **relabel))
-        relabelled = "relabel-assemble"
-    if cfg.pipeline.methods:
-        fan = _task("method", "method", relabelled, dataset=ds, method="{{item}}")
-        fan["withItems"] = list(cfg.pipeline.methods)
-        tasks.append(fan)
-    return {"name": "dataset", "inputs": _inputs("dataset"), "dag": {"tasks": tasks}}
+    return {"name": "dataset", "inputs": _inputs("dataset"), "dag": {"tasks": _dags(cfg)["dataset"]}}
 
 
 def _method_dag(cfg: RunConfig) -> dict:
-    ds, m = _p("dataset"), _p("method")
-    data = layout.stage_uri(cfg, ds, "data")
-    model = layout.stage_uri(cfg, ds, m)
-    tasks = [
-        _task(
-            "train",
-            "train",
-            dataset=ds,
-            method=m,
-            data=layout.stage_uri(cfg, ds, "relabel"),
-            base=layout.stage_uri(cfg, ds, "tf"),
-            out=model,
-        ),
-        _task(
-            "evaluate",
-            "evaluate",
-            "train",
-            dataset=ds,
-            method=m,
-            model=model,
-            data=data,
-            out=layout.stage_uri(cfg, ds, "eval/" + m),
-        ),
-    ]
-    return {"name": "method", "inputs": _inputs("dataset", "method"), "dag": {"tasks": tasks}}
+    return {"name": "method", "inputs": _inputs("dataset", "method"), "dag": {"tasks": _dags(cfg)["method"]}}
 
 
 def workflow_template(cfg: RunConfig) -> dict | None:

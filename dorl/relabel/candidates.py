@@ -14,7 +14,7 @@ import time
 import pandas as pd
 
 from dorl.config import RelabelConfig
-from dorl.generate import generate
+from dorl.generate import DecodeConfig, generate
 from dorl.text import prompt
 
 log = logging.getLogger("dorl.relabel")
@@ -33,6 +33,18 @@ CHUNK_COLUMNS = [
 HUMAN_REWARD = 1.0
 
 
+def decode_config(cfg: RelabelConfig) -> DecodeConfig:
+    """relabel.*'s beam search: num_candidates of num_beams, no sampling."""
+    return DecodeConfig(
+        prompt_tokens=cfg.prompt_tokens,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        num_beams=cfg.num_beams,
+        num_return=cfg.num_candidates,
+        engine=cfg.generator,
+    )
+
+
 def relabel_chunk(
     examples: pd.DataFrame, first_index: int, model, tokenizer, metric, cfg: RelabelConfig
 ) -> tuple[pd.DataFrame, dict]:
@@ -44,12 +56,7 @@ def relabel_chunk(
         model,
         tokenizer,
         [prompt(c) for c in contexts],
-        prompt_tokens=cfg.prompt_tokens,
-        max_new_tokens=cfg.max_new_tokens,
-        num_beams=cfg.num_beams,
-        num_return=cfg.num_candidates,
-        batch_size=cfg.batch_size,
-        engine=cfg.generator,
+        decode_config(cfg),
         progress=False,  # inside the stage's chunk bar (rich shows one live display at a time)
     )
     generated = time.perf_counter()

@@ -21,7 +21,8 @@ def _parse_shard(ctx, param, value):
 
 @click.command()
 @click.option("--data", "data_uri", required=True, help="The `data` artifact (examples per split).")
-@click.option("--model", "model_uri", required=True, help="The base model: a `train/tf` artifact.")
+@click.option("--base", "base_uri", help="The base model: a `train/tf` artifact (as `dorl train --base`).")
+@click.option("--model", "old_model", hidden=True, help="Renamed to --base.")
 @click.option("--out", "out_uri", help="Output artifact (default: <root>/<run>/<dataset>/relabel).")
 @click.option(
     "--shard",
@@ -32,7 +33,7 @@ def _parse_shard(ctx, param, value):
 @click.option("--assemble", type=click.IntRange(min=1), metavar="N", help="Build <out> from its N shard artifacts.")
 @config_options
 @force_option
-def relabel(cfg, data_uri, model_uri, out_uri, shard, assemble, force):
+def relabel(cfg, data_uri, base_uri, old_model, out_uri, shard, assemble, force):
     """Relabel every context: beam candidates of the base model, rewards, returns, method datasets.
 
     Prompts are context + <_rep_start_> (last relabel.prompt_tokens tokens); relabel.num_candidates
@@ -41,11 +42,17 @@ def relabel(cfg, data_uri, model_uri, out_uri, shard, assemble, force):
     killed run resumes from its finished chunks. With --shard I/N, N processes (pods, GPUs) each
     compute their share, and --assemble N builds the same artifact a single process would.
     """
+    if old_model is not None:
+        raise click.UsageError("--model was renamed to --base (the base `train/tf` model, as in `dorl train`)")
+    if base_uri is None:
+        raise click.UsageError("Missing option '--base' (the base `train/tf` artifact).")
     if shard is not None and assemble is not None:
         raise click.UsageError("choose --shard or --assemble, not both")
     from dorl.relabel.stage import relabel as run
 
-    art = run(cfg, data_uri, model_uri, out_uri, shard=shard, assemble=assemble, force=force)
+    art = run(
+        cfg, data_uri=data_uri, base_uri=base_uri, out_uri=out_uri, shard=shard, assemble=assemble, force=force
+    ).artifact
     click.echo(art.uri)
     if shard is None:
         for split, c in art.info.get("counts", {}).items():

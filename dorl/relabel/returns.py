@@ -1,11 +1,10 @@
-"""Returns: rewards cut into bins, and the return tokens Decision Transformer conditions on.
+"""Returns: rewards cut into bins.
 
-With the default 2 bins the return is the reference's binary one: 1 if reward > threshold else 0,
-written `<_reward_one_>` / `<_reward_zero_>` in DT lines. With N > 2 bins, edges e_1 < … < e_{N-1}
-(`relabel.return_edges`, default threshold*k/(N-1)) give return = #{k : reward > e_k}, so the top
-bin is always "reward > threshold" when the default edges are used, and DT uses new tokens
-`<_return_0_>` … `<_return_{N-1}_>` (the last is the high return asked for at inference). The
-human response (candidate 0) always gets the top return.
+With the default 2 bins the return is the reference's binary one: 1 if reward > threshold else 0.
+With N > 2 bins, edges e_1 < … < e_{N-1} (`relabel.return_edges`, default threshold*k/(N-1)) give
+return = #{k : reward > e_k}, so the top bin is always "reward > threshold" when the default edges
+are used. The human response (candidate 0) always gets the top return. (The tokens DT writes for
+the returns are DT's: `dorl.methods.dt`.)
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import numpy as np
 
 from dorl.config import RelabelConfig
 from dorl.errors import ConfigError
-from dorl.text import REWARD_ONE, REWARD_ZERO
 
 
 def edges(cfg: RelabelConfig) -> list[float]:
@@ -35,10 +33,3 @@ def to_returns(rewards, bin_edges: list[float]) -> np.ndarray:
     """Return bin of each reward: how many edges it exceeds."""
     r = np.asarray(rewards, dtype=np.float64)
     return (r[:, None] > np.asarray(bin_edges, dtype=np.float64)[None, :]).sum(axis=1).astype(np.int64)
-
-
-def return_tokens(bins: int) -> list[str]:
-    """DT token of each return (index = bin)."""
-    if bins == 2:
-        return [REWARD_ZERO, REWARD_ONE]
-    return [f"<_return_{k}_>" for k in range(bins)]

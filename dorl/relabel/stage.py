@@ -1,8 +1,8 @@
 """The relabel stage: candidates, rewards and returns for every context, and the methods' training sets.
 
-    relabel(cfg, data_uri, model_uri, out_uri)                    # everything in one process
-    relabel(cfg, data_uri, model_uri, out_uri, shard=(i, n))      # shard i of n -> <out>/shards/i-of-n
-    relabel(cfg, data_uri, model_uri, out_uri, assemble=n)        # <out> from the n shard artifacts
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O)                  # everything in one process
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, shard=(i, n))    # shard i of n -> <out>/shards/i-of-n
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, assemble=n)      # <out> from the n shard artifacts
 
 Work is cut into chunks of `relabel.chunk_size` contexts per split (chunk k of a split holds its
 examples k*size … (k+1)*size-1); chunks are numbered across the splits in order, and shard i of n
@@ -10,7 +10,9 @@ takes the chunks whose number is i mod n. A chunk is always computed the same wa
 is the same whichever way the stage runs. A finished chunk is saved under `checkpoints/` (outside
 the manifest, synced to S3) and a re-run after a kill reuses it; once the artifact is committed they are removed.
 
-Outputs (README "Artifacts"): `candidates/{split}.parquet` and `methods/{tf_top,tf_all,dt,ilql}/{split}.parquet`.
+Outputs (README "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
+registered method that trains on relabelled data (`Method.training_set`), each shuffled with a seed derived
+from `relabel.seed`, the method and the split.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from dorl import log as dlog
@@ -27,9 +31,8 @@ from dorl.config import RunConfig, digest, to_dict
 from dorl.errors import ConfigError, DataError, StoreError
 from dorl.layout import stage_uri
 from dorl.relabel.candidates import CHUNK_COLUMNS, relabel_chunk
-from dorl.relabel.datasets import method_sets
-from dorl.relabel.returns import edges, return_tokens, to_returns
-from dorl.store import Artifact, ArtifactWriter, StageContext, run_stage
+from dorl.relabel.returns import edges, to_returns
+from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, run_stage
 
 log = logging.getLogger("dorl.relabel")
 
@@ -209,10 +212,27 @@ def _empty_chunk() -> pd.DataFrame:
     )
 
 
+def shuffled(frame: pd.DataFrame, seed: int, method: str, split: str) -> pd.DataFrame:
+    rng = np.random.default_rng([seed, zlib.crc32(f"{method}/{split}".encode())])
+    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+
+def training_sets(cfg: RunConfig, table: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
+    """Every registered method's training set from one split's candidates table, shuffled."""
+    from dorl import methods
+
+    sets = {}
+    for name in methods.names():
+        frame = methods.get(name, cfg).training_set(table, cfg.relabel.return_bins)
+        if frame is not None:
+            sets[name] = shuffled(frame.reset_index(drop=True), cfg.relabel.seed, name, split)
+    return sets
+
+
 def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], sizes: dict[str, int]) -> None:
     """Returns, the candidates tables and the methods' training sets, from every split's chunk rows."""
     r = cfg.relabel
-    bin_edges, tokens = edges(r), return_tokens(r.return_bins)
+    bin_edges = edges(r)
     counts = {}
     for split in r.splits:
         table = rows.get(split, _empty_chunk()).sort_values(["example_index", "candidate_index"], kind="stable")
@@ -225,7 +245,7 @@ def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], s
         returns[table["candidate_index"].to_numpy() == 0] = r.return_bins - 1  # the human response: top return
         table = table.drop(columns="example_index").assign(**{"return": returns}).reset_index(drop=True)
         table[CANDIDATE_COLUMNS].to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
-        for method, frame in method_sets(table, tokens, r.seed, split).items():
+        for method, frame in training_sets(cfg, table, split).items():
             frame.to_parquet(ctx.out.path(f"methods/{method}/{split}.parquet"), index=False)
         model_rows = table[table["candidate_index"] > 0]
         counts[split] = {
@@ -247,7 +267,6 @@ def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], s
         counts=counts,
         return_bins=r.return_bins,
         return_edges=bin_edges,
-        return_tokens=tokens,
         generator=r.generator,
     )
 
@@ -258,18 +277,19 @@ def _sizes(worker: Worker, splits: list[str]) -> dict[str, int]:
 
 def relabel(
     cfg: RunConfig,
+    *,
     data_uri: str,
-    model_uri: str,
+    base_uri: str,
     out_uri: str | None = None,
     shard: tuple[int, int] | None = None,
     assemble: int | None = None,
     force: bool = False,
-) -> Artifact:
+) -> StageResult:
     _check(cfg)
     data = Artifact(data_uri, expect_stage="data")
-    model = Artifact(model_uri)
+    model = Artifact(base_uri)
     if not model.stage.startswith("train/"):
-        raise StoreError(f"{model_uri} holds a '{model.stage}' artifact, expected a trained model (train/tf)")
+        raise StoreError(f"{base_uri} holds a '{model.stage}' artifact, expected a trained model (train/tf)")
     out_uri = out_uri or stage_uri(cfg, data.info.get("dataset", "data"), STAGE)
     config = stage_config(cfg)
     inputs = {"data": data, "model": model}
@@ -316,12 +336,12 @@ def relabel(
     return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)))
 
 
-def _drop_checkpoints(uri: str, result) -> Artifact:
+def _drop_checkpoints(uri: str, result: StageResult) -> StageResult:
     """The chunk checkpoints only serve resuming, which a committed artifact never does: removed (locally and in
     the store), so the folder holds only its files (e.g. for `load_dataset("parquet", data_dir=...)`)."""
     if not result.skipped:
         ArtifactWriter(uri).remove("checkpoints")
-    return result.artifact
+    return result
 
 
 def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: dict) -> dict[str, pd.DataFrame]:

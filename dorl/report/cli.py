@@ -23,5 +23,5 @@ def report(evals, out, force, cfg) -> None:
     """Results table (markdown, CSV, JSON) with bootstrap intervals, paired tests against TF, and a plot."""
     from dorl.report.stage import report as run
 
-    art = run(cfg, list(evals), out, force=force)
+    art = run(cfg, eval_uris=list(evals), out_uri=out, force=force).artifact
     click.echo(art.read_bytes("results.md").decode())

@@ -9,7 +9,7 @@ import time
 
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
-from dorl.store import Artifact, run_stage
+from dorl.store import Artifact, StageResult, run_stage
 
 log = logging.getLogger("dorl.report")
 
@@ -31,7 +31,7 @@ def _load(uri: str) -> dict:
     }
 
 
-def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = False) -> Artifact:
+def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
     from dorl.report import html
     from dorl.report.plot import plot
     from dorl.report.table import build, groups, markdown
@@ -83,4 +83,4 @@ def report(cfg: RunConfig, eval_uris: list[str], out_uri: str, force: bool = Fal
         for (d, m), seeds in groups(evals).items()
         for i, e in enumerate(seeds)
     }
-    return run_stage("report", out_uri, config, inputs, body, force=force).artifact
+    return run_stage("report", out_uri, config, inputs, body, force=force)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import click
 
+from dorl import methods
 from dorl.options import config_options, force_option
-from dorl.train.method import method_names
 
 
 @click.command("train")
 @click.option(
     "--method",
     required=True,
-    type=click.Choice(method_names()),
-    help="tf: the base model from the data artifact; tf_top, tf_all, dt, ilql: from a relabel artifact and --base.",
+    type=click.Choice(methods.names()),
+    help=f"{methods.BASE}: the base model from the data artifact; {', '.join(methods.relabelled())}: from a relabel "
+    "artifact and --base.",
 )
 @click.option("--data", "data_uri", required=True, help="Input: a `data` artifact (tf) or a `relabel` artifact.")
 @click.option("--base", "base_uri", default=None, help="The base `train/tf` artifact the methods start from.")
@@ -32,5 +33,5 @@ def train(cfg, method: str, data_uri: str, base_uri: str | None, out_uri: str, f
     """
     from dorl.train.stage import train as run
 
-    art = run(cfg, method, data_uri, out_uri, base_uri=base_uri, force=force)
+    art = run(cfg, method=method, data_uri=data_uri, base_uri=base_uri, out_uri=out_uri, force=force).artifact
     click.echo(art.uri)

@@ -174,7 +174,7 @@ class Trainer:
         self.total_steps = tc.max_steps or tc.epochs * self.spe
         self.group = method.group_by_length()
         self.bf16 = use_bf16(tc)
-        from dorl.train.model import flop_shape
+        from dorl.train.models import flop_shape
 
         self.flops = flop_shape(getattr(module, "lm", module))
         self.peak = monitor.peak_flops(dist.device)

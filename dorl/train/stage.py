@@ -1,4 +1,4 @@
-"""The `train/<method>` stage: `train(cfg, method, data_uri, out_uri, base_uri)` -> Artifact.
+"""The `train/<method>` stage: `train(cfg, method=, data_uri=, base_uri=, out_uri=)` -> StageResult.
 
 Everything a user can get wrong (method, config, inputs) is checked before anything is written or
 any process group exists. Under a launcher every rank trains, but only rank 0 goes through
@@ -17,20 +17,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dorl import methods
 from dorl.config import RunConfig
 from dorl.errors import ConfigError, UserError
-from dorl.store import Artifact, ArtifactWriter, run_stage
+from dorl.store import Artifact, ArtifactWriter, StageResult, run_stage
 from dorl.train import dist as dmod
-from dorl.train import method as registry
 from dorl.train.data import check_config
 
 log = logging.getLogger("dorl.train")
 
 
 def train(
-    cfg: RunConfig, method: str, data_uri: str, out_uri: str, base_uri: str | None = None, force: bool = False
-) -> Artifact:
-    m = registry.get(method, cfg)
+    cfg: RunConfig, *, method: str, data_uri: str, base_uri: str | None = None, out_uri: str, force: bool = False
+) -> StageResult:
+    m = methods.get(method, cfg)
     tc = m.train_config()
     check_config(tc, dmod.world_size_from_env())
     if m.needs_base and not base_uri:
@@ -48,7 +48,7 @@ def train(
         return _run(m, tc, method, data, base, inputs, out_uri, force)
 
 
-def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
+def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:
     d = dmod.setup()
     stage = f"train/{method}"
     if not d.main:
@@ -62,7 +62,7 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
             _train(m, ArtifactWriter(out_uri), data, base, d)
         d.barrier()  # rank 0 commits
         _drop_local_checkpoints(ArtifactWriter(out_uri), d, tc.retain_checkpoints)
-        return Artifact(out_uri)
+        return StageResult(Artifact(out_uri), skipped=status == "skip")
 
     told = False
 
@@ -83,7 +83,7 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> Artifact:
     if not result.skipped and not tc.retain_checkpoints:
         ArtifactWriter(out_uri).remove("checkpoints")  # only for resuming, which a complete artifact never does
     d.barrier()
-    return result.artifact
+    return result
 
 
 def _drop_local_checkpoints(writer: ArtifactWriter, d, retain: bool) -> None:

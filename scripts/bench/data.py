@@ -38,7 +38,7 @@ if step == "simulate":
     simulate(fmt, n, 42, src)
     r["raw_mib"] = sum(p.stat().st_size for p in Path(src).rglob("*") if p.is_file()) / 2**20
 else:
-    art = prepare(load(), fmt, out, source=src)
+    art = prepare(load(), dataset=fmt, source=src, out_uri=out).artifact
     r["examples"] = art.info["examples"]
 r["wall_s"] = time.perf_counter() - t
 r["peak_rss_mib"] = rss()

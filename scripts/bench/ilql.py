@@ -3,7 +3,7 @@
 Training: optimizer steps of dorl's training engine (DeepSpeed; `Trainer._step`, the method's collate
 included, then its `on_step_end`) on the same batch of B lines of T tokens whose last R tokens are
 the response, one micro-batch per step:
-  - tf:        the tf_top method (`dorl.train.lines`): the transformer, then the output projection
+  - tf:        the tf_top method (`dorl.methods.lines`): the transformer, then the output projection
                only at the labelled (response) positions, cross-entropy;
   - efficient: `dorl train --method ilql` with dorl's default heads (Q tied to the LM's output embedding);
   - reference: the same with the released system's d->2d->|V| heads;
@@ -105,9 +105,9 @@ def child_train(size: str, kind: str) -> dict:
     import torch
 
     from dorl import config
+    from dorl import methods as registry
     from dorl.ilql.heads import count_parameters
     from dorl.train import dist as dmod
-    from dorl.train import method as registry
     from dorl.train.checkpoint import Checkpointer
     from dorl.train.data import Examples
     from dorl.train.engine import Trainer
@@ -115,7 +115,7 @@ def child_train(size: str, kind: str) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t = TRAIN
     b, length, resp = t["batch"], t["length"], t["response"]
-    section = "methods" if kind == "tf" else "ilql.train"
+    section = "finetune" if kind == "tf" else "ilql.train"
     sets = [f"{section}.{k}={v}" for k, v in (("batch_size", b), ("micro_batch_size", b), ("lr", 1e-5))]
     sets += [f"ilql.heads={'efficient' if kind == 'tf' else kind}", "ilql.polyak_every=1"]
     cfg = config.load(sets=sets)  # the paper preset otherwise: fp32 on CPU, bf16 on a GPU

@@ -197,9 +197,9 @@ def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[d
     import torch
 
     from dorl import config
+    from dorl.methods.lines import encode_lines
+    from dorl.methods.tf import pack, tokenize
     from dorl.text import render_conversation
-    from dorl.train.lines import encode_lines
-    from dorl.train.lm import pack, tokenize
     from dorl.train.stage import train
 
     gpu = torch.cuda.is_available()
@@ -226,14 +226,24 @@ def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[d
         rows.append({"input_ids": ids + [tok.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
                      "labels": labels})  # fmt: skip
     ref, ours, mfus = [], [], []
-    sets = [f"methods.batch_size={micro * gas}", f"methods.micro_batch_size={micro}", f"methods.max_steps={steps + 1}"]
-    sets += ["methods.log_every=1", "methods.checkpoint_every=1000", f"methods.max_length={max_len}"]
+    sets = [
+        f"finetune.batch_size={micro * gas}",
+        f"finetune.micro_batch_size={micro}",
+        f"finetune.max_steps={steps + 1}",
+    ]
+    sets += ["finetune.log_every=1", "finetune.checkpoint_every=1000", f"finetune.max_length={max_len}"]
     for r in range(repeats):  # alternating, and in turn first: whichever runs second runs a few % slower here
         for who in ("ref", "dorl") if r % 2 == 0 else ("dorl", "ref"):
             if who == "ref":
                 ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
                 continue
-            art = train(config.load(sets=sets), "tf_all", relabel.uri, str(tmp / f"tf_all-{r}"), base_uri=base.uri)
+            art = train(
+                config.load(sets=sets),
+                method="tf_all",
+                data_uri=relabel.uri,
+                base_uri=base.uri,
+                out_uri=str(tmp / f"tf_all-{r}"),
+            ).artifact
             rates, mfu = dorl_rates(art)
             ours.extend(rates)
             mfus.append(mfu)
@@ -260,7 +270,7 @@ def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[d
             if who == "ref":
                 ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
                 continue
-            art = train(config.load(sets=sets), "tf", data.uri, str(tmp / f"tf-{r}"))
+            art = train(config.load(sets=sets), method="tf", data_uri=data.uri, out_uri=str(tmp / f"tf-{r}")).artifact
             rates, mfu = dorl_rates(art)
             ours.extend(rates)
             mfus.append(mfu)

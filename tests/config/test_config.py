@@ -9,7 +9,7 @@ def test_defaults_are_the_reference_values():
     cfg = config.load()
     assert cfg.model.name == "distilgpt2"
     assert (cfg.tf.lr, cfg.tf.batch_size, cfg.tf.epochs, cfg.tf.max_length) == (5e-4, 16, 10, 1024)
-    assert (cfg.methods.batch_size, cfg.methods.epochs, cfg.methods.max_length) == (32, 5, 512)
+    assert (cfg.finetune.batch_size, cfg.finetune.epochs, cfg.finetune.max_length) == (32, 5, 512)
     assert (cfg.relabel.num_beams, cfg.relabel.num_candidates, cfg.relabel.max_new_tokens) == (5, 5, 32)
     assert (cfg.relabel.prompt_tokens, cfg.relabel.threshold) == (96, 0.6)
     assert (cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers) == ("roberta-large", 17)
@@ -101,3 +101,10 @@ def test_config_keys_json():
         "default": 0.95,
         "help": "Confidence level of the intervals.",
     }
+
+
+def test_a_renamed_key_names_its_new_name():
+    with pytest.raises(ConfigError, match="config key 'methods' was renamed to 'finetune'"):
+        config.load(sets=["methods.lr=1e-4"])
+    r = run_dorl("config", "show", "--set", "methods.epochs=2")
+    assert r.returncode == 2 and "renamed to 'finetune'" in r.stderr and "Traceback" not in r.stderr

@@ -123,7 +123,7 @@ def test_prepare_downloads_verifies_and_records(server, tmp_path, monkeypatch):
     monkeypatch.setitem(prepare_mod.SOURCES, "abcd", _source([RawFile("abcd_v1.1.json.gz", d.blob, d.size, d.sha256)]))
     monkeypatch.setenv(BASE_URL_ENV, url)
     cfg = load(sets=[f"data.cache_dir={tmp_path / 'cache'}"])
-    art = prepare_mod.prepare(cfg, "abcd", str(tmp_path / "data"))
+    art = prepare_mod.prepare(cfg, dataset="abcd", out_uri=str(tmp_path / "data")).artifact
     assert art.info["source"] == "download"
     assert art.info["raw_files"]["abcd_v1.1.json.gz"] == {
         "file": "abcd_v1.1.json.gz",
@@ -139,7 +139,7 @@ def test_prepare_downloads_verifies_and_records(server, tmp_path, monkeypatch):
     shutil.rmtree(tmp_path / "cache")
     _publish(root, "abcd_v1.1.json.gz", blob[:-1] + bytes([blob[-1] ^ 1]))
     with pytest.raises(DataError, match="does not match"):
-        prepare_mod.prepare(cfg, "abcd", str(tmp_path / "other"))
+        prepare_mod.prepare(cfg, dataset="abcd", out_uri=str(tmp_path / "other"))
     assert not (tmp_path / "other").exists()
 
 

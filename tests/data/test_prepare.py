@@ -32,7 +32,7 @@ def test_malformed_json_names_the_file_and_writes_nothing(tmp_path):
     src = simulate("multiwoz22", 30, 0, tmp_path / "raw")
     (src / "dev" / "dialogues_002.json").write_text('[{"dialogue_id": "A.json", "turns": [}]')
     with pytest.raises(DataError, match=r"dev/dialogues_002.json: malformed JSON at line 1 column 38"):
-        prepare(_cfg(), "multiwoz22", str(tmp_path / "out"), source=str(src))
+        prepare(_cfg(), dataset="multiwoz22", source=str(src), out_uri=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -40,7 +40,7 @@ def test_missing_file_is_listed(tmp_path):
     src = simulate("taskmaster3", 30, 0, tmp_path / "raw")
     (src / "data" / "data_07.json").unlink()
     with pytest.raises(DataError, match=r"missing taskmaster3 file\(s\) data/data_07.json"):
-        prepare(_cfg(), "taskmaster3", str(tmp_path / "out"), source=str(src))
+        prepare(_cfg(), dataset="taskmaster3", source=str(src), out_uri=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -54,17 +54,19 @@ def _break_two(path):
 
 def test_bad_dialogues_fail_or_are_skipped_and_listed(tmp_path):
     clean = simulate("taskmaster3", 100, 3, tmp_path / "clean")
-    ref = prepare(_cfg(), "taskmaster3", str(tmp_path / "ref"), source=str(clean))
+    ref = prepare(_cfg(), dataset="taskmaster3", source=str(clean), out_uri=str(tmp_path / "ref")).artifact
     broken = tmp_path / "broken"
     shutil.copytree(clean, broken)
     first, second = _break_two(broken / "data" / "data_04.json")
     with pytest.raises(DataError) as e:
-        prepare(_cfg(), "taskmaster3", str(tmp_path / "out"), source=str(broken))
+        prepare(_cfg(), dataset="taskmaster3", source=str(broken), out_uri=str(tmp_path / "out"))
     msg = str(e.value)
     assert "data_04.json" in msg and first in msg and "turn 3" in msg and "field 'text'" in msg and "empty" in msg
     assert not (tmp_path / "out").exists()
 
-    art = prepare(_cfg("data.skip_bad=true"), "taskmaster3", str(tmp_path / "out"), source=str(broken))
+    art = prepare(
+        _cfg("data.skip_bad=true"), dataset="taskmaster3", source=str(broken), out_uri=str(tmp_path / "out")
+    ).artifact
     skipped = art.info["skipped"]
     assert skipped["count"] == 2
     assert [s["dialogue_id"] for s in skipped["dialogues"]] == [first, second]
@@ -82,8 +84,10 @@ def test_duplicate_ids(tmp_path):
     test = json.loads((src / "test" / "dialogues_001.json").read_text())
     (src / "test" / "dialogues_001.json").write_text(json.dumps(test + [train[0]]))
     with pytest.raises(DataError, match=rf"dialogue '{train[0]['dialogue_id']}' .*duplicate id \(first at"):
-        prepare(_cfg(), "multiwoz22", str(tmp_path / "out"), source=str(src))
-    art = prepare(_cfg("data.skip_bad=true"), "multiwoz22", str(tmp_path / "out"), source=str(src))
+        prepare(_cfg(), dataset="multiwoz22", source=str(src), out_uri=str(tmp_path / "out"))
+    art = prepare(
+        _cfg("data.skip_bad=true"), dataset="multiwoz22", source=str(src), out_uri=str(tmp_path / "out")
+    ).artifact
     assert art.info["skipped"]["count"] == 1
     assert art.info["counts"]["test"]["dialogues"] == 4  # 40 simulated: 32 / 4 / 4
 
@@ -93,10 +97,10 @@ def test_source_layouts_and_placeholder(tmp_path):
     clone = tmp_path / "clone" / "data"  # a clone of asappresearch/abcd, unpacked by the reference's script
     clone.mkdir(parents=True)
     (clone / "abcd_v1.1.json").write_bytes(gzip.decompress((sim / "abcd_v1.1.json.gz").read_bytes()))
-    a = prepare(_cfg(), "abcd", str(tmp_path / "a"), source=str(tmp_path / "clone"))
+    a = prepare(_cfg(), dataset="abcd", source=str(tmp_path / "clone"), out_uri=str(tmp_path / "a")).artifact
     assert a.info["raw_files"]["abcd_v1.1.json.gz"]["file"] == "abcd_v1.1.json"
     shutil.copytree(sim, tmp_path / "abcd-copy")  # data.source with the {dataset} placeholder
-    b = prepare(_cfg(f"data.source={tmp_path}/{{dataset}}-copy"), "abcd", str(tmp_path / "b"))
+    b = prepare(_cfg(f"data.source={tmp_path}/{{dataset}}-copy"), dataset="abcd", out_uri=str(tmp_path / "b")).artifact
     assert b.info["counts"] == a.info["counts"] and b.info["synthetic"] is True
 
 
@@ -105,7 +109,7 @@ def test_artifact_loads_with_datasets_and_reruns_are_skipped(tmp_path, caplog):
 
     src = simulate("abcd", 30, 2, tmp_path / "raw")
     out = str(tmp_path / "out")
-    art = prepare(_cfg(), "abcd", out, source=str(src))
+    art = prepare(_cfg(), dataset="abcd", source=str(src), out_uri=out).artifact
     ds = datasets.load_dataset(
         "parquet",
         data_files={s: str(art.path(f"examples/{s}.parquet")) for s in ("train", "validation", "test")},
@@ -116,12 +120,12 @@ def test_artifact_loads_with_datasets_and_reruns_are_skipped(tmp_path, caplog):
     assert set(ds["train"].column_names) == {"dialogue_id", "turn_index", "context", "response"}
     m = art.manifest
     assert m["metrics"]["dialogues_per_s"] > 0 and m["config"]["raw_sha256"]
-    again = prepare(_cfg(), "abcd", out, source=str(src))
+    again = prepare(_cfg(), dataset="abcd", source=str(src), out_uri=out).artifact
     assert again.digest == art.digest  # the same inputs: skipped, not rewritten
     other = simulate("abcd", 30, 3, tmp_path / "raw3")
     with pytest.raises(Exception, match="raw_sha256"):
-        prepare(_cfg(), "abcd", out, source=str(other))
-    assert prepare(_cfg(), "abcd", out, source=str(other), force=True).digest != art.digest
+        prepare(_cfg(), dataset="abcd", source=str(other), out_uri=out)
+    assert prepare(_cfg(), dataset="abcd", source=str(other), out_uri=out, force=True).artifact.digest != art.digest
 
 
 def test_prepare_into_s3_and_stats(s3, tmp_path):
@@ -129,7 +133,7 @@ def test_prepare_into_s3_and_stats(s3, tmp_path):
 
     src = simulate("multiwoz22", 30, 0, tmp_path / "raw")
     uri = f"s3://{s3}/runs/demo/multiwoz22/data"
-    art = prepare(_cfg(), "multiwoz22", uri, source=str(src))
+    art = prepare(_cfg(), dataset="multiwoz22", source=str(src), out_uri=uri).artifact
     assert art.uri == uri and art.info["counts"]["validation"]["dialogues"] == 3
     result = stats(uri)
     assert result["splits"]["train"]["examples"] == art.info["counts"]["train"]["examples"]

@@ -1,7 +1,7 @@
 """The real raw samples in ../shared/data parse and render as the reference rules say.
 
-Expected strings and counts are written by hand from the raw files and the rules (DESIGN.md B,
-"Text format"), not produced by the code under test.
+Expected strings and counts are written by hand from the raw files and the rules (README "Data", the
+reference's text format), not produced by the code under test.
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ def test_multiwoz_dialogstudio_examples():
 
 def test_multiwoz_dummy_files_prepare_as_official_splits(tmp_path):
     """hf_dummy_data has the upstream layout (21 files, 2 turns of 1 dialogue each): --source reads it."""
-    art = prepare(load(), "multiwoz22", str(tmp_path / "data"), source=str(MWOZ / "hf_dummy_data"))
+    art = prepare(
+        load(), dataset="multiwoz22", source=str(MWOZ / "hf_dummy_data"), out_uri=str(tmp_path / "data")
+    ).artifact
     counts = art.info["counts"]
     assert counts == {
         "train": {"dialogues": 17, "examples": 17},
@@ -160,7 +162,9 @@ def test_taskmaster_seeded_split_on_real_dialogs(tmp_path):
     shutil.copy(TM3 / "dialogstudio_original_examples.c6afe3f.json", src / "data_01.json")
     for k in range(2, 20):
         (src / f"data_{k:02d}.json").write_text("[]")
-    art = prepare(load(), "taskmaster3", str(tmp_path / "data"), source=str(tmp_path))  # a clone's layout
+    art = prepare(
+        load(), dataset="taskmaster3", source=str(tmp_path), out_uri=str(tmp_path / "data")
+    ).artifact  # a clone's layout
     ids = {
         s: pd.read_parquet(art.path(f"conversations/{s}.parquet")).dialogue_id.str[4:12].tolist()
         for s in ("train", "validation", "test")
@@ -178,7 +182,7 @@ def test_abcd_prepare_from_official_layout(tmp_path):
     raw = {"train": convos[:3], "dev": [convos[3]], "test": [convos[4]]}
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "abcd_v1.1.json.gz").write_bytes(gzip.compress(json.dumps(raw).encode()))
-    art = prepare(load(), "abcd", str(tmp_path / "data"), source=str(tmp_path / "src"))
+    art = prepare(load(), dataset="abcd", source=str(tmp_path / "src"), out_uri=str(tmp_path / "data")).artifact
     assert art.info["counts"] == {
         "train": {"dialogues": 3, "examples": 12 + 9 + 11},
         "validation": {"dialogues": 1, "examples": 12},

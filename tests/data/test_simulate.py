@@ -36,7 +36,7 @@ def test_same_seed_same_bytes(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_through_prepare(fmt, tmp_path):
     src = simulate(fmt, 60, 1, tmp_path / "raw")
-    art = prepare(load(), fmt, str(tmp_path / "data"), source=str(src))
+    art = prepare(load(), dataset=fmt, source=str(src), out_uri=str(tmp_path / "data")).artifact
     counts = art.info["counts"]
     assert sum(c["dialogues"] for c in counts.values()) == 60
     assert counts["validation"]["dialogues"] == counts["test"]["dialogues"] == 6
@@ -109,7 +109,7 @@ def test_abcd_language_is_varied_but_follows_the_context(tmp_path):
     """What the demo trains on: several wordings per agent act, varied customers, agent turns that
     reuse what the customer said."""
     src = simulate("abcd", 300, 42, tmp_path / "raw")
-    art = prepare(load(), "abcd", str(tmp_path / "data"), source=str(src))
+    art = prepare(load(), dataset="abcd", source=str(src), out_uri=str(tmp_path / "data")).artifact
     ex = pd.concat(pd.read_parquet(art.path(f"examples/{s}.parquet")) for s in ("train", "validation", "test"))
     first_agent = ex[ex.context == ex.context.str.extract(r"^(<_soc_>(?:<_cus_start_>[^<]*<_cus_end_>)?)$")[0]]
     assert first_agent.response.nunique() >= 4  # greetings are worded several ways

@@ -20,7 +20,9 @@ def cfg():
 
 
 def test_predictions_and_metrics(cfg, tiny_model_artifact, data_artifact, tmp_path):
-    art = evaluate(cfg, "tf", tiny_model_artifact.uri, data_artifact.uri, str(tmp_path / "eval"))
+    art = evaluate(
+        cfg, method="tf", model_uri=tiny_model_artifact.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
+    ).artifact
     pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
     test = pd.read_parquet(data_artifact.path("examples/test.parquet"))
     sample = test.sample(n=8, random_state=1)  # the reference's sample
@@ -58,7 +60,9 @@ def test_predictions_and_metrics(cfg, tiny_model_artifact, data_artifact, tmp_pa
 
 def test_all_examples_when_fewer(cfg, tiny_model_artifact, data_artifact, tmp_path):
     c = config.load(preset="tiny", sets=["eval.n_examples=1000"])
-    art = evaluate(c, "tf", tiny_model_artifact.uri, data_artifact.uri, str(tmp_path / "eval"))
+    art = evaluate(
+        c, method="tf", model_uri=tiny_model_artifact.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
+    ).artifact
     n_test = len(pd.read_parquet(data_artifact.path("examples/test.parquet")))
     assert art.json("metrics.json")["n_examples"] == n_test
 
@@ -75,7 +79,7 @@ def test_tokenizer_without_special_tokens_is_refused(cfg, data_artifact, tmp_pat
 
     model = run_stage("train/tf", str(tmp_path / "plain"), {}, {}, body).artifact
     with pytest.raises(ConfigError, match="lacks dorl's special tokens"):
-        evaluate(cfg, "tf", model.uri, data_artifact.uri, str(tmp_path / "eval"))
+        evaluate(cfg, method="tf", model_uri=model.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval"))
     assert not (tmp_path / "eval" / "manifest.json").exists()
 
 
@@ -95,9 +99,9 @@ def test_wrong_dataset_method_and_missing_stage(cfg, tiny_model_artifact, data_a
 
     abcd_model = run_stage("train/tf", str(tmp_path / "m"), {}, {}, trained_on_abcd).artifact
     with pytest.raises(DataError, match="was trained on 'abcd' but .* holds 'multiwoz22'"):
-        evaluate(cfg, "tf", abcd_model.uri, woz.uri, str(tmp_path / "e1"))
+        evaluate(cfg, method="tf", model_uri=abcd_model.uri, data_uri=woz.uri, out_uri=str(tmp_path / "e1"))
     with pytest.raises(DataError, match="is a 'tf' model but --method is 'dt'"):
-        evaluate(cfg, "dt", abcd_model.uri, data_artifact.uri, str(tmp_path / "e2"))
+        evaluate(cfg, method="dt", model_uri=abcd_model.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "e2"))
     r = run_dorl(
         "evaluate",
         "--method",

@@ -79,4 +79,10 @@ def trained(_one_thread, tmp_path_factory, ilql_relabel, tiny_model_artifact):
     from dorl.train.stage import train
 
     cfg = ilql_config("ilql.train.epochs=3", "ilql.train.lr=5e-3")
-    return train(cfg, "ilql", ilql_relabel.uri, str(tmp_path_factory.mktemp("ilql") / "ilql"), tiny_model_artifact.uri)
+    return train(
+        cfg,
+        method="ilql",
+        data_uri=ilql_relabel.uri,
+        base_uri=tiny_model_artifact.uri,
+        out_uri=str(tmp_path_factory.mktemp("ilql") / "ilql"),
+    ).artifact

@@ -38,7 +38,9 @@ def test_beta_zero_evaluation_is_hf_greedy_decoding_of_the_saved_policy(trained,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cfg = ilql_config("eval.n_examples=6", "eval.batch_size=6", "eval.max_new_tokens=12")
-    art = evaluate(cfg, "ilql", trained.uri, data_artifact.uri, str(tmp_path / "eval"))
+    art = evaluate(
+        cfg, method="ilql", model_uri=trained.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
+    ).artifact
     pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
 
     folder = trained.local_dir()
@@ -78,11 +80,23 @@ def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model
     assert not out.exists()
 
     with pytest.raises(ConfigError, match=r"ilql.tau=1.5 must be in \(0, 1\)"):
-        train(ilql_config("ilql.tau=1.5"), "ilql", ilql_relabel.uri, str(out), tiny_model_artifact.uri)
+        train(
+            ilql_config("ilql.tau=1.5"),
+            method="ilql",
+            data_uri=ilql_relabel.uri,
+            base_uri=tiny_model_artifact.uri,
+            out_uri=str(out),
+        )
     with pytest.raises(ConfigError, match="starts from the base model: give --base"):
-        train(ilql_config(), "ilql", ilql_relabel.uri, str(out))
+        train(ilql_config(), method="ilql", data_uri=ilql_relabel.uri, out_uri=str(out))
     with pytest.raises(ConfigError, match="ilql.train.max_length=1024 exceeds the 512 positions"):
-        train(ilql_config("ilql.train.max_length=1024"), "ilql", ilql_relabel.uri, str(out), tiny_model_artifact.uri)
+        train(
+            ilql_config("ilql.train.max_length=1024"),
+            method="ilql",
+            data_uri=ilql_relabel.uri,
+            base_uri=tiny_model_artifact.uri,
+            out_uri=str(out),
+        )
     assert not out.exists()
 
 
@@ -98,5 +112,5 @@ def test_a_bad_record_is_named(tmp_path, ilql_relabel, tiny_model_artifact):
     bad = run_stage("relabel", str(tmp_path / "bad"), {"bad": "record 3"}, {}, body).artifact
     out = tmp_path / "ilql"
     with pytest.raises(DataError, match=r"validation.parquet: record 3: field 'response' must be a string ending"):
-        train(ilql_config(), "ilql", bad.uri, str(out), tiny_model_artifact.uri)
+        train(ilql_config(), method="ilql", data_uri=bad.uri, base_uri=tiny_model_artifact.uri, out_uri=str(out))
     assert not (out / "manifest.json").exists()

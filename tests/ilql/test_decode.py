@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dorl.ilql.decode import decode, generate, ilql_scorer, left_pad, stop_ids
+from dorl.generate import stop_token_ids as stop_ids
+from dorl.ilql.decode import decode, generate, ilql_scorer, left_pad
 from dorl.ilql.model import ILQLMeta, ILQLModel
 from dorl.text import REP_END, prompt
 from tests.ilql.conftest import randomise_heads

@@ -74,7 +74,13 @@ def test_bf16_targets_follow_the_fp32_master_q_heads(tmp_path, ilql_relabel, tin
     (the bf16 copies DeepSpeed trains with would lose the low bits), stored in fp32."""
     sets = ["ilql.train.precision=bf16", "ilql.train.max_steps=4", "ilql.train.keep_best=false"]
     sets += ["ilql.polyak_alpha=1.0", "ilql.polyak_every=2"]
-    art = train(ilql_config(*sets), "ilql", ilql_relabel.uri, str(tmp_path / "bf16"), tiny_model_artifact.uri)
+    art = train(
+        ilql_config(*sets),
+        method="ilql",
+        data_uri=ilql_relabel.uri,
+        base_uri=tiny_model_artifact.uri,
+        out_uri=str(tmp_path / "bf16"),
+    ).artifact
     assert art.info["precision"] == "bf16"
     heads = load_file(art.path(io.HEADS_FILE))
     assert {t.dtype for t in heads.values()} == {torch.float32}
@@ -95,7 +101,7 @@ class CrashingILQL:
     armed = False
 
     def __new__(cls, cfg, name):
-        from dorl.ilql.method import ILQL
+        from dorl.methods.ilql import ILQL
 
         class Crashing(ILQL):
             def on_step_end(self, module, step):
@@ -111,7 +117,7 @@ def test_zero3_partitions_the_tied_embedding_and_resumes_exactly(
 ):
     """Every parameter partitioned (no persistence threshold), so the efficient heads' reads of the LM's
     output embedding outside the LM head must be gathered (`register_external_parameter`)."""
-    from dorl.train import method
+    from dorl import methods as method
 
     ds_config = engine.ds_config
 
@@ -127,7 +133,13 @@ def test_zero3_partitions_the_tied_embedding_and_resumes_exactly(
 
     def run(name, *more, method="ilql"):
         out = str(tmp_path / name)
-        return train(ilql_config(*sets, *more), method, ilql_relabel.uri, out, tiny_model_artifact.uri)
+        return train(
+            ilql_config(*sets, *more),
+            method=method,
+            data_uri=ilql_relabel.uri,
+            base_uri=tiny_model_artifact.uri,
+            out_uri=out,
+        ).artifact
 
     linear = torch.nn.functional.linear
     zero0, zero3 = files(run("z0")), files(run("z3", "ilql.train.zero_stage=3"))

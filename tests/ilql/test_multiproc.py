@@ -53,7 +53,9 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path, ilql_relabel
     two = Artifact(str(out))
     assert two.info["world_size"] == 2 and two.info["batch"] == {"effective": 8, "micro": 4, "accumulation": 1}
 
-    one = train(ilql_config(*SETS), "ilql", ilql_relabel.uri, str(tmp_path / "one"), base.uri)
+    one = train(
+        ilql_config(*SETS), method="ilql", data_uri=ilql_relabel.uri, base_uri=base.uri, out_uri=str(tmp_path / "one")
+    ).artifact
     assert one.info["batch"]["accumulation"] == 2
     for name in ("model.safetensors", io.HEADS_FILE):
         got, want = load_file(two.path(name)), load_file(one.path(name))

@@ -29,7 +29,13 @@ SETS += ["ilql.polyak_every=1", "ilql.polyak_alpha=0.05"]
 
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch, ilql_relabel, tiny_model_artifact):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same float arithmetic in this process and the CLI's
-    ref = train(ilql_config(*SETS), "ilql", ilql_relabel.uri, str(tmp_path / "ref"), tiny_model_artifact.uri)
+    ref = train(
+        ilql_config(*SETS),
+        method="ilql",
+        data_uri=ilql_relabel.uri,
+        base_uri=tiny_model_artifact.uri,
+        out_uri=str(tmp_path / "ref"),
+    ).artifact
 
     out = tmp_path / "killed"
     args = ["train", "--method", "ilql", "--data", ilql_relabel.uri, "--base", tiny_model_artifact.uri]

@@ -144,11 +144,11 @@ def test_commands_are_the_agreed_command_lines():
     assert args("abcd-data") == ["data", "prepare", "--dataset", "abcd", "--out", f"{run}/data", *cfg]
     assert args("abcd-train-tf") == ["train", "--method", "tf", "--data", f"{run}/data", "--out", f"{run}/tf", *cfg]
     assert args("abcd-relabel") == [
-        "relabel", "--data", f"{run}/data", "--model", f"{run}/tf", "--out", f"{run}/relabel",
+        "relabel", "--data", f"{run}/data", "--base", f"{run}/tf", "--out", f"{run}/relabel",
         "--shard", "$(JOB_COMPLETION_INDEX)/4", *cfg,
     ]  # fmt: skip
     assert args("abcd-relabel-assemble") == [
-        "relabel", "--data", f"{run}/data", "--model", f"{run}/tf", "--out", f"{run}/relabel", "--assemble", "4", *cfg,
+        "relabel", "--data", f"{run}/data", "--base", f"{run}/tf", "--out", f"{run}/relabel", "--assemble", "4", *cfg,
     ]  # fmt: skip
     assert args("abcd-train-tf-top") == [
         "train", "--method", "tf_top", "--data", f"{run}/relabel", "--base", f"{run}/tf", "--out", f"{run}/tf_top",
@@ -160,7 +160,7 @@ def test_commands_are_the_agreed_command_lines():
     assert args("abcd-eval-tf") == [
         "evaluate", "--method", "tf", "--model", f"{run}/tf", "--data", f"{run}/data", "--out", f"{run}/eval/tf", *cfg,
     ]  # fmt: skip
-    evals = [f"{run}/eval/{x}" for x in ("tf", "tf_top", "tf_all", "dt", "ilql")]
+    evals = [f"{run}/eval/{x}" for x in ("tf", "tf_all", "tf_top", "dt", "ilql")]
     expected = ["report"] + [w for e in evals for w in ("--eval", e)]
     assert args("report") == expected + ["--out", "s3://dorl-example/runs/example/report", *cfg]
     # the relabel shards: one Indexed Job whose pods read their index from the annotation

@@ -127,7 +127,7 @@ def test_the_dag_fans_out_over_datasets_shards_and_methods():
         "method": "relabel-assemble",
     }
     assert ds["relabel"]["withSequence"] == {"count": "4"}
-    assert ds["method"]["withItems"] == ["tf_top", "tf_all", "dt", "ilql"]
+    assert ds["method"]["withItems"] == ["tf_all", "tf_top", "dt", "ilql"]
     method = _tasks(wt, "method")
     assert method["evaluate"]["depends"] == "train" and "depends" not in method["train"]
     one = _tasks(workflow_template(load("k8s.relabel_shards=1")), "dataset")

@@ -18,7 +18,7 @@ SMALL = [
     "--preset", "tiny", "--methods", METHODS,
     "--set", "data.simulate=60",
     "--set", "tf.epochs=4",
-    "--set", "methods.max_steps=20", "--set", "methods.checkpoint_every=5",
+    "--set", "finetune.max_steps=20", "--set", "finetune.checkpoint_every=5",
     "--set", "ilql.train.max_steps=20", "--set", "ilql.train.checkpoint_every=5",
     "--set", "relabel.chunk_size=64",
     "--set", "eval.n_examples=20",

@@ -39,4 +39,6 @@ def relabelled(tmp_path_factory, data_artifact, tiny_model_artifact, relabel_cfg
 
     out = tmp_path_factory.mktemp("relabel") / "single"
     with one_thread():
-        return relabel(relabel_cfg, data_artifact.uri, tiny_model_artifact.uri, str(out))
+        return relabel(
+            relabel_cfg, data_uri=data_artifact.uri, base_uri=tiny_model_artifact.uri, out_uri=str(out)
+        ).artifact

@@ -71,7 +71,7 @@ def test_manifest_facts(relabelled):
     info, metrics = relabelled.info, relabelled.manifest["metrics"]
     assert info["reward"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert "_L6_no-idf_version=" in info["reward"]["hash"]
-    assert info["return_tokens"] == ["<_reward_zero_>", "<_reward_one_>"] and info["return_edges"] == [0.6]
+    assert info["return_bins"] == 2 and info["return_edges"] == [0.6]
     assert info["counts"]["train"]["contexts"] == 63 and info["counts"]["test"]["candidates"] == 90
     assert metrics["contexts"] == 90 and metrics["candidates"] == 450 and metrics["chunks_computed"] == 23
     assert metrics["contexts_per_s"] > 0 and metrics["candidates_per_s"] > 0 and metrics["scoring_pairs_per_s"] > 0
@@ -108,4 +108,4 @@ def test_bad_example_names_file_record_and_field(tmp_path, tiny_model_artifact, 
 
     data = run_stage("data", str(tmp_path / "data"), {"bad": 1}, {}, body).artifact
     with pytest.raises(DataError, match=r"examples/train.parquet: record 1 \(dialogue 'b'\): field response"):
-        relabel(relabel_cfg, data.uri, tiny_model_artifact.uri, str(tmp_path / "out"))
+        relabel(relabel_cfg, data_uri=data.uri, base_uri=tiny_model_artifact.uri, out_uri=str(tmp_path / "out"))

@@ -19,14 +19,14 @@ SETS += ["tf.weight_decay=0.1", "tf.grad_clip=0.5", "tf.warmup_steps=2", "model.
 def test_a_step_is_adamw_on_the_token_mean_with_clipping_warmup_and_cosine(tmp_path, data_artifact):
     from transformers import AutoTokenizer
 
-    from dorl.train.lm import pack, read_conversations, tokenize
+    from dorl.methods.tf import pack, read_conversations, tokenize
 
     cfg = config.load(preset="tiny", sets=SETS)
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     tok = AutoTokenizer.from_pretrained(art.local_dir())
 
     # the same model before training: a fresh GPT-2 from the same seed
-    from dorl.train.model import model_from_config
+    from dorl.train.models import model_from_config
 
     lm = model_from_config(cfg.model, tok, cfg.tf.seed)
     init = {k: v.clone() for k, v in lm.state_dict().items()}
@@ -81,10 +81,17 @@ def test_lines_weigh_by_tokens_however_the_step_is_split(tmp_path, data_artifact
     relabel = make_relabel_artifact(str(tmp_path / "relabel"), data_artifact)
     outs = []
     for micro in (2, 4):
-        sets = ["methods.batch_size=4", f"methods.micro_batch_size={micro}", "methods.max_steps=2", "methods.lr=1e-2"]
-        sets += ["methods.max_length=128"]
+        sets = [
+            "finetune.batch_size=4",
+            f"finetune.micro_batch_size={micro}",
+            "finetune.max_steps=2",
+            "finetune.lr=1e-2",
+        ]
+        sets += ["finetune.max_length=128"]
         cfg = config.load(preset="tiny", sets=sets)
-        art = train(cfg, "tf_all", relabel.uri, str(tmp_path / f"m{micro}"), base_uri=base.uri)
+        art = train(
+            cfg, method="tf_all", data_uri=relabel.uri, base_uri=base.uri, out_uri=str(tmp_path / f"m{micro}")
+        ).artifact
         assert art.info["batch"]["accumulation"] == 4 // micro
         outs.append(load_file(art.path("model.safetensors")))
     for k in outs[0]:
@@ -94,7 +101,7 @@ def test_lines_weigh_by_tokens_however_the_step_is_split(tmp_path, data_artifact
 def test_mfu_counts_6n_per_token_the_head_where_it_runs_and_attention(tmp_path, data_artifact, monkeypatch):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from dorl.train.model import flop_shape
+    from dorl.train.models import flop_shape
 
     d, layers, vocab = 64, 2, 500
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=d, n_layer=layers, n_head=2))
@@ -104,7 +111,7 @@ def test_mfu_counts_6n_per_token_the_head_where_it_runs_and_attention(tmp_path, 
     # MFU against a declared peak (DORL_PEAK_TFLOPS also works on a CPU): blocks of T tokens, T-1 targets each
     monkeypatch.setenv("DORL_PEAK_TFLOPS", "0.0001")
     cfg = config.load(preset="tiny", sets=SETS)
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     tokens, seconds, n_seq = art.manifest["metrics"]["tokens"], art.manifest["metrics"]["train_time_s"], 5 * 4
     assert tokens == n_seq * 16
     n_body, n_head = art.info["parameters"] - art.info["vocab_size"] * 64 - 512 * 64, art.info["vocab_size"] * 64

@@ -67,7 +67,9 @@ def test_two_nodes_resume_from_s3_on_fresh_machines(tmp_path, data_artifact, s3)
 
     # the same model one process trains with the same effective batch (60 Adam steps: float noise ~1e-5;
     # a different batch would move weights by ~lr = 2e-3 per step)
-    one = train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, str(tmp_path / "one"))
+    one = train(
+        config.load(preset="tiny", sets=SETS), method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "one")
+    ).artifact
     got, want = load_file(art.path("model.safetensors")), load_file(one.path("model.safetensors"))
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-4)

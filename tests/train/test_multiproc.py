@@ -39,7 +39,9 @@ def test_torchrun_two_processes_train_the_same_model(tmp_path, data_artifact):
     lm = AutoModelForCausalLM.from_pretrained(art.local_dir())
     assert lm.config.vocab_size == art.info["vocab_size"]
 
-    one = train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, str(tmp_path / "tf1"))
+    one = train(
+        config.load(preset="tiny", sets=SETS), method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf1")
+    ).artifact
     assert one.info["batch"]["accumulation"] == 2
     got, want = load_file(out / "model.safetensors"), load_file(one.path("model.safetensors"))
     for k in want:

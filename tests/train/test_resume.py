@@ -20,7 +20,9 @@ SETS += ["tf.log_every=3", "tf.keep_checkpoints=1"]
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, data_artifact):
-    ref = train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, str(tmp_path / "ref"))
+    ref = train(
+        config.load(preset="tiny", sets=SETS), method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "ref")
+    ).artifact
 
     out = tmp_path / "killed"
     args = ["train", "--method", "tf", "--data", data_artifact.uri, "--out", str(out), "--preset", "tiny"]

@@ -35,7 +35,7 @@ def test_mlflow_and_wandb_offline(tmp_path, data_artifact, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = config.load(preset="tiny", sets=[*TF, "run=001", "tracking=[tensorboard, mlflow, wandb]"])
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     log = [json.loads(x) for x in (tmp_path / "tf" / "train_log.jsonl").read_text().splitlines()]
     train_rows = [r for r in log if r["kind"] == "train"]
     assert len(train_rows) >= 2 and any(f.startswith("tensorboard/") for f in art.files)
@@ -60,7 +60,7 @@ def test_mlflow_and_wandb_offline(tmp_path, data_artifact, monkeypatch):
 
 def test_tensorboard_off_and_a_missing_package_is_a_user_error(tmp_path, data_artifact, monkeypatch):
     cfg = config.load(preset="tiny", sets=[*TF, "tracking=[]"])
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     assert not any(f.startswith("tensorboard/") for f in art.files) and "train_log.jsonl" in art.files
     with pytest.raises(ConfigError, match="unknown|not allowed"):
         config.load(sets=["tracking=[neptune]"])
@@ -69,4 +69,4 @@ def test_tensorboard_off_and_a_missing_package_is_a_user_error(tmp_path, data_ar
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
     cfg = config.load(preset="tiny", sets=[*TF, "tracking=[mlflow]"])
     with pytest.raises(ConfigError, match=r"pip install 'dorl\[mlflow\]'"):
-        train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf2"))
+        train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf2"))

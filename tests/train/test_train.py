@@ -24,7 +24,7 @@ def test_base_tf_learns_and_saves_a_plain_hf_folder(tmp_path, data_artifact):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = str(tmp_path / "tf")
-    art = train(tiny(*TF, "tf.epochs=3"), "tf", data_artifact.uri, out)
+    art = train(tiny(*TF, "tf.epochs=3"), method="tf", data_uri=data_artifact.uri, out_uri=out).artifact
     assert art.stage == "train/tf"
     log = [json.loads(x) for x in (tmp_path / "tf" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if r["kind"] == "train"]
@@ -48,7 +48,7 @@ def test_base_tf_learns_and_saves_a_plain_hf_folder(tmp_path, data_artifact):
     tok = AutoTokenizer.from_pretrained(art.local_dir())
     assert REP_START in tok.get_vocab() and lm.get_input_embeddings().weight.shape[0] == len(tok)
     # the same command again: complete, skipped
-    again = train(tiny(*TF, "tf.epochs=3"), "tf", data_artifact.uri, out)
+    again = train(tiny(*TF, "tf.epochs=3"), method="tf", data_uri=data_artifact.uri, out_uri=out).artifact
     assert again.manifest["created"] == art.manifest["created"]
 
 
@@ -73,10 +73,16 @@ def _val_loss_of(folder, lines: list[str]) -> float:
 
 def test_methods_keep_the_weights_with_the_best_validation_loss(tmp_path, data_artifact, tiny_model_artifact):
     relabel = make_relabel_artifact(str(tmp_path / "relabel"), data_artifact)
-    sets = ["methods.batch_size=8", "methods.micro_batch_size=8", "methods.epochs=2", "methods.eval_every=3"]
+    sets = ["finetune.batch_size=8", "finetune.micro_batch_size=8", "finetune.epochs=2", "finetune.eval_every=3"]
     # the learning rate ramps up to one that wrecks the model: the best weights come before the last
-    sets += ["methods.lr=1.0", "methods.scheduler=constant", "methods.warmup_steps=18", "methods.log_every=3"]
-    art = train(tiny(*sets), "tf_top", relabel.uri, str(tmp_path / "tf_top"), base_uri=tiny_model_artifact.uri)
+    sets += ["finetune.lr=1.0", "finetune.scheduler=constant", "finetune.warmup_steps=18", "finetune.log_every=3"]
+    art = train(
+        tiny(*sets),
+        method="tf_top",
+        data_uri=relabel.uri,
+        base_uri=tiny_model_artifact.uri,
+        out_uri=str(tmp_path / "tf_top"),
+    ).artifact
     info = art.info
     vals = info["loss"]["val_loss"]
     best = min(vals, key=lambda r: r["loss"])
@@ -93,7 +99,7 @@ class CrashingLM:
     armed = False
 
     def __new__(cls, cfg, name):
-        from dorl.train.lm import LanguageModel
+        from dorl.methods.tf import TF as LanguageModel
 
         class Crashing(LanguageModel):
             def on_step_end(self, module, step):
@@ -104,21 +110,21 @@ class CrashingLM:
 
 
 def test_s3_output_resumes_on_a_fresh_machine(tmp_path, data_artifact, s3, monkeypatch):
+    from dorl import methods as method
     from dorl.store import Location
-    from dorl.train import method
 
     monkeypatch.setitem(method.REGISTRY, "tf_crashy", "tests.train.test_train:CrashingLM")
     cfg = tiny(*TF, "tf.max_steps=6", "tf.checkpoint_every=2", "model.dropout=0.0")
-    ref = train(cfg, "tf_crashy", data_artifact.uri, str(tmp_path / "ref"))
+    ref = train(cfg, method="tf_crashy", data_uri=data_artifact.uri, out_uri=str(tmp_path / "ref")).artifact
 
     uri = f"s3://{s3}/run/tf"
     monkeypatch.setattr(CrashingLM, "armed", True)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg, "tf_crashy", data_artifact.uri, uri)
+        train(cfg, method="tf_crashy", data_uri=data_artifact.uri, out_uri=uri)
     assert Location(uri).exists("checkpoints/latest") and not Location(uri).exists("manifest.json")
     monkeypatch.setattr(CrashingLM, "armed", False)
     monkeypatch.setenv("DORL_CACHE", str(tmp_path / "fresh-cache"))  # another machine: nothing local
-    art = train(cfg, "tf_crashy", data_artifact.uri, uri)
+    art = train(cfg, method="tf_crashy", data_uri=data_artifact.uri, out_uri=uri).artifact
     assert art.info["resumed_from_step"] == 2
     assert not Location(uri).exists("checkpoints")
     got, want = load_file(Artifact(uri).path("model.safetensors")), load_file(ref.path("model.safetensors"))
@@ -134,7 +140,7 @@ def test_bf16_training_saves_fp32_master_weights(tmp_path, data_artifact):
     from transformers import AutoModelForCausalLM
 
     cfg = tiny(*TF, "tf.max_steps=2", "tf.precision=bf16")
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "bf16"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "bf16")).artifact
     assert art.info["precision"] == "bf16"
     weights = load_file(art.path("model.safetensors"))
     assert {v.dtype for v in weights.values()} == {torch.float32}

@@ -1,9 +1,10 @@
-"""Base `tf`: whole conversations as a language model, like HF's run_clm.
+"""tf, the base model: whole conversations as a language model, like HF's run_clm.
 
 Every conversation of a split is tokenized, all are concatenated (no separator: each starts with
 `<_soc_>`), and the stream is cut into `max_length` blocks (1024 in the paper preset); the training
 remainder shorter than a block is dropped, as run_clm does; validation keeps it as a last, shorter
-block. The loss falls on every token.
+block. The loss falls on every token. Trains with the `tf` section and `model.*` (no --base); evaluated
+with context + <_rep_start_>, greedy then beam search. Every other method starts from it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import numpy as np
 
 from dorl.config import TrainConfig
 from dorl.errors import ConfigError, DataError
+from dorl.methods.base import Method, context_length
 from dorl.store import Artifact
 from dorl.train.data import Examples
-from dorl.train.method import Method, context_length
 
 log = logging.getLogger("dorl.train")
 
@@ -54,9 +55,10 @@ def pack(seqs: list[np.ndarray], block: int, keep_remainder: bool) -> Examples:
     return Examples(stream[: offsets[-1]], offsets)
 
 
-class LanguageModel(Method):
+class TF(Method):
     data_stage = "data"
     needs_base = False
+    config_section = "tf"
 
     def __init__(self, cfg, name):
         super().__init__(cfg, name)
@@ -91,13 +93,13 @@ class LanguageModel(Method):
                 raise ConfigError(f"tf.max_length={block} exceeds the {limit} positions of {mc.name}")
 
     def tokenizer(self, data: Artifact, base: Artifact | None):
-        from dorl.train.model import tokenizer_from_config
+        from dorl.train.models import tokenizer_from_config
 
         texts = read_conversations(data, "train") if self.cfg.model.tokenizer == "bpe" else None
         return tokenizer_from_config(self.cfg.model, texts)
 
     def model(self, tok, base: Artifact | None):
-        from dorl.train.model import model_from_config
+        from dorl.train.models import model_from_config
 
         lm = model_from_config(self.cfg.model, tok, self.train_config().seed)
         limit = context_length(lm.config.to_dict())

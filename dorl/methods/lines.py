@@ -1,13 +1,12 @@
-"""tf_top, tf_all and dt: one training line per example, loss on the response only.
+"""What tf_top, tf_all and dt share: one training line per example, loss on the response only.
 
-A line is `context<_rep_start_>response<_rep_end_>` (DT: with return tokens, see `dorl.text`),
+A line is `context<_rep_start_>response<_rep_end_>` (DT: with return tokens, see `dorl.methods.dt`),
 read from the relabel artifact's `methods/<method>/{split}.parquet` `text` column, tokenized,
-left-truncated to `max_length` (512) tokens, and masked up to and including its last
+left-truncated to `finetune.max_length` (512) tokens, and masked up to and including its last
 `<_rep_start_>`: the loss falls on the response tokens and `<_rep_end_>`. Batches are padded only
 to their longest line (and grouped by length), never to `max_length`.
 
-DT: the relabel manifest's `info.return_tokens` names the token of each return bin; bins beyond the
-two reference tokens are added to the tokenizer and the embeddings resized.
+A subclass says which candidates become lines (`rows`) and how a line reads (`text`).
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ import logging
 import numpy as np
 
 from dorl.errors import ConfigError, DataError
+from dorl.methods.base import Method, context_length
 from dorl.store import Artifact
-from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO
+from dorl.text import REP_END, REP_START, line
 from dorl.train.data import Examples
-from dorl.train.method import Method, context_length
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")
@@ -57,18 +56,34 @@ def encode_lines(tok, texts: list[str], max_length: int, chunk: int = 2000) -> E
     return Examples.from_lists(seqs, label_start=np.asarray(starts, dtype=np.int32))
 
 
-def return_tokens(data: Artifact) -> list[str]:
-    """The token of each return bin (index = bin); the reference's binary tokens when unspecified."""
-    tokens = data.info.get("return_tokens") or [REWARD_ZERO, REWARD_ONE]
-    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
-        raise DataError(f"{data.uri}/manifest.json: info.return_tokens must be a list of tokens, got {tokens!r}")
-    return tokens
-
-
 class Lines(Method):
     def __init__(self, cfg, name):
         super().__init__(cfg, name)
         self._info: dict = {}
+
+    # ---------------------------------------------------------------- the training set (relabel)
+    def rows(self, candidates, return_bins: int):
+        """Which candidates become lines (a boolean mask over the table's rows)."""
+        raise NotImplementedError
+
+    def text(self, context: str, response: str, ret: int, return_bins: int) -> str:
+        return line(context, response)
+
+    def training_set(self, candidates, return_bins: int):
+        import pandas as pd
+
+        part = candidates[self.rows(candidates, return_bins)]
+        ctx, cand, ret = part["context"].tolist(), part["candidate"].tolist(), part["return"].tolist()
+        return pd.DataFrame(
+            {
+                "text": [self.text(c, x, r, return_bins) for c, x, r in zip(ctx, cand, ret, strict=True)],
+                "context": ctx,
+                "response": cand,
+                "return": np.asarray(ret, dtype=np.int64),
+            }
+        )
+
+    # ---------------------------------------------------------------- training
 
     def files(self) -> list[str]:
         return [f"methods/{self.name}/{split}.parquet" for split in SPLITS]
@@ -80,19 +95,9 @@ class Lines(Method):
         limit = context_length_of(base)
         if limit is not None and self.train_config().max_length > limit:
             raise ConfigError(
-                f"methods.max_length={self.train_config().max_length} exceeds the {limit} positions of {base.uri}"
+                f"{self.config_section}.max_length={self.train_config().max_length} exceeds the {limit} positions "
+                f"of {base.uri}"
             )
-        if self.name == "dt":
-            return_tokens(data)
-
-    def tokenizer(self, data: Artifact, base: Artifact | None):
-        tok = super().tokenizer(data, base)
-        if self.name == "dt":
-            missing = [t for t in return_tokens(data) if t not in tok.get_vocab()]
-            if missing:
-                tok.add_tokens(missing, special_tokens=True)
-                log.info("dt: added %d return tokens to the tokenizer: %s", len(missing), " ".join(missing))
-        return tok
 
     def datasets(self, data: Artifact, tok):
         sets = []
@@ -101,8 +106,6 @@ class Lines(Method):
             split = name.rsplit("/", 1)[1].removesuffix(".parquet")
             self._info[split] = {"lines": len(ex), "tokens": ex.n_tokens}
             sets.append(ex)
-        if self.name == "dt":
-            self._info["return_tokens"] = return_tokens(data)
         return sets[0], sets[1]
 
     def info(self) -> dict:

@@ -1,17 +1,19 @@
-"""Method lines: the DT text format, left truncation, and labels masked up to the last <_rep_start_>."""
+"""What the line methods (tf_top, tf_all, dt) share: left truncation, labels masked up to the last
+<_rep_start_>, batches padded to their longest line, and malformed lines named."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from dorl import config
+from dorl import config, methods
 from dorl.errors import DataError
+from dorl.methods.dt import dt_line
+from dorl.methods.lines import encode_lines
 from dorl.store import run_stage
-from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO, dt_line, dt_prompt, line, render_conversation
+from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO, line, render_conversation
 from dorl.tokenizer import build_tokenizer
-from dorl.train.lines import Lines, encode_lines
-from dorl.train.model import IGNORE, CausalLMLoss, collate_causal, load_base_tokenizer
+from dorl.train.causal_lm import IGNORE, CausalLMLoss, collate_causal
 from tests.fixtures import dialogues
 
 TURNS = [("customer", "I need help"), ("agent", "Sure."), ("customer", "Thanks")]
@@ -25,17 +27,7 @@ def tok():
     return build_tokenizer("bpe", texts=texts, vocab_size=400)
 
 
-def test_dt_lines_and_prompts_are_as_specified():
-    # written out by hand from DESIGN.md: every earlier <_rep_start_> asks for the high return, the
-    # target's return token goes right before its <_rep_start_>.
-    assert dt_line(CONTEXT, RESPONSE, REWARD_ZERO) == (
-        "<_soc_><_cus_start_>I need help<_cus_end_><_reward_one_><_rep_start_>Sure.<_rep_end_>"
-        "<_cus_start_>Thanks<_cus_end_><_reward_zero_><_rep_start_>You are welcome, bye now.<_rep_end_>"
-    )
-    assert dt_prompt(CONTEXT) == (
-        "<_soc_><_cus_start_>I need help<_cus_end_><_reward_one_><_rep_start_>Sure.<_rep_end_>"
-        "<_cus_start_>Thanks<_cus_end_><_reward_one_><_rep_start_>"
-    )
+def test_a_line_is_context_rep_start_response_rep_end():
     assert line(CONTEXT, RESPONSE) == CONTEXT + "<_rep_start_>You are welcome, bye now.<_rep_end_>"
 
 
@@ -100,17 +92,4 @@ def _relabel_with(tmp_path, texts):
 def test_a_malformed_line_is_named(tmp_path, tok):
     art = _relabel_with(tmp_path, [line(CONTEXT, "a"), line(CONTEXT, "b"), CONTEXT + REP_START + "no end"])
     with pytest.raises(DataError, match=r"methods/tf_top/train.parquet: record 2, field 'text'"):
-        Lines(config.load(preset="tiny"), "tf_top").datasets(art, tok)
-
-
-def test_dt_adds_return_tokens_beyond_the_reference_two(tmp_path, data_artifact, tiny_model_artifact):
-    from tests.fixtures import make_relabel_artifact
-
-    art = make_relabel_artifact(str(tmp_path / "relabel3"), data_artifact, return_bins=3)
-    assert art.info["return_tokens"] == [REWARD_ZERO, "<_reward_bin1_>", REWARD_ONE]
-    m = Lines(config.load(preset="tiny"), "dt")
-    tok = m.tokenizer(art, tiny_model_artifact)
-    assert len(tok) == len(load_base_tokenizer(tiny_model_artifact)) + 1 and "<_reward_bin1_>" in tok.get_vocab()
-    assert tok.tokenize("a<_reward_bin1_><_rep_start_>")[-2:] == ["<_reward_bin1_>", REP_START]
-    lm = m.model(tok, tiny_model_artifact)
-    assert lm.get_input_embeddings().weight.shape[0] == len(tok) == lm.config.vocab_size
+        methods.get("tf_top", config.load(preset="tiny")).datasets(art, tok)

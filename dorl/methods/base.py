@@ -1,32 +1,29 @@
-"""What a training method supplies to the engine, and the registry of methods.
+"""The method interface: what a method supplies to relabel, the training engine and evaluation.
 
 The engine (`dorl.train.engine`) owns the loop: DeepSpeed, batching, accumulation, checkpoints,
-logs. A method owns what differs: its data (`datasets`, `collate`), its model (`tokenizer`,
-`model`, `wrap` — ILQL wraps the LM with Q/V heads), its loss (the wrapper's forward returns
-`(loss, stats)`), hooks (`on_step_end`: ILQL's Polyak update) and how it is saved (`save`).
+logs. A method owns what differs:
 
-A new method is one class and one line in `REGISTRY` ("name": "module:Class"); its module is
-imported only when it is used.
+- relabel:    `training_set(candidates, return_bins)` -> its rows of `methods/<name>/{split}.parquet`;
+- training:   its config section (`train_config`), data (`datasets`, `collate`), model (`tokenizer`,
+              `model`, `wrap`: ILQL wraps the LM with Q/V heads, whose forward returns `(loss, stats)`),
+              hooks (`on_engine`, `on_step_end`: ILQL's Polyak update), saving (`save`) and the
+              manifest's facts (`info`);
+- evaluation: `prompt(context, model_info)` (DT asks for its top return token) and
+              `respond(model_dir, prompts, decode, num_responses)` (text methods: greedy then beam
+              search; ILQL: advantage-guided decoding), with the settings `decoding()` returns.
+
+The registry is `dorl.methods.REGISTRY`.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict
 from pathlib import Path
 
 from dorl.config import RunConfig, TrainConfig
-from dorl.errors import ConfigError
+from dorl.generate import DecodeConfig
 from dorl.store import Artifact
-from dorl.text import PAD_
-
-REGISTRY: dict[str, str] = {
-    "tf": "dorl.train.lm:LanguageModel",
-    "tf_top": "dorl.train.lines:Lines",
-    "tf_all": "dorl.train.lines:Lines",
-    "dt": "dorl.train.lines:Lines",
-    "ilql": "dorl.ilql.method:ILQL",
-}
+from dorl.text import PAD_, prompt
 
 
 class Method:
@@ -36,6 +33,8 @@ class Method:
     needs_base = True  # starts from a `train/tf` artifact (--base)
     loss_label = "cross-entropy (nats/token)"  # what the loss is (the y axis of loss.png)
 
+    config_section = "finetune"  # where its TrainConfig lives in the run config (`train_config`)
+
     def __init__(self, cfg: RunConfig, name: str):
         self.cfg = cfg
         self.name = name
@@ -43,9 +42,16 @@ class Method:
         # the PAD id (= EOS) keeps transformers from warning about padding without an attention mask.
         self.pad_id = 0
 
+    # ---------------------------------------------------------------- relabel (no torch)
+    def training_set(self, candidates, return_bins: int):
+        """Its training rows from one split's candidates table (context, candidate, reward, return: the
+        human response is candidate 0, always in the top return bin `return_bins - 1`), or None: the
+        method does not train on relabelled data. Relabel shuffles and writes them."""
+        return None
+
     # ---------------------------------------------------------------- configuration (no torch)
     def train_config(self) -> TrainConfig:
-        return self.cfg.methods
+        return self.cfg.finetune
 
     def config(self) -> dict:
         """The configuration recorded in the manifest: what makes two outputs the same."""
@@ -57,7 +63,7 @@ class Method:
     # ---------------------------------------------------------------- model and data (every rank)
     def tokenizer(self, data: Artifact, base: Artifact | None):
         """The tokenizer (built once, on rank 0; kept with the checkpoints so a resumed run reuses it)."""
-        from dorl.train.model import load_base_tokenizer
+        from dorl.train.models import load_base_tokenizer
 
         return load_base_tokenizer(base)
 
@@ -67,7 +73,7 @@ class Method:
 
     def model(self, tok, base: Artifact | None):
         """The language model, its embeddings sized to `tok`."""
-        from dorl.train.model import load_base_model
+        from dorl.train.models import load_base_model
 
         return load_base_model(base, tok)
 
@@ -79,14 +85,14 @@ class Method:
         return self.train_config().group_by_length
 
     def collate(self, examples: list[dict]) -> dict:
-        """Tensors for one micro-batch (right-padded: see `dorl.train.model.CausalLMLoss`)."""
-        from dorl.train.model import collate_causal
+        """Tensors for one micro-batch (right-padded: see `dorl.train.causal_lm.CausalLMLoss`)."""
+        from dorl.train.causal_lm import collate_causal
 
         return collate_causal(examples, self.pad_id)
 
     def wrap(self, lm):
         """The module DeepSpeed trains: forward(**batch) -> (mean loss over the batch's targets, stats)."""
-        from dorl.train.model import CausalLMLoss
+        from dorl.train.causal_lm import CausalLMLoss
 
         return CausalLMLoss(lm)
 
@@ -115,6 +121,30 @@ class Method:
         """Facts for the manifest (dataset sizes, tokens added, …)."""
         return {}
 
+    # ---------------------------------------------------------------- evaluation (and generation)
+    def prompt(self, context: str, model_info: dict) -> str:
+        """What the model continues to answer `context` (`model_info`: its train manifest's info)."""
+        return prompt(context)
+
+    def decoding(self) -> dict:
+        """The method's own decoding settings (recorded in the evaluation's config), as DecodeConfig fields."""
+        return {}
+
+    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
+        """responses[i] = [response 1 (greedy), responses 2..N (beam search)] for prompt i; generation stats."""
+        from dorl.generate import generate
+
+        model, tok = load_for_generation(model_dir)
+        greedy = generate(model, tok, prompts, decode.but(num_beams=1, num_return=1), desc="greedy")
+        out = [list(t) for t in greedy.texts]
+        stats = {"greedy": greedy.stats}
+        if num_responses > 1:
+            n = num_responses - 1
+            beams = generate(model, tok, prompts, decode.but(num_beams=n, num_return=n), desc="beam search")
+            out = [o + list(b) for o, b in zip(out, beams.texts, strict=True)]
+            stats["beam"] = beams.stats
+        return out, stats
+
 
 def context_length(config: dict) -> int | None:
     """Positions a model config allows (n_positions / max_position_embeddings), if it says."""
@@ -124,18 +154,29 @@ def context_length(config: dict) -> int | None:
     return None
 
 
-def method_names() -> list[str]:
-    return list(REGISTRY)
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def get(name: str, cfg: RunConfig) -> Method:
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
-    module, attr = REGISTRY[name].split(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            raise ConfigError(f"method {name!r} is not available in this version of dorl yet") from None
-        raise
-    return cls(cfg, name)
+def load_tokenizer(model_dir: Path):
+    """A trained model's tokenizer, checked for dorl's special tokens, padding on the left."""
+    from transformers import AutoTokenizer
+
+    from dorl.tokenizer import check_special_tokens
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    check_special_tokens(tok, f"the tokenizer of {model_dir}")
+    tok.padding_side = "left"
+    return tok
+
+
+def load_for_generation(model_dir: Path):
+    """(model on the device, bf16 on GPU; tokenizer) of a plain HF model folder."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(model_dir)
+    dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device()), tok

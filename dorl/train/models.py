@@ -1,19 +1,16 @@
-"""Tokenizers, models and the causal-LM loss every text method trains with.
+"""Building and loading the models and tokenizers every method trains.
 
 - `ModelConfig` → tokenizer (`pretrained` / `gpt2` / `bpe`, with the 15 special tokens) and model
   (an HF id or folder, or a fresh GPT-2 from a config), embeddings resized to the tokenizer.
 - A `train/tf` artifact → the same pair, for the methods that start from the base model.
-- `CausalLMLoss`: runs the transformer, then the output projection only where a label is, so the
-  |V|-wide head (half of distilgpt2's FLOPs per token) is not spent on context tokens the loss masks.
+- `flop_shape`: the weight counts the engine's MFU figure needs.
 """
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dorl.config import ModelConfig
@@ -22,7 +19,6 @@ from dorl.store import Artifact
 from dorl.tokenizer import build_tokenizer, check_special_tokens
 
 log = logging.getLogger("dorl.train")
-IGNORE = -100
 
 
 # ---------------------------------------------------------------- building from the config (base tf)
@@ -119,39 +115,3 @@ def flop_shape(lm) -> tuple[int, int, int, int]:
         seen.add(id(p))
         n += p.numel()
     return n, head.numel(), lm.config.num_hidden_layers, lm.config.hidden_size
-
-
-# ---------------------------------------------------------------- batches and the loss
-
-
-def collate_causal(examples: list[dict], pad_id: int = 0) -> dict:
-    """Right-pad `input_ids`; `labels` = the ids from `label_start` on (default 0), -100 elsewhere.
-
-    The pad value is never seen: padding comes after every real token, and causal attention never
-    lets a real token look right, so no attention mask is needed (which keeps SDPA's fast causal path).
-    """
-    longest = max(len(e["input_ids"]) for e in examples)
-    ids = np.full((len(examples), longest), pad_id, dtype=np.int64)
-    labels = np.full((len(examples), longest), IGNORE, dtype=np.int64)
-    for i, e in enumerate(examples):
-        seq = e["input_ids"]
-        ids[i, : len(seq)] = seq
-        start = int(e.get("label_start", 0))
-        labels[i, start : len(seq)] = seq[start:]
-    return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels)}
-
-
-class CausalLMLoss(nn.Module):
-    """forward(input_ids, labels) -> (mean cross-entropy over the labelled next tokens, stats)."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm = lm
-
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, **_) -> tuple[torch.Tensor, dict]:
-        hidden = self.lm.base_model(input_ids=input_ids, use_cache=False)[0]
-        targets = labels[:, 1:]
-        keep = targets != IGNORE
-        logits = self.lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
-        loss = F.cross_entropy(logits, targets[keep], reduction="sum") / keep.sum().clamp(min=1)
-        return loss, {}

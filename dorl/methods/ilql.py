@@ -1,13 +1,19 @@
-"""ILQL on the shared training engine: `dorl train --method ilql --data <relabel> --base <tf>`.
+"""ilql: implicit language Q-learning on the shared training engine (the model, heads, loss and
+decoding live in `dorl.ilql`): `dorl train --method ilql --data <relabel> --base <tf>`.
 
 The engine (`dorl.train.engine`) owns the loop, DeepSpeed, checkpoints and logs; this class supplies:
 
+- the training set: every candidate as prompt (context + <_rep_start_>), response (+ <_rep_end_>),
+  reward and return;
 - data: relabel's `methods/ilql/{train,validation}.parquet` -> token ids, the number of response
   tokens (actions) and the return standardised with the *training* set's mean and std;
 - the module DeepSpeed trains (`ILQLLoss`): the base LM with V, Q and target-Q heads, whose
   forward is the ILQL loss, averaged over the batch's actions (the engine's "targets");
 - the Polyak update of the target heads after every `polyak_every`-th optimizer step;
-- saving: a plain HF causal-LM folder plus `ilql_heads.safetensors` and `ilql_config.json`.
+- saving: a plain HF causal-LM folder plus `ilql_heads.safetensors` and `ilql_config.json`;
+- evaluation: response 1 decoded greedily with beta * (min target-Q - V), responses 2..N sampled
+  (ilql.top_k, ilql.temperature) and re-ranked by their value; the config section is `ilql`
+  (`ilql.train` for the optimisation).
 
 The target heads are fp32 buffers (see `dorl.ilql.heads.as_buffers`): out of the optimizer, left
 in fp32 by DeepSpeed's bf16 mode, saved in DeepSpeed's module state, so a resumed run continues
@@ -25,9 +31,11 @@ from torch import nn
 
 from dorl.config import TrainConfig
 from dorl.errors import ConfigError, DataError
+from dorl.generate import DecodeConfig
+from dorl.methods.base import Method, device
+from dorl.methods.lines import context_length_of
 from dorl.store import Artifact
-from dorl.train.lines import context_length_of
-from dorl.train.method import Method
+from dorl.text import REP_END, prompt
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")
@@ -52,6 +60,7 @@ def check_hyperparameters(ic) -> None:
 
 class ILQL(Method):
     loss_label = "ILQL loss per action"
+    config_section = "ilql.train"
 
     def __init__(self, cfg, name):
         super().__init__(cfg, name)
@@ -59,6 +68,20 @@ class ILQL(Method):
         self.stats = None  # ReturnStats of the training returns (set by `datasets`)
         self._head_parameters: int | None = None
         self.engine = None  # DeepSpeed's, for the fp32 master weights (`on_engine`)
+
+    # ---------------------------------------------------------------- the training set (relabel)
+    def training_set(self, candidates, return_bins: int):
+        import numpy as np
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "prompt": [prompt(c) for c in candidates["context"]],
+                "response": [c + REP_END for c in candidates["candidate"]],
+                "reward": candidates["reward"].astype(np.float64).to_numpy(),
+                "return": np.asarray(candidates["return"], dtype=np.int64),
+            }
+        )
 
     # ---------------------------------------------------------------- configuration
     def train_config(self) -> TrainConfig:
@@ -177,6 +200,33 @@ class ILQL(Method):
     def info(self) -> dict:
         ic = self.cfg.ilql
         return {"data": self._info, "heads": ic.heads, "two_qs": ic.two_qs, "head_parameters": self._head_parameters}
+
+    # ---------------------------------------------------------------- evaluation
+    def decoding(self) -> dict:
+        return {k: getattr(self.cfg.ilql, k) for k in DECODING}
+
+    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
+        """Response 1: greedy with beta * advantage; 2..N: samples re-ranked by their value."""
+        import time
+
+        import torch
+
+        from dorl.ilql import io as ilql_io
+        from dorl.ilql.decode import decode as ilql_decode
+        from dorl.ilql.decode import ilql_scorer
+        from dorl.methods.base import load_tokenizer
+
+        tok = load_tokenizer(model_dir)
+        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+        model = ilql_io.load(model_dir, device=device(), dtype=dtype)
+        started = time.perf_counter()
+        greedy = ilql_decode(model, tok, prompts, decode.but(sample=False))
+        out = [[t.strip()] for t in greedy.texts]
+        if num_responses > 1:
+            ranked = ilql_scorer(model, tok, prompts, decode, num_candidates=num_responses - 1)
+            out = [o + [c.text.strip() for c in r] for o, r in zip(out, ranked, strict=True)]
+        seconds = time.perf_counter() - started
+        return out, {"seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3)}
 
 
 class ILQLLoss(nn.Module):

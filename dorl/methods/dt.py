@@ -1,0 +1,89 @@
+"""dt: Decision Transformer. Every candidate becomes a line conditioned on its return token; at
+evaluation the model is asked for the top return.
+
+    line   = context' + <return token> + <_rep_start_> + response + <_rep_end_>
+    prompt = context' + <top return token> + <_rep_start_>
+
+where context' asks for the high return before every earlier agent turn (each of its
+<_rep_start_> is preceded by <_reward_one_>, as the reference). The return tokens: with the
+default 2 return bins the reference's `<_reward_zero_>` / `<_reward_one_>`; with N > 2 bins
+(`relabel.return_bins`) new tokens `<_return_0_>` … `<_return_{N-1}_>`, added to the tokenizer
+(embeddings resized). Training records them in its manifest as `info.return_tokens`, and
+evaluation prompts with the last of them. This file is the only one that knows them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dorl.errors import DataError
+from dorl.methods.lines import Lines
+from dorl.store import Artifact
+from dorl.text import REP_START, REWARD_ONE, REWARD_ZERO, line, prompt
+
+log = logging.getLogger("dorl.train")
+
+
+def return_tokens(bins: int) -> list[str]:
+    """DT token of each return (index = bin)."""
+    if bins == 2:
+        return [REWARD_ZERO, REWARD_ONE]
+    return [f"<_return_{k}_>" for k in range(bins)]
+
+
+def dt_context(context: str, return_token: str) -> str:
+    """Every earlier agent turn asks for the high return; the target's return token goes right before
+    its <_rep_start_>."""
+    return context.replace(REP_START, REWARD_ONE + REP_START) + return_token
+
+
+def dt_line(context: str, response: str, return_token: str) -> str:
+    return line(dt_context(context, return_token), response)
+
+
+def dt_prompt(context: str, return_token: str = REWARD_ONE) -> str:
+    return prompt(dt_context(context, return_token))
+
+
+def relabel_bins(data: Artifact) -> int:
+    bins = data.info.get("return_bins", 2)
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
+        raise DataError(f"{data.uri}/manifest.json: info.return_bins must be an integer >= 2, got {bins!r}")
+    return bins
+
+
+class DT(Lines):
+    def __init__(self, cfg, name):
+        super().__init__(cfg, name)
+        self.tokens: list[str] = []
+
+    def rows(self, candidates, return_bins: int):
+        import numpy as np
+
+        return np.ones(len(candidates), dtype=bool)
+
+    def text(self, context: str, response: str, ret: int, return_bins: int) -> str:
+        return dt_line(context, response, return_tokens(return_bins)[ret])
+
+    def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
+        super().check_inputs(data, base)
+        relabel_bins(data)
+
+    def tokenizer(self, data: Artifact, base: Artifact | None):
+        tok = super().tokenizer(data, base)
+        missing = [t for t in return_tokens(relabel_bins(data)) if t not in tok.get_vocab()]
+        if missing:
+            tok.add_tokens(missing, special_tokens=True)
+            log.info("dt: added %d return tokens to the tokenizer: %s", len(missing), " ".join(missing))
+        return tok
+
+    def datasets(self, data: Artifact, tok):
+        self.tokens = return_tokens(relabel_bins(data))
+        return super().datasets(data, tok)
+
+    def info(self) -> dict:
+        return {**super().info(), "return_tokens": self.tokens}
+
+    def prompt(self, context: str, model_info: dict) -> str:
+        tokens = model_info.get("return_tokens") or return_tokens(2)
+        return dt_prompt(context, tokens[-1])

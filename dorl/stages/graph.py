@@ -1,0 +1,112 @@
+"""The stage graph of a run, declared once. `dorl pipeline` runs it in order, `dorl k8s render` turns
+each node into a Job and the Argo template into DAG tasks; all three read `nodes(cfg)`.
+
+    for each dataset:  data ─► train tf ─► relabel ─► train <method> ─► evaluate <method>
+                                      └──────────────────────────────► evaluate tf
+    then:              report (every evaluation)
+
+A node names its stage, dataset and method, its inputs (keyword → artifact URI), its output and the
+nodes it waits for. The same node gives the stage function's keyword arguments (`kwargs`, one
+order for every stage: the dataset or method, the inputs, `out_uri`, then `force`) and the stage
+command's arguments (`args`, the same order). Where each artifact lives is `dorl.layout`'s.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from dorl import layout, methods
+from dorl.config import RunConfig
+
+# stage -> (the stage function, the `dorl` command that runs it, which of dataset/method it takes)
+STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
+    "data": ("dorl.data.prepare:prepare", ["data", "prepare"], ("dataset",)),
+    "train": ("dorl.train.stage:train", ["train"], ("method",)),
+    "relabel": ("dorl.relabel.stage:relabel", ["relabel"], ()),
+    "evaluate": ("dorl.evaluate.stage:evaluate", ["evaluate"], ("method",)),
+    "report": ("dorl.report.stage:report", ["report"], ()),
+}
+# keyword argument of a stage function -> its command-line flag
+FLAGS = {
+    "dataset": "--dataset",
+    "method": "--method",
+    "data_uri": "--data",
+    "base_uri": "--base",
+    "model_uri": "--model",
+    "eval_uris": "--eval",
+    "out_uri": "--out",
+}
+
+
+@dataclass(frozen=True)
+class Node:
+    stage: str  # a key of STAGES
+    out: str  # the artifact it writes
+    inputs: tuple[tuple[str, str | tuple[str, ...]], ...] = ()  # (keyword, URI or URIs), in argument order
+    dataset: str | None = None
+    method: str | None = None
+    after: tuple[str, ...] = ()  # keys of the nodes whose outputs it reads
+
+    @property
+    def key(self) -> str:
+        """'abcd/data', 'abcd/train/tf', 'abcd/relabel', 'abcd/evaluate/dt', 'report'."""
+        return "/".join(p for p in (self.dataset, self.stage, self.method) if p)
+
+    @property
+    def title(self) -> str:
+        """'abcd: train tf' (the pipeline's view)."""
+        what = " ".join(p for p in (self.stage, self.method) if p)
+        return f"{self.dataset}: {what}" if self.dataset else what
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of the stage function (without `force`)."""
+        out: dict = {k: getattr(self, k) for k in STAGES[self.stage][2]}
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.inputs})
+        out["out_uri"] = self.out
+        return out
+
+    def args(self, config_path: str | None = None, extra: list[str] = ()) -> list[str]:
+        """Arguments of `dorl` that run this node (`extra`: e.g. relabel's --shard, before --config)."""
+        words = list(STAGES[self.stage][1])
+        for key, value in self.kwargs().items():
+            for v in value if isinstance(value, list) else [value]:
+                words += [FLAGS[key], v]
+        words += list(extra)
+        return words + (["--config", config_path] if config_path else [])
+
+    def run(self, cfg: RunConfig, force: bool = False):
+        """Run the stage in this process: its `StageResult`."""
+        module, attr = STAGES[self.stage][0].split(":")
+        return getattr(importlib.import_module(module), attr)(cfg, **self.kwargs(), force=force)
+
+
+def nodes(cfg: RunConfig, datasets: list[str] | None = None, trained: list[str] | None = None) -> list[Node]:
+    """Every node of the run, each after the nodes it needs. `datasets` / `trained` default to
+    pipeline.datasets / pipeline.methods (Argo passes one placeholder of each)."""
+    datasets = list(cfg.pipeline.datasets) if datasets is None else datasets
+    trained = list(cfg.pipeline.methods) if trained is None else trained
+    out: list[Node] = []
+    evals: list[Node] = []
+    base = methods.BASE
+    for ds in datasets:
+
+        def uri(stage: str, ds=ds) -> str:
+            return layout.stage_uri(cfg, ds, stage)
+
+        data = Node("data", uri("data"), dataset=ds)
+        tf = Node("train", uri(base), (("data_uri", data.out),), ds, base, (data.key,))
+        relabel = Node("relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,))
+        out += [data, tf, relabel]
+        for m, model in [(base, tf)] + [(m, None) for m in trained]:
+            if model is None:
+                inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
+                model = Node("train", uri(m), inputs, ds, m, (relabel.key,))
+                out.append(model)
+            inputs = (("model_uri", model.out), ("data_uri", data.out))
+            ev = Node("evaluate", uri(f"eval/{m}"), inputs, ds, m, (model.key,))
+            out.append(ev)
+            evals.append(ev)
+    uris = tuple(e.out for e in evals)
+    out.append(Node("report", layout.report_uri(cfg), (("eval_uris", uris),), after=tuple(e.key for e in evals)))
+    return out
