@@ -426,6 +426,11 @@ class K8sConfig:
 class RunConfig:
     run: str = param("default", "Run id: artifacts live under <root>/<run>/.")
     root: str = param("runs", "Artifact store root: a local folder or s3://bucket/prefix.")
+    tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = param(
+        factory=lambda: ["tensorboard"],
+        help="Where training logs its metrics: TensorBoard files in the artifact, MLflow (pip install 'dorl[mlflow]', "
+        "MLFLOW_TRACKING_URI), Weights & Biases (pip install 'dorl[wandb]', WANDB_PROJECT, WANDB_MODE=offline).",
+    )
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
     tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")
