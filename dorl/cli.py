@@ -14,9 +14,11 @@ from dorl.errors import EXIT_USER_ERROR, UserError
 # `dorl --help` stays fast.
 COMMANDS = {
     "artifacts": "dorl.store.cli:artifacts",
+    "chat": "dorl.chat:chat",
     "config": "dorl.config.cli:config",
     "data": "dorl.data.cli:data",
     "evaluate": "dorl.evaluate.cli:evaluate",
+    "generate": "dorl.generate_cli:generate",
     "k8s": "dorl.k8s.cli:k8s",
     "pipeline": "dorl.pipeline_cli:pipeline",
     "relabel": "dorl.relabel.cli:relabel",

@@ -10,14 +10,27 @@
   DT: `<_reward_one_>` before every earlier agent turn and the top return token before the reply),
   so `apply_chat_template(messages, add_generation_prompt=True)` is dorl's prompt, token for token.
 - `README.md`: a model card (method, data, training, the prompt format, how to load ILQL's heads).
+
+The train stage calls `finish` before it commits (so the folder's files are in the manifest), and
+checks there that the chat template renders exactly what the method's `prompt` gives. A committed
+artifact is immutable: `pull` copies one to a local folder and, given an evaluation of that very
+model (`dorl artifacts pull URI DIR --eval EVAL_URI`), writes the evaluation's metrics into the
+copy's card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC
+from dorl.errors import DataError, StoreError
+from dorl.methods.base import context_length
+from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC, render_conversation
 
 CARD = "README.md"
 
@@ -41,13 +54,6 @@ def chat_template(turn_token: str = "", reply_token: str = "") -> str:
     )
 
 
-def context_length(config: dict) -> int | None:
-    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if isinstance(config.get(key), int):
-            return config[key]
-    return None
-
-
 def finish(
     folder: Path,
     *,
@@ -56,9 +62,11 @@ def finish(
     max_new_tokens: int = 32,
     prompt_tokens: int = 96,
     facts: dict | None = None,
+    prompt: Callable[[str], str] | None = None,
 ) -> None:
     """Complete the HF folder `folder` (weights, config.json and tokenizer files already written).
-    `reply_token`: DT's top return token (its prompts ask for it); None for the other methods."""
+    `reply_token`: DT's top return token (its prompts ask for it); None for the other methods.
+    `prompt`: the method's prompt of a context; the chat template must render the same text."""
     from transformers import AutoTokenizer, GenerationConfig
 
     folder = Path(folder)
@@ -74,6 +82,8 @@ def finish(
         tok.init_kwargs[side] = "left"
     dt = reply_token is not None
     tok.chat_template = chat_template(REWARD_ONE if dt else "", reply_token or "")
+    if prompt is not None:
+        check_template(tok, prompt)
     tok.save_pretrained(folder)
 
     stop = [tok.convert_tokens_to_ids(REP_END)]
@@ -89,6 +99,87 @@ def finish(
     )
     gen.save_pretrained(folder)
     (folder / CARD).write_text(card(method, reply_token, prompt_tokens, max_new_tokens, facts or {}, limit))
+
+
+SAMPLE = [
+    ("agent", "Hi, how can I help?"),
+    ("customer", "My order never came."),
+    ("agent", "May I have your name?"),
+    ("customer", "Ana Li."),
+]
+
+
+def check_template(tok, prompt: Callable[[str], str]) -> None:
+    """The chat template renders a conversation as the method prompts it (else the folder would
+    answer differently in plain transformers than in dorl)."""
+    messages = [{"role": "user" if s == "customer" else "assistant", "content": t} for s, t in SAMPLE]
+    rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    want = prompt(render_conversation(SAMPLE))
+    if rendered != want:
+        raise RuntimeError(f"the chat template renders {rendered!r}, the method prompts {want!r}")
+
+
+def with_metrics(text: str, metrics: dict, source: str) -> str:
+    """The card `text` with its "## Evaluation" section (replaced if there is one) listing `metrics`."""
+    head = text.split("\n## Evaluation\n")[0].rstrip("\n")
+    lines = ["", "## Evaluation", "", f"From `{source}`:", ""] + [f"- {k}: {v}" for k, v in metrics.items()]
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
+def eval_metrics(evaluation) -> dict:
+    """The card's figures from an evaluation artifact: response 1's mean score per metric, and best-of-k."""
+    summary = evaluation.json("metrics.json")
+    out = {"dataset": summary.get("dataset"), "test examples": summary.get("n_examples")}
+    for name, values in summary.get("best_of_k", {}).items():
+        out[f"{name} (response 1)"] = round(values[0], 4)
+        if len(values) > 1:
+            out[f"{name} (best of {len(values)})"] = round(values[-1], 4)
+    if summary.get("bert_click"):
+        out["BERT-click (response 1)"] = round(summary["bert_click"][0], 4)
+    return out
+
+
+def pull(uri: str, dest: Path, eval_uri: str | None = None) -> Path:
+    """Copy the artifact at `uri` (local or S3) into the new folder `dest`, every file verified
+    against its manifest's sha256; with `eval_uri` (an evaluation of this model), its metrics go
+    into the copy's card. Written beside `dest` and renamed into place: no half-copied folder."""
+    from dorl.store import Artifact
+
+    art = Artifact(uri)
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise StoreError(f"{dest} exists and is not an empty folder; pull into a new one")
+    evaluation = None
+    if eval_uri:
+        evaluation = Artifact(eval_uri, expect_stage="evaluate")
+        seen = evaluation.manifest.get("inputs", {}).get("model", {}).get("manifest_sha256")
+        if seen != art.digest:
+            raise DataError(f"{evaluation.uri} evaluated another model than {art.uri} (its inputs.model differs)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        for name in sorted(art.files):
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(art.path(name), target)  # art.path verifies the sha256 (and downloads from S3)
+        manifest = art.manifest
+        if evaluation is not None and CARD in art.files:
+            # the copy's card and its manifest entry change; the copy records what it was pulled from
+            text = with_metrics((tmp / CARD).read_text(), eval_metrics(evaluation), evaluation.uri).encode()
+            (tmp / CARD).write_bytes(text)
+            manifest = json.loads(json.dumps(manifest))
+            manifest["files"][CARD] = {"size": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+            manifest["pulled"] = {"from": art.uri, "manifest_sha256": art.digest, "card_metrics": evaluation.uri}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        else:
+            (tmp / "manifest.json").write_bytes(art.loc.read_bytes("manifest.json"))
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
 
 
 def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit) -> str:
@@ -108,7 +199,17 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
         "## Training",
         "",
     ]
-    for key in ("base", "steps", "epochs", "selected", "selected_step", "best_val_loss", "parameters", "precision"):
+    for key in (
+        "data",
+        "base",
+        "steps",
+        "epochs",
+        "selected",
+        "selected_step",
+        "best_val_loss",
+        "parameters",
+        "precision",
+    ):
         if facts.get(key) is not None:
             lines.append(f"- {key}: {facts[key]}")
     lines += [
@@ -135,11 +236,13 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
         "tok = AutoTokenizer.from_pretrained(FOLDER)",
         "model = AutoModelForCausalLM.from_pretrained(FOLDER)",
         'messages = [{"role": "user", "content": "hi, my order never arrived"}]',
-        "ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt',",
-        f"                              truncation=True, max_length={prompt_tokens})",
-        "out = model.generate(ids)  # generation_config.json: greedy, stops at <_rep_end_>",
-        "print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())",
+        "inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt',",
+        f"                                 truncation=True, max_length={prompt_tokens})",
+        "out = model.generate(**inputs)  # generation_config.json: greedy, stops at <_rep_end_>",
+        "print(tok.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True).strip())",
         "```",
+        "",
+        "`pipeline('text-generation', model=FOLDER)` takes the same messages and stops at `<_rep_end_>` too.",
         "",
         "Or `dorl generate --model FOLDER --context TEXT` and `dorl chat --model FOLDER`.",
     ]

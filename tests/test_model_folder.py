@@ -7,7 +7,8 @@ import json
 import pytest
 
 from dorl import model_folder
-from dorl.text import REP_END, dt_prompt, prompt
+from dorl.methods.dt import dt_prompt
+from dorl.text import REP_END, prompt
 from tests.fixtures import dialogues, make_tiny_model_dir
 
 CONVERSATION = [
