@@ -14,9 +14,11 @@ from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, TransientError, UserErr
 # `dorl --help` stays fast.
 COMMANDS = {
     "artifacts": "dorl.store.cli:artifacts",
+    "chat": "dorl.chat:chat",
     "config": "dorl.config.cli:config",
     "data": "dorl.data.cli:data",
     "evaluate": "dorl.evaluate.cli:evaluate",
+    "generate": "dorl.generate_cli:generate",
     "k8s": "dorl.k8s.cli:k8s",
     "launch": "dorl.train.launch:launch",
     "models": "dorl.models.cli:models",

@@ -159,3 +159,18 @@ def cat(uri: str) -> None:
     data = Location(loc.uri).read_bytes(MANIFEST) if name == MANIFEST else Artifact(loc).read_bytes(name)
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
+
+
+@artifacts.command("pull")
+@click.argument("uri")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--eval", "eval_uri", help="An evaluation of this model: its metrics go into the copy's model card.")
+def pull(uri: str, dest: str, eval_uri: str | None) -> None:
+    """Copy the artifact URI (local or S3) to the new local folder DEST, every file verified against the
+    manifest's sha256 (a trained model: ready for `from_pretrained(DEST)`)."""
+    from pathlib import Path
+
+    from dorl.model_folder import pull as run
+
+    folder = run(uri, Path(dest), eval_uri)
+    click.echo(f"{uri} -> {folder}")

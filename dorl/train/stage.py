@@ -5,7 +5,8 @@ any process group exists. Under a launcher every rank trains, but only rank 0 go
 `run_stage` (pending marker, manifest, commit); it tells the others whether to train, skip or fail,
 and they wait for its commit at a barrier.
 
-The artifact is a `save_pretrained` folder (safetensors + tokenizer) with `train_log.jsonl`,
+The artifact is a `save_pretrained` folder (safetensors + tokenizer), completed for plain transformers by
+`dorl.model_folder.finish` (generation config, chat template, model card), with `train_log.jsonl`,
 `tensorboard/` and `loss.png`; `checkpoints/` lives beside it while training and is removed once
 the artifact is committed (unless `retain_checkpoints`).
 """
@@ -127,6 +128,25 @@ def _shared_tokenizer(m, ckpt, data, base, d):
         return AutoTokenizer.from_pretrained(tmp)
 
 
+def _finish_folder(m, workdir: Path, info: dict) -> None:  # info: the manifest's, and the data URI
+    """Make the saved folder (last or best weights alike) work in plain transformers as dorl prompts and
+    decodes it: generation config, model_max_length, chat template (checked against the method's prompt),
+    model card. Before the commit, so these files are in the manifest."""
+    from dorl import model_folder
+
+    ec = m.cfg.eval
+    tokens = info.get("return_tokens")  # DT: its prompts ask for the top one
+    model_folder.finish(
+        workdir,
+        method=m.name,
+        reply_token=tokens[-1] if tokens else None,
+        max_new_tokens=ec.max_new_tokens,
+        prompt_tokens=ec.prompt_tokens,
+        facts=info,
+        prompt=lambda context: m.prompt(context, info),
+    )
+
+
 def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) -> tuple[dict, dict]:
     import torch
 
@@ -213,6 +233,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     }
     if result.mfu is not None:
         metrics["mfu"] = round(result.mfu, 4)
+    _finish_folder(m, workdir, {**info, "data": data.uri})
     log.info(
         "%s: %d steps, %s real tokens at %s tokens/s%s; output = %s weights (step %s)",
         m.name, st.step, f"{st.tokens:,}", f"{result.tokens_per_s:,.0f}",
