@@ -51,7 +51,11 @@ def html_report(tmp_path_factory):
         _eval(str(tmp / "tf"), "tf", base, np.arange(N)),
         _eval(str(tmp / "dt"), "dt", dt, rng.permutation(N)),
     ]
-    return report(config.load(sets=["report.bootstrap=200"]), uris, str(tmp / "report")), base, dt
+    return (
+        report(config.load(sets=["report.bootstrap=200"]), eval_uris=uris, out_uri=str(tmp / "report")).artifact,
+        base,
+        dt,
+    )
 
 
 def _data(page: str) -> dict:

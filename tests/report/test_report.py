@@ -145,7 +145,7 @@ def test_mark_follows_confidence_and_holm(evals, tmp_path):
     gain = 0.05 * (noise - noise.mean()) / noise.std() + 0.05 * 2.5 / np.sqrt(N)
     small = _eval_artifact(str(tmp_path / "all"), "abcd", "tf_all", bert + gain, raw["tf"][1]).uri
     cfg = config.load(sets=["report.bootstrap=2000"])
-    art = report(cfg, [*uris.values(), small], str(tmp_path / "r95"))
+    art = report(cfg, eval_uris=[*uris.values(), small], out_uri=str(tmp_path / "r95")).artifact
     t = pd.read_csv(art.path("results.csv"))
     row = t[(t.method == "tf_all") & (t.metric == "bertscore")].iloc[0]
     assert 0.0 < row["p_value"] < 0.05 <= row["p_holm"] < 0.2, (row["p_value"], row["p_holm"])
@@ -155,7 +155,7 @@ def test_mark_follows_confidence_and_holm(evals, tmp_path):
     assert "Holm-adjusted p < 0.05" in art.read_bytes("results.md").decode()
     # At 80% the same comparison is marked.
     cfg = config.load(sets=["report.bootstrap=2000", "report.confidence=0.8"])
-    art = report(cfg, [*uris.values(), small], str(tmp_path / "r80"))
+    art = report(cfg, eval_uris=[*uris.values(), small], out_uri=str(tmp_path / "r80")).artifact
     md = art.read_bytes("results.md").decode()
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if "|" in ln}
     assert lines["tf_all"].split("|")[2].strip().endswith("*") and "Holm-adjusted p < 0.2" in md
@@ -171,7 +171,7 @@ def test_seeds(tmp_path):
     dt = [t + d for t, d in zip([tf[0], tf[1], tf[0]], (0.05, 0.08, 0.11))]
     uris = [_eval_artifact(str(tmp_path / f"tf{i}"), "abcd", "tf", b, b).uri for i, b in enumerate(tf)]
     uris += [_eval_artifact(str(tmp_path / f"dt{i}"), "abcd", "dt", b, b).uri for i, b in enumerate(dt)]
-    art = report(config.load(sets=["report.bootstrap=300"]), uris, str(tmp_path / "r"))
+    art = report(config.load(sets=["report.bootstrap=300"]), eval_uris=uris, out_uri=str(tmp_path / "r")).artifact
     t = pd.read_csv(art.path("results.csv"))
     row = t[(t.method == "dt") & (t.metric == "bertscore")].iloc[0]
     per_example = np.mean(dt, axis=0)
