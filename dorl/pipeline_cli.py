@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
+from dorl import methods as methods_
 from dorl.options import config_options, force_option
 
 
 @click.command("pipeline")
 @click.option("--datasets", help="Comma-separated datasets (overrides pipeline.datasets).")
-@click.option("--methods", help="Comma-separated methods among tf_top,tf_all,dt,ilql (overrides pipeline.methods).")
+@click.option(
+    "--methods",
+    help=f"Comma-separated methods among {','.join(methods_.relabelled())} (overrides pipeline.methods).",
+)
 @click.option(
     "--seeds", help="Comma-separated training seeds of the methods, e.g. 0,1,2 (overrides pipeline.seeds; '' for none)."
 )

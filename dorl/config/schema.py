@@ -201,11 +201,18 @@ class ILQLConfig:
     polyak_every: int = param(5, "Optimizer steps between target-Q updates.")
     beta: float = param(
         0.0,
-        "Decoding: log_softmax(LM/temperature) + beta*(min target-Q - V); 0 = the reference's evaluation "
+        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling); 0 = the reference's "
+        "evaluation "
         "(plain greedy decoding of the LM; the heads are not evaluated).",
     )
     top_k: int = param(20, "Decoding top-k when sampling (0 = the whole vocabulary).")
-    temperature: float = param(1.0, "Decoding temperature of the LM logits when sampling (> 0).")
+    temperature: float = param(
+        1.0,
+        "Decoding temperature when sampling (> 0): it divides the LM logits only, before beta*advantage is added "
+        "(trlx divides the sum), so a low temperature sharpens the LM and cancels beta (at 1e-3, 0.95 of the mass "
+        "stays on the LM's argmax). Greedy decoding (response 1) ignores it: argmax of log_softmax(LM) + "
+        "beta*advantage, trlx's limit T -> 0.",
+    )
 
 
 @dataclass

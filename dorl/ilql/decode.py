@@ -139,6 +139,8 @@ def decode(
     """Responses to text prompts (each repeated `num_samples` times, consecutively), decoded as
     `config` (or `DecodeConfig(**settings)`; settings also override a config) says. Sampling is
     seeded by `config.seed` (one generator over the batches, so results depend on `batch_size`)."""
+    if "greedy" in settings:  # the decoding loop's name for not sampling
+        settings["sample"] = not settings.pop("greedy")
     dc = (config or DecodeConfig()).but(**settings)
     model.eval()
     device = device_of(model)

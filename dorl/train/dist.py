@@ -32,10 +32,6 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def launched() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 DEFAULTS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 

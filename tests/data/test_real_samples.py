@@ -1,7 +1,7 @@
 """The real raw samples in ../shared/data parse and render as the reference rules say.
 
-Expected strings and counts are written by hand from the raw files and the rules (DESIGN.md B,
-"Text format"), not produced by the code under test.
+Expected strings and counts are written by hand from the raw files and the rules (README "Data", the
+reference's text format), not produced by the code under test.
 """
 
 from __future__ import annotations

@@ -24,3 +24,20 @@ def test_config_and_decoding():
     m = methods.get("ilql", config.load(sets=["ilql.beta=2.0", "ilql.train.lr=0.5"]))
     assert m.train_config().lr == 0.5 and m.config_section == "ilql.train"
     assert m.decoding() == {"beta": 2.0, "top_k": 20, "temperature": 1.0}
+
+
+def test_greedy_decoding_is_trlx_at_zero_temperature():
+    """Greedy = argmax of log_softmax(LM) + beta * advantage, whatever ilql.temperature (trlx's
+    softmax((log_softmax(LM) + beta * adv) / T) as T -> 0). Scaling the LM by 1/T first, as dorl did,
+    let a low temperature cancel beta: here it kept the LM's argmax (token 0)."""
+    import torch
+
+    from dorl.ilql.decode import next_tokens
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    adv = torch.tensor([[0.0, 5.0, 0.0]])
+    want = (torch.log_softmax(logits, -1) + 1.0 * adv).argmax(-1)
+    assert want.tolist() == [1]
+    for t in (1e-3, 0.5, 1.0, 4.0):
+        assert next_tokens(logits, adv, beta=1.0, top_k=0, temperature=t, greedy=True).tolist() == [1]
+    assert next_tokens(logits, None, beta=0.0, top_k=0, temperature=1e-3, greedy=True).tolist() == [0]
