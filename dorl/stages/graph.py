@@ -11,7 +11,7 @@ one per dataset (tf is trained once, so it has one evaluation), and the report r
 
 A node names its stage, dataset, method and seed, its inputs (keyword → artifact URI), its output
 and the nodes it waits for. The same node gives the stage function's keyword arguments (`kwargs`, one
-order for every stage: the dataset or method, the inputs, `out_uri`, then `force`) and the stage
+order for every stage: the dataset or method (and seed), the inputs, `out_uri`, then `force`) and the stage
 command's arguments (`args`, the same order). Where each artifact lives is `dorl.layout`'s.
 """
 
@@ -24,7 +24,7 @@ from dorl import layout, methods
 from dorl.config import RunConfig
 from dorl.errors import ConfigError
 
-# stage -> (the stage function, the `dorl` command that runs it, which of dataset/method it takes)
+# stage -> (the stage function, the `dorl` command that runs it, which of dataset/method/seed it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
     "data": ("dorl.data.prepare:prepare", ["data", "prepare"], ("dataset",)),
     "train": ("dorl.train.stage:train", ["train"], ("method", "seed")),
