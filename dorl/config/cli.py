@@ -31,10 +31,20 @@ def keys(prefix: str, as_json: bool) -> None:
     table = Table(show_lines=False)
     for col in ("key", "type", "default", "help"):
         table.add_column(col, overflow="fold")
-    for key, tp, default, help_ in describe(cfglib.RunConfig):
+    # The defaults are read off the resolved configuration, what `dorl config show` prints: a section
+    # built by a default_factory (methods, ilql.train, k8s) has other defaults than its class.
+    resolved = cfglib.load()
+    for key, tp, _, help_ in describe(cfglib.RunConfig):
         if key.startswith(prefix):
-            table.add_row(key, tp, repr(default), help_)
+            table.add_row(key, tp, repr(resolved_value(resolved, key)), help_)
     Console().print(table)
+
+
+def resolved_value(cfg, key: str):
+    value = cfg
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
 
 
 @config.command("show")

@@ -4,6 +4,11 @@ A config class is a dataclass whose fields carry a `help` text (use `param`). Va
 in this order: the class defaults, then a preset, then a YAML file, then `--set` overrides.
 Every value is checked against the field's type; an unknown key or a wrong type raises
 `ConfigError` naming the key and what is allowed.
+
+Ranges are checked here too, in one place: a config class lists its numeric keys' allowed ranges in a
+class attribute `RANGES = {"lr": "> 0", "confidence": "(0, 1)"}` (`>= x`, `> x`, `<= x`, `< x`, or an
+interval with open `(`/`)` or closed `[`/`]` ends), and may define `check(self, where)` for rules across
+keys (a width divisible by the head count). NaN is never in a range.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -56,7 +62,38 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
             # with the methods' values): overrides start from that default, not from the class's.
             value = merge(dataclasses.asdict(factory()), value)
         kwargs[name] = _coerce(hints[name], value, _join(where, name))
-    return cls(**kwargs)
+        check_range(getattr(cls, "RANGES", {}).get(name), kwargs[name], _join(where, name))
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        obj.check(where)
+    return obj
+
+
+_BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
+_INTERVAL = re.compile(r"^([(\[])\s*(\S+)\s*,\s*(\S+)\s*([)\]])$")
+
+
+def in_range(spec: str, v: float) -> bool:
+    if v != v:  # NaN
+        return False
+    if m := _BOUND.match(spec):
+        op, x = m.group(1), float(m.group(2))
+        return {">=": v >= x, ">": v > x, "<=": v <= x, "<": v < x}[op]
+    m = _INTERVAL.match(spec)
+    if not m:  # pragma: no cover - a schema bug
+        raise ValueError(f"bad range {spec!r}")
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return (v >= lo if m.group(1) == "[" else v > lo) and (v <= hi if m.group(4) == "]" else v < hi)
+
+
+def check_range(spec: str | None, value: Any, key: str) -> None:
+    """Refuse a number outside its key's range, naming the key, the value and the range."""
+    if spec is None or value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not in_range(spec, v):
+            raise ConfigError(f"config key '{key}': {v!r} is out of range; allowed: {spec}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +224,10 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not text (byte {e.start}: {e.reason}); expected YAML") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; expected a YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if data is None:

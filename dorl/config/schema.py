@@ -7,20 +7,27 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from dorl import methods as _methods
 from dorl.config.loader import param
+from dorl.errors import ConfigError
 
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
 METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)
 Method = Literal[METHODS]  # type: ignore[valid-type]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
+# Environment names that hold secrets (AWS keys, tokens, passwords): refused in k8s.env.
+SECRET_NAME = re.compile(
+    r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|CREDENTIAL|API_KEY|ACCESS_KEY_ID|SESSION_KEY)", re.IGNORECASE
+)
 
 
 @dataclass
 class DataConfig:
+    RANGES: ClassVar[dict] = {"simulate": ">= 0", "seed": ">= 0", "download_timeout": "> 0"}
     source: str | None = param(
         None,
         "Folder with the raw files in their upstream layout; '{dataset}' is replaced by the dataset "
@@ -44,6 +51,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    RANGES: ClassVar[dict] = {
+        "bpe_vocab_size": ">= 1",
+        "n_layer": ">= 1",
+        "n_head": ">= 1",
+        "n_embd": ">= 1",
+        "n_positions": ">= 1",
+        "dropout": "[0, 1)",
+    }
     source: Literal["pretrained", "config"] = param(
         "pretrained", "'pretrained': load `name` with from_pretrained; 'config': a fresh GPT-2 of the size below."
     )
@@ -62,9 +77,35 @@ class ModelConfig:
         None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
     )
 
+    def check(self, where: str) -> None:
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"config keys '{where}.n_embd' and '{where}.n_head': width {self.n_embd} is not divisible by "
+                f"{self.n_head} heads"
+            )
+
 
 @dataclass
 class TrainConfig:
+    RANGES: ClassVar[dict] = {
+        "lr": "> 0",
+        "epochs": ">= 1",
+        "batch_size": ">= 1",
+        "micro_batch_size": ">= 1",
+        "max_length": ">= 2",
+        "warmup_steps": ">= 0",
+        "weight_decay": ">= 0",
+        "eps": "> 0",
+        "grad_clip": ">= 0",
+        "zero_stage": "[0, 3]",
+        "seed": ">= 0",
+        "checkpoint_every": ">= 1",
+        "keep_checkpoints": ">= 1",
+        "eval_every": ">= 0",
+        "max_steps": ">= 1",
+        "log_every": ">= 1",
+        "betas": "[0, 1)",
+    }
     lr: float = param(5e-4, "Peak learning rate (1e-4 for gpt2-medium in the reference).")
     epochs: int = param(10, "Training epochs (max_steps, when set, overrides them).")
     batch_size: int = param(
@@ -111,6 +152,17 @@ def _method_train() -> TrainConfig:
 
 @dataclass
 class RelabelConfig:
+    RANGES: ClassVar[dict] = {
+        "prompt_tokens": ">= 1",
+        "num_candidates": ">= 1",
+        "num_beams": ">= 1",
+        "max_new_tokens": ">= 1",
+        "batch_size": ">= 1",
+        "chunk_size": ">= 1",
+        "threshold": "[0, 1]",
+        "return_bins": ">= 2",
+        "seed": ">= 0",
+    }
     splits: list[str] = param(
         factory=lambda: ["train", "validation", "test"], help="Splits of the data artifact to relabel."
     )
@@ -144,9 +196,17 @@ class RelabelConfig:
     )
     seed: int = param(42, "Seed of the shuffles of the method training sets.")
 
+    def check(self, where: str) -> None:
+        if self.num_beams < self.num_candidates:
+            raise ConfigError(
+                f"config key '{where}.num_beams': {self.num_beams} is fewer than num_candidates "
+                f"({self.num_candidates}); beam search returns at most num_beams candidates"
+            )
+
 
 @dataclass
 class MetricsConfig:
+    RANGES: ClassVar[dict] = {"bertscore_layers": ">= 1", "batch_size": ">= 1"}
     bertscore_model: str = param(
         "roberta-large",
         "BERTScore encoder: a model id bert-score knows (default: its English default roberta-large), a local "
@@ -179,6 +239,19 @@ class MetricsConfig:
 
 @dataclass
 class ILQLConfig:
+    RANGES: ClassVar[dict] = {
+        "tau": "(0, 1)",
+        "gamma": "[0, 1]",
+        "cql_weight": ">= 0",
+        "ce_weight": ">= 0",
+        "awac_beta": ">= 0",
+        "awac_max_weight": "> 0",
+        "polyak_alpha": "(0, 1]",
+        "polyak_every": ">= 1",
+        "beta": ">= 0",
+        "top_k": ">= 0",
+        "temperature": "> 0",
+    }
     train: TrainConfig = param(factory=_method_train, help="Optimisation settings of ILQL.")
     heads: Literal["efficient", "reference"] = param(
         "efficient",
@@ -217,6 +290,15 @@ class ILQLConfig:
 
 @dataclass
 class EvalConfig:
+    RANGES: ClassVar[dict] = {
+        "n_examples": ">= 1",
+        "sample_seed": ">= 0",
+        "num_responses": ">= 1",
+        "prompt_tokens": ">= 1",
+        "max_new_tokens": ">= 1",
+        "batch_size": ">= 1",
+        "click_threshold": "[0, 1]",
+    }
     n_examples: int = param(1000, "Random test examples (pandas sample, random_state below); all if fewer.")
     sample_seed: int = param(1, "random_state of the sample.")
     num_responses: int = param(1, "Response 1 is greedy; responses 2..N come from beam search.")
@@ -228,6 +310,7 @@ class EvalConfig:
 
 @dataclass
 class ReportConfig:
+    RANGES: ClassVar[dict] = {"k": ">= 1", "bootstrap": ">= 1", "confidence": "(0, 1)", "seed": ">= 0"}
     k: int = param(1, "Which response the table reports: best-of-k (1 = the greedy response).")
     bootstrap: int = param(1000, "Bootstrap resamples for confidence intervals and paired tests.")
     confidence: float = param(0.95, "Confidence level of the intervals.")
@@ -254,6 +337,9 @@ class K8sResources:
 
 @dataclass
 class K8sConfig:
+    RANGES: ClassVar[dict] = {"gpus": ">= 0", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
+        "backoff_limit": ">= 0", "active_deadline_seconds": ">= 1", "ttl_seconds_after_finished": ">= 0",
+        "poll_seconds": "> 0", "retry_limit": ">= 0"}  # fmt: skip
     image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed (docker/Dockerfile).")
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = param("IfNotPresent", "imagePullPolicy.")
     image_pull_secrets: list[str] = param(factory=list, help="Secrets for pulling the image from a private registry.")
@@ -300,6 +386,15 @@ class K8sConfig:
     )
     retry_limit: int = param(3, "Argo: retries of a step that failed for a reason other than a user error.")
 
+    def check(self, where: str) -> None:
+        for name in self.env:
+            if SECRET_NAME.search(name):
+                raise ConfigError(
+                    f"config key '{where}.env.{name}': secrets must not go in k8s.env (it is rendered in plain text "
+                    "into the ConfigMap, every Job and the Argo template); put them in a Kubernetes Secret and name "
+                    "it in k8s.s3_secret"
+                )
+
 
 @dataclass
 class RunConfig:
@@ -321,3 +416,12 @@ class RunConfig:
 
     # Keys that were renamed: the loader names the new one.
     RENAMED: ClassVar[dict[str, str]] = {"methods": "finetune"}
+
+    def check(self, where: str) -> None:
+        from dorl.errors import StoreError
+        from dorl.store.location import Location
+
+        try:
+            Location(self.root)
+        except StoreError as e:
+            raise ConfigError(f"config key '{where + '.' if where else ''}root': {e}") from None

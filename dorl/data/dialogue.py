@@ -105,6 +105,19 @@ def synthetic_flag(record: dict, where: Where) -> bool:
 def check_turns(turns: list[Turn], where: Where) -> list[Turn]:
     if not turns:
         raise where.error("no customer or agent turns")
+    for i, (_, text) in enumerate(turns):
+        # A lone surrogate ("\ud800", valid in JSON's \u escapes) cannot be written as UTF-8: refuse it while
+        # parsing, before any output file exists.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise where.error(f"not valid Unicode text (lone surrogate {text[e.start]!r} at character {e.start})",
+                              "text", i) from None  # fmt: skip
+    if where.dialogue_id is not None:
+        try:
+            str(where.dialogue_id).encode("utf-8")
+        except UnicodeEncodeError:
+            raise where.error("the dialogue id is not valid Unicode text (a lone surrogate)", "id") from None
     return turns
 
 

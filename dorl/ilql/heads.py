@@ -17,9 +17,14 @@ Two parameterisations of Q over a vocabulary of |V| tokens from a hidden state h
   the shared transformer, as the reference's heads do, but no gradient flows into E through the
   scoring matmul. Reasons: (1) E is the LM head (and, tied, the input embedding), so a gradient
   from the Q regression would rewrite the policy's logits directly, outside the cross-entropy
-  that trains them in the reference; (2) the target heads score against the same E, and a target
-  that moved with every gradient step would undo the slow Polyak-averaged target; (3) no second
-  |V| x d gradient for the largest matrix of the model.
+  that trains them in the reference; (2) no second |V| x d gradient for the largest matrix.
+
+  E still moves (the LM's cross-entropy trains it), so a target head reads a *target copy* of it,
+  `target_emb`: an fp32 buffer that starts equal to E and follows it by the same Polyak averaging
+  as the target MLPs and biases (`polyak_pairs` pairs it with E). Scored against the live E, the
+  slow targets would move with every step of the LM, and on a skewed task (the rewarded response
+  the less likely one) they followed the LM's preference instead of the return. The copy costs
+  |V| x d fp32 (154 MB at distilgpt2 size), a fifth of what the reference's heads hold.
 
 Every head reads hidden states that the caller has already gathered at the positions that need
 them (response positions in training, the last position in decoding): nothing here is computed
@@ -89,11 +94,20 @@ class QHeads(nn.Module):
         """Q_i(s, a_taken) (...) per head, or Q_i(s, ·) (..., |V|) when `actions` is None."""
         return [self.q_of(head, h, emb, actions) for head in self.q_heads]
 
+    def attach_embedding(self, emb: nn.Parameter) -> None:
+        """Tell the heads which output embedding the LM has (heads that read it keep a target copy)."""
+
+    def target_embedding(self, emb: Tensor) -> Tensor:
+        """What the target heads score against, in place of the LM's embedding `emb`."""
+        return emb
+
     @torch.no_grad()
     def target_q(self, h: Tensor, emb: Tensor, actions: Tensor | None = None) -> Tensor:
-        """min_i target-Q_i(s, a_taken) (...), or over the vocabulary (..., |V|); never has a gradient."""
+        """min_i target-Q_i(s, a_taken) (...), or over the vocabulary (..., |V|); never has a gradient.
+        `emb` is the LM's output embedding; heads tied to it score against their target copy."""
         h = h.to(next(self.target_q_heads.buffers()).dtype)  # fp32 targets under a bf16 model
-        qs = [self.q_of(head, h, emb, actions) for head in self.target_q_heads]
+        temb = self.target_embedding(emb)
+        qs = [self.q_of(head, h, temb, actions) for head in self.target_q_heads]
         return qs[0] if len(qs) == 1 else torch.minimum(*qs)
 
     @torch.no_grad()
@@ -125,6 +139,28 @@ class EfficientHeads(QHeads):
 
     kind: HeadsKind = "efficient"
 
+    def __init__(self, d: int, vocab: int, two_qs: bool = True):
+        super().__init__(d, vocab, two_qs)
+        # The target copy of the LM's output embedding E (|V| x d, fp32 like the other targets); it
+        # is set to E by `attach_embedding` and then moves only by Polyak averaging.
+        self.register_buffer("target_emb", torch.zeros(vocab, d))
+        self._emb: list[nn.Parameter] = []  # the live E, kept out of this module's parameters
+
+    def attach_embedding(self, emb: nn.Parameter) -> None:
+        if tuple(emb.shape) != (self.vocab, self.d):
+            raise ValueError(f"output embedding of shape {tuple(emb.shape)}; the heads need {(self.vocab, self.d)}")
+        self._emb = [emb]
+        with torch.no_grad():
+            self.target_emb.copy_(emb.detach())
+
+    def target_embedding(self, emb: Tensor) -> Tensor:
+        return self.target_emb
+
+    def polyak_pairs(self) -> list[tuple[Tensor, Tensor]]:
+        if not self._emb:
+            raise RuntimeError("efficient heads without an output embedding: call attach_embedding first")
+        return super().polyak_pairs() + [(self.target_emb, self._emb[0])]
+
     def make_q(self) -> nn.Module:
         return TiedQ(self.d, self.vocab)
 
@@ -133,14 +169,13 @@ class EfficientHeads(QHeads):
 
     @torch.no_grad()
     def decode(self, h: Tensor, lm_head: nn.Module) -> tuple[Tensor, Tensor]:
-        # The LM logits and every target head share E: stack their queries and read E once
-        # (decoding a few sequences is bound by reading the |V| x d matrix, not by arithmetic).
-        w = lm_head.weight
-        th = h.to(next(self.target_q_heads.buffers()).dtype)
-        queries = [h] + [head.project(th) for head in self.target_q_heads]
-        scores = (torch.cat([q.to(w.dtype) for q in queries]) @ w.T).split(h.shape[0])
-        logits = scores[0] if getattr(lm_head, "bias", None) is None else scores[0] + lm_head.bias
-        qs = [s + head.bias for s, head in zip(scores[1:], self.target_q_heads, strict=True)]
+        # The target heads share the target copy of E: stack their queries and read it once
+        # (decoding a few sequences is bound by reading |V| x d matrices, not by arithmetic).
+        te = self.target_emb
+        logits = lm_head(h)
+        th = h.to(te.dtype)
+        scores = (torch.cat([head.project(th) for head in self.target_q_heads]) @ te.T).split(h.shape[0])
+        qs = [s + head.bias for s, head in zip(scores, self.target_q_heads, strict=True)]
         q = qs[0] if len(qs) == 1 else torch.minimum(*qs)
         return logits, q - self.v(h).unsqueeze(-1)
 

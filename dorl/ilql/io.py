@@ -1,18 +1,20 @@
 """An ILQL model on disk: a plain HF causal-LM folder (usable by any HF tool) plus the heads.
 
 config.json, model.safetensors, tokenizer files   the policy (`save_pretrained`)
-ilql_heads.safetensors                            V, Q and target-Q heads
+ilql_heads.safetensors                            V, Q and target-Q heads (efficient: and the target copy of E)
 ilql_config.json                                  head kind, two_qs, return mean/std, hyperparameters
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from dorl.errors import DataError
 from dorl.ilql.model import ILQLMeta, ILQLModel
 
+log = logging.getLogger("dorl.ilql")
 HEADS_FILE = "ilql_heads.safetensors"
 CONFIG_FILE = "ilql_config.json"
 FORMAT = "dorl-ilql/1"
@@ -75,6 +77,9 @@ def load(folder: str | Path, device=None, dtype=None) -> ILQLModel:
             f"do not fit the model's {got[0]}x{got[1]}"
         )
     missing, unexpected = model.heads.load_state_dict(load_file(str(folder / HEADS_FILE)), strict=False)
+    if "target_emb" in missing:  # saved before efficient heads kept a target copy of E: they scored against E
+        log.warning("%s: no target_emb (an older model): its target heads score against the LM's embedding", folder)
+        missing = [k for k in missing if k != "target_emb"]
     if missing or unexpected:
         raise DataError(
             f"{folder / HEADS_FILE}: tensors do not match {meta.heads} heads "

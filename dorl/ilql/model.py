@@ -55,6 +55,7 @@ class ILQLModel(nn.Module):
         vocab, d = self.lm_head.weight.shape
         self.heads: QHeads = make_heads(self.meta.heads, d, vocab, self.meta.two_qs)
         self.heads.to(self.lm_head.weight.device)
+        self.heads.attach_embedding(self.lm_head.weight)  # efficient heads: their target copy starts as E
 
     @property
     def lm_head(self) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -19,3 +20,37 @@ def polyak_update(pairs: Iterable[tuple[Tensor, Tensor]], alpha: float) -> None:
 def is_sync_step(step: int, every: int) -> bool:
     """Whether optimizer step `step` (counted from 1) updates the targets: every `every` steps."""
     return every > 0 and step % every == 0
+
+
+# A run "moves its targets much" when, holding the Q heads fixed, the targets would put at least this
+# weight on them (and at most 1 - it on their initial, random values): 1 - (1 - alpha)^(steps // every).
+MOVED = 0.5
+
+
+def target_weight(steps: int, alpha: float, every: int) -> float:
+    """The weight on the trained heads after `steps`: 1 - (1 - alpha)^syncs, syncs = steps // every."""
+    syncs = steps // every if every > 0 else 0
+    return 1.0 - (1.0 - alpha) ** syncs
+
+
+def steps_to_move(alpha: float, every: int, bound: float = MOVED) -> int | None:
+    """The fewest steps whose target weight reaches `bound` (None: the targets never move)."""
+    if every <= 0 or alpha <= 0:
+        return None
+    if alpha >= 1:
+        return every
+    return every * math.ceil(math.log(1 - bound) / math.log(1 - alpha))
+
+
+def schedule(steps: int, alpha: float, every: int) -> dict:
+    """What a run's Polyak schedule does to the targets, for its log and manifest."""
+    weight = target_weight(steps, alpha, every)
+    return {
+        "alpha": alpha,
+        "every": every,
+        "steps": steps,
+        "target_weight": round(weight, 6),
+        "bound": MOVED,
+        "steps_to_bound": steps_to_move(alpha, every),
+        "too_short": weight < MOVED,
+    }

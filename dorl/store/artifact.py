@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dorl import __version__
 from dorl.errors import IntegrityError, StoreError
-from dorl.store.location import Location, atomic_write
+from dorl.store.location import Location, atomic_write, inside
 
 MANIFEST = "manifest.json"
 PENDING = ".dorl-pending.json"
@@ -69,11 +69,26 @@ def _cache_dir(loc: Location, kind: str) -> Path:
     return cache_root() / kind / bucket / loc.key
 
 
+def _check_entry(manifest: str, name, entry) -> None:
+    """A manifest's file entry: a relative path that stays inside the artifact, a size and a sha256."""
+    try:
+        inside("/", name)  # a plain relative key: no '..', no leading '/', no empty segments
+        ok = "\\" not in name
+    except StoreError:
+        ok = False
+    if not ok:
+        raise StoreError(f"{manifest}: files entry {name!r} is not a path inside the artifact folder")
+    if not (isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)):
+        raise StoreError(f"{manifest}: files entry {name!r} needs an integer size and a sha256")
+
+
 class Artifact:
     """A complete artifact: its manifest and verified access to its files."""
 
     def __init__(self, uri: str | Location, expect_stage: str | None = None):
         self.loc = uri if isinstance(uri, Location) else Location(uri)
+        if self.loc.is_local and Path(self.loc.key).is_file():
+            raise StoreError(f"{self.loc.uri} is a file, not an artifact folder (a folder holding {MANIFEST})")
         try:
             raw = self.loc.read_bytes(MANIFEST)
         except StoreError:
@@ -89,6 +104,8 @@ class Artifact:
                 raise ValueError(f"not a {FORMAT} manifest")
         except ValueError as e:
             raise StoreError(f"{self.loc.uri}/{MANIFEST} is unreadable: {e}") from None
+        for name, entry in self.manifest["files"].items():
+            _check_entry(f"{self.loc.uri}/{MANIFEST}", name, entry)
         self.digest = hashlib.sha256(raw).hexdigest()
         if expect_stage and self.stage != expect_stage:
             raise StoreError(f"{self.loc.uri} holds a '{self.stage}' artifact, expected '{expect_stage}'")
@@ -121,6 +138,8 @@ class Artifact:
 
     def read_bytes(self, name: str) -> bytes:
         entry = self._entry(name)
+        if self.loc.is_local:  # a symlink in the folder must not lead the read outside it
+            inside(self.loc.key, name, resolve=True, what=f"{self.uri}/{MANIFEST} entry")
         data = self.loc.read_bytes(name)
         if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise IntegrityError(f"{self.uri}/{name}: content does not match the sha256 in its manifest")
@@ -130,11 +149,11 @@ class Artifact:
         """A verified local path of one file (downloaded into the cache for S3)."""
         entry = self._entry(name)
         if self.loc.is_local:
-            local = Path(self.loc.key) / name
+            local = inside(self.loc.key, name, resolve=True, what=f"{self.uri}/{MANIFEST} entry")
             if not local.is_file():
                 raise IntegrityError(f"{self.uri}/{name} is listed in the manifest but missing")
         else:
-            local = _cache_dir(self.loc, "artifacts") / name
+            local = inside(_cache_dir(self.loc, "artifacts"), name, what=f"{self.uri}/{MANIFEST} entry")
             cached = local.is_file() and local.stat().st_size == entry["size"]
             if cached and sha256_file(local) == entry["sha256"]:
                 return local  # a verified copy from an earlier download
@@ -192,7 +211,7 @@ class ArtifactWriter:
         if self.loc.is_local:
             return
         for entry in self.loc.walk(prefix):
-            local = self.dir / prefix / entry.name
+            local = inside(self.dir / prefix, entry.name, what=f"the listing of {self.loc.uri}/{prefix}: key")
             if not (local.is_file() and local.stat().st_size == entry.size):
                 self.loc.download(f"{prefix}/{entry.name}", local)
 
@@ -264,6 +283,8 @@ class ArtifactWriter:
         else:
             self.loc.write_bytes(MANIFEST, blob)
         self.loc.delete(PENDING)
+        if not self.loc.is_local:
+            (self.dir / PENDING).unlink(missing_ok=True)
         return manifest
 
 

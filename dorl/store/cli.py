@@ -83,11 +83,19 @@ def _status(loc: Location) -> tuple[str, str]:
 def _tree(loc: Location, node: Tree, depth: int) -> None:
     if depth > 6:
         return
-    for e in loc.listdir():
+    try:
+        entries = loc.listdir()
+    except OSError as e:  # a folder that cannot be read (permissions, /proc, a vanished file)
+        node.add(f"[red]unreadable: {e.strerror or e}")
+        return
+    for e in entries:
         if not e.is_dir:
             continue
-        child = loc / e.name
-        status, kind = _status(child)
+        try:
+            child = loc / e.name
+            status, kind = _status(child)
+        except (OSError, StoreError):
+            continue
         if kind == "folder":
             _tree(child, node.add(f"{e.name}/"), depth + 1)
         else:

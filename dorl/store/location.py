@@ -32,6 +32,23 @@ def check_key(key: str, uri: str = "") -> str:
     return key
 
 
+def inside(root: str | os.PathLike, name: str, resolve: bool = False, what: str = "path") -> Path:
+    """`root/name`, refused unless it stays inside `root` (a name from a manifest or a listing is data: an
+    absolute path or '..' in it must not make dorl read or write elsewhere). `resolve`: follow symlinks too."""
+    bad = not isinstance(name, str) or not name or name.startswith(("/", "\\")) or "\x00" in name
+    if not bad:
+        parts = name.replace("\\", "/").split("/")
+        bad = any(p in ("", ".", "..") for p in parts)
+    if not bad:
+        path = Path(root) / name
+        if not resolve:
+            return path
+        base = Path(root).resolve()
+        if path.resolve() == base or base in path.resolve().parents:
+            return path
+    raise StoreError(f"{what} {name!r} leads outside {root}: refused")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item of a listing: a file (with its size) or a folder."""
@@ -59,6 +76,11 @@ class Location:
             path = uri[len(m.group(0)) :] if m else uri
             if not path:
                 raise StoreError("empty artifact path")
+            if not m and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+:", path):  # 's3:/bucket/x', 's3:bucket': a typo
+                raise StoreError(
+                    f"malformed URI {uri!r}: a scheme needs '://' (s3://bucket/prefix); for a local folder whose "
+                    "name has a ':', write ./" + path
+                )
             for part in PurePosixPath(path.replace("\\", "/")).parts:
                 if part == "..":
                     raise StoreError(f"invalid path {uri!r}: '..' is not allowed in artifact URIs")
@@ -138,6 +160,7 @@ class Location:
         count = 0
         with tempfile.TemporaryDirectory(prefix="dorl-copy-") as tmp:
             for entry in self.walk():
+                inside(tmp, entry.name, what=f"the listing of {self.uri}: key")
                 if self.is_local:
                     dest.upload(Path(self.key) / entry.name, entry.name)
                 else:
@@ -245,7 +268,13 @@ class _LocalBackend(_Backend):
             raise StoreError(f"no such folder: {key}")
         if not root.is_dir():
             raise StoreError(f"{key} is a file, not a folder")
-        return [Entry(p.name, p.is_dir(), 0 if p.is_dir() else p.stat().st_size) for p in root.iterdir()]
+        out = []
+        for p in root.iterdir():
+            try:
+                out.append(Entry(p.name, p.is_dir(), 0 if p.is_dir() else p.stat().st_size))
+            except OSError:  # a broken link, a file gone meanwhile (/proc, /dev/fd): not an artifact
+                continue
+        return out
 
 
 # ---------------------------------------------------------------- S3
@@ -255,20 +284,33 @@ def _s3_client():
     import boto3
     from botocore.config import Config
 
-    attempts = int(os.environ.get("DORL_S3_MAX_ATTEMPTS", "8"))
     cfg = Config(
-        retries={"mode": "standard", "max_attempts": attempts},  # exponential backoff with jitter
-        connect_timeout=float(os.environ.get("DORL_S3_CONNECT_TIMEOUT", "10")),
-        read_timeout=float(os.environ.get("DORL_S3_READ_TIMEOUT", "60")),
+        retries={"mode": "standard", "max_attempts": _env_number("DORL_S3_MAX_ATTEMPTS", "8", int)},  # backoff
+        connect_timeout=_env_number("DORL_S3_CONNECT_TIMEOUT", "10", float),
+        read_timeout=_env_number("DORL_S3_READ_TIMEOUT", "60", float),
     )
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
+        raise StoreError(f"AWS_ENDPOINT_URL={endpoint!r} is not a URL (expected http(s)://host[:port])")
     # boto3 reads AWS_ENDPOINT_URL and the credential chain (env, profile, IRSA, instance role) itself.
     return boto3.session.Session().client("s3", config=cfg)
+
+
+def _env_number(name: str, default: str, kind: type):
+    raw = os.environ.get(name, default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise StoreError(f"{name}={raw!r}: expected a positive {'integer' if kind is int else 'number'}")
+    return value
 
 
 def _transfer_config():
     from boto3.s3.transfer import TransferConfig
 
-    threshold = int(os.environ.get("DORL_S3_MULTIPART_THRESHOLD", str(64 * 2**20)))
+    threshold = _env_number("DORL_S3_MULTIPART_THRESHOLD", str(64 * 2**20), int)
     return TransferConfig(
         multipart_threshold=threshold,
         multipart_chunksize=max(threshold, 5 * 2**20),

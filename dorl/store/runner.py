@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from dorl.config import digest
 from dorl.errors import StoreError
 from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest
+from dorl.store.location import atomic_write
 
 log = logging.getLogger("dorl.stage")
 
@@ -118,8 +120,12 @@ def run_stage(
             writer.clear(keep)
         elif pending is not None:
             log.info("%s: resuming unfinished output in %s", stage, out)
+        _check_working_copy(writer, pending, want, keep)
 
-    writer.loc.write_bytes(PENDING, json.dumps(want, indent=2).encode())
+    blob = json.dumps(want, indent=2).encode()
+    writer.loc.write_bytes(PENDING, blob)
+    if not writer.loc.is_local:  # the local working copy says which config it belongs to, too
+        atomic_write(writer.dir / PENDING, blob)
     ctx = StageContext(stage=stage, out=writer, config=config, inputs=inputs)
     started = time.time()
     body(ctx)
@@ -129,6 +135,29 @@ def run_stage(
     writer.commit(manifest, exclude=ctx.exclude)
     log.info("%s: committed %s (%.1f s)", stage, out, manifest["wall_time_s"])
     return StageResult(Artifact(writer.loc), skipped=False)
+
+
+def _check_working_copy(writer: ArtifactWriter, pending: dict | None, want: dict, keep: tuple[str, ...]) -> None:
+    """An S3 output's local working copy (checkpoints, finished chunks) is only resumed from when it belongs to
+    the unfinished output S3 holds for this very config: its own pending marker must equal S3's and `want`.
+    Otherwise (S3's objects deleted, another config's leftovers, a copy from before markers) it is cleared, so a
+    run never continues from another config's checkpoint."""
+    if writer.loc.is_local or not writer.dir.is_dir():
+        return
+    local = writer.dir / PENDING
+    try:
+        mine = json.loads(local.read_bytes()) if local.exists() else None
+    except ValueError:
+        mine = {}
+    leftovers = [p for p in writer.dir.iterdir() if p.name not in {k.strip("/") for k in keep}]
+    if leftovers and not (mine == pending == want):
+        log.warning(
+            "%s: the local working copy %s does not belong to the unfinished output in the store (%s): clearing it",
+            writer.uri, writer.dir, "none there" if pending is None else "another config" if pending != want else
+            "no marker of its own",
+        )  # fmt: skip
+        for p in leftovers:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _read_pending(writer: ArtifactWriter) -> dict | None:

@@ -1,7 +1,7 @@
 """Checkpoints under `<artifact>/checkpoints/`, written atomically, resumed exactly.
 
     checkpoints/latest                 the name of the newest complete checkpoint (written last)
-    checkpoints/step-00000120/         ds/ (DeepSpeed: model, optimizer, scheduler), rng/rank<r>.pt,
+    checkpoints/step-00000120/         ds/ (DeepSpeed: model, optimizer, scheduler), rng/rank<r>.json,
                                        trainer.json (step, epoch, batch index, best), logs/
     checkpoints/best-step-00000100/    the best weights so far by validation loss (keep_best)
     checkpoints/tokenizer/             the tokenizer the run started with
@@ -10,21 +10,28 @@ A checkpoint is written into `.tmp-<name>/`, renamed, synced to the store (S3), 
 `latest` point at it: a kill at any moment leaves the previous checkpoint in force. With an S3
 output every node keeps its own copy (DeepSpeed's node-local storage) and uploads its files; a
 fresh pod pulls them back before resuming.
+
+Checkpoints are data, never code: anyone who can write to the bucket must not be able to run code in a
+training pod. RNG states are JSON, and DeepSpeed's own `.pt` files are read with `weights_only=True`
+(plain tensors and containers, plus the three DeepSpeed value classes its ZeRO files hold).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import random
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dorl.errors import StoreError
 from dorl.store.location import atomic_write
 
 log = logging.getLogger("dorl.train")
@@ -35,23 +42,100 @@ DS_TAG = "ds"
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as JSON-able lists (python, numpy, torch CPU and CUDA)."""
+    version, internal, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, key.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _ds_safe_globals() -> list:
+    """The classes DeepSpeed 0.19's ZeRO / bf16 optimizer files pickle besides tensors: plain values."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def safe_load(path, map_location=None):
+    """`torch.load` that refuses code: `weights_only=True`, DeepSpeed's value classes allowed."""
+    import pickle
+    import re
+
+    try:
+        with torch.serialization.safe_globals(_ds_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        why = f"it calls {m.group(1)}" if m else str(e).splitlines()[0][:200]
+        raise StoreError(
+            f"{path}: refused to load a checkpoint file that is not plain tensors and data ({why}); "
+            "replace or delete this checkpoint"
+        ) from None
+
+
+def safe_checkpoint_loads(engine) -> None:
+    """Make DeepSpeed read its checkpoint files through `safe_load`: its TorchCheckpointEngine calls
+    `torch.load(weights_only=False)`, and every read of `load_checkpoint` goes through that engine."""
+    ce = engine.checkpoint_engine
+    if ce is not None:
+        ce.load = lambda path, map_location=None: safe_load(path, map_location)
 
 
 def per_rank_file(path: str) -> bool:
     """A file one rank alone writes: its RNG state, DeepSpeed's ZeRO shards (`*zero_pp_rank_<r>_*`)."""
     return "/rng/" in path or "zero_pp_rank_" in path.rsplit("/", 1)[-1]
+
+
+def _size(path: Path | None) -> int:
+    if path is None or not path.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def verify_and_sync(folder: Path) -> None:
+    """fsync every file and folder of a finished checkpoint, then check each `.pt` is a whole zip archive
+    (torch's format: its central directory is written last, so a cut-short file has none)."""
+    for p in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if p.is_file() and p.suffix == ".pt":
+            try:
+                with zipfile.ZipFile(p) as z:
+                    z.namelist()
+            except (zipfile.BadZipFile, OSError) as e:
+                raise StoreError(
+                    f"{p}: the checkpoint file is incomplete ({e}); the previous checkpoint stays in force"
+                ) from None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Checkpointer:
@@ -98,19 +182,38 @@ class Checkpointer:
         self.sync(f"checkpoints/{name}", None if self.dist.main else per_rank_file)
 
     def save(self, engine, state: dict, write_extra: Callable[[Path], None]) -> str:
-        """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0)."""
+        """DeepSpeed state, RNG of every rank, the trainer state and logs (`write_extra`, rank 0).
+
+        Written, fsynced and verified (every `.pt` a whole zip archive) before `latest` points at it: a
+        checkpoint cut short (a full disk, a kill) is never resumed from. A full disk is a StoreError naming
+        the folder and about how much space the checkpoint needs."""
         name = f"step-{state['step']:08d}"
         tmp = self.root / f".tmp-{name}"
         if self.finalizer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.dist.barrier()
-        engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={}, save_latest=False)
-        rng_file = tmp / "rng" / f"rank{self.dist.rank}.pt"
-        rng_file.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(rng_state(), rng_file)
-        if self.dist.main:
-            write_extra(tmp)
-            (tmp / STATE).write_text(json.dumps(state, indent=2))
+        try:
+            engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={}, save_latest=False)
+            rng_file = tmp / "rng" / f"rank{self.dist.rank}.json"
+            rng_file.parent.mkdir(parents=True, exist_ok=True)
+            rng_file.write_text(json.dumps(rng_state()))
+            if self.dist.main:
+                write_extra(tmp)
+                (tmp / STATE).write_text(json.dumps(state, indent=2))
+            if self.finalizer:
+                verify_and_sync(tmp)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            written = _size(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)  # give the space back
+            previous = self.find_local()
+            need = max(written, _size(previous) if previous else 0)
+            free = shutil.disk_usage(self.root).free
+            raise StoreError(
+                f"no space left on the device of {self.root}: checkpoint {name} needs about {_mib(need)} "
+                f"({_mib(free)} free); free some space or write the output elsewhere"
+            ) from None
         self.dist.barrier()
         if self.finalizer:
             self._publish(tmp, name)
@@ -124,6 +227,13 @@ class Checkpointer:
         if self.dist.main:
             log.info("checkpoint %s saved", name)
         return name
+
+    def find_local(self) -> Path | None:
+        """The checkpoint `latest` names on this machine, if complete (no collective)."""
+        if not (self.root / LATEST).exists():
+            return None
+        path = self.root / (self.root / LATEST).read_text().strip()
+        return path if (path / STATE).exists() else None
 
     def save_folder(self, name: str, write: Callable[[Path], None]) -> None:
         """A folder written by rank 0 alone (the best weights, the tokenizer), atomically."""
@@ -151,6 +261,7 @@ class Checkpointer:
     # ---------------------------------------------------------------- loading
     def load(self, engine, path: Path) -> dict:
         """Restore DeepSpeed state and this rank's RNG; return the trainer state (rank 0's, on every rank)."""
+        safe_checkpoint_loads(engine)
         loaded, _ = engine.load_checkpoint(
             str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True
         )
@@ -158,9 +269,12 @@ class Checkpointer:
             raise RuntimeError(f"DeepSpeed could not load the checkpoint in {path}")
         state = json.loads((path / STATE).read_text()) if self.dist.main else None
         state = self.dist.broadcast(state)
-        rng_file = path / "rng" / f"rank{self.dist.rank}.pt"
+        rng_file = path / "rng" / f"rank{self.dist.rank}.json"
         if rng_file.exists():
-            set_rng_state(torch.load(rng_file, weights_only=False))
+            try:
+                set_rng_state(json.loads(rng_file.read_text()))
+            except (ValueError, TypeError, KeyError) as e:
+                raise StoreError(f"{rng_file}: not a dorl RNG state ({e})") from None
         else:  # another world size than the saved run: a fresh, still deterministic, stream
             log.warning("no RNG state for rank %d in %s: reseeding", self.dist.rank, path)
             torch.manual_seed(state["seed"] + state["step"] * 1000 + self.dist.rank)

@@ -50,6 +50,35 @@ def torch_linear_kept():
         torch.nn.functional.linear = linear
 
 
+STALE_LOCK_S = 600.0  # a JIT build of DeepSpeed's CPU ops takes about a minute here
+
+
+def clear_stale_build_locks(now: float | None = None) -> list[Path]:
+    """Remove torch-extension build locks left by a killed process.
+
+    DeepSpeed JIT-builds its CPU communication op through torch's cpp_extension, which holds a `lock` file in
+    the build folder while compiling and waits, silently and forever, while one exists. A run killed mid-build
+    leaves it behind; it is stale when the build finished anyway (the `.so` is there) or older than
+    STALE_LOCK_S (no build takes that long)."""
+    import os
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    now = time.time() if now is None else now
+    removed = []
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    for lock in sorted({*root.glob("*/lock"), *root.glob("*/*/lock")}):
+        try:
+            built = any(lock.parent.glob("*.so"))
+            if built or now - lock.stat().st_mtime > STALE_LOCK_S:
+                lock.unlink()
+                removed.append(lock)
+                log.warning("removed a stale build lock %s (left by a process killed while compiling)", lock)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def use_bf16(tc: TrainConfig) -> bool:
     return tc.precision == "bf16" or (tc.precision == "auto" and torch.cuda.is_available())
 
@@ -185,6 +214,8 @@ class Trainer:
         from transformers import get_scheduler
 
         tc = self.tc
+        if self.dist.local_main:
+            clear_stale_build_locks()
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[tc.scheduler]
         config = ds_config(tc, self.dist.world, self.bf16, self.ckpt.node_local)
         engine, *_ = deepspeed.initialize(
@@ -252,12 +283,20 @@ class Trainer:
         acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.dist.device), "targets": 0.0}
         acc.update(tokens=0.0, tokens_sq=0.0, stats={})
         interval_start, paused = time.perf_counter(), 0.0
+        mark = time.perf_counter()  # start of the step in progress: train_time_s counts steps only
         with dlog.progress() as bar:
             task = bar.add_task(f"train {self.method.name}", total=self.total_steps, completed=st.step)
             while st.step < self.total_steps:
+                # Each epoch its own order (seed, epoch): computed again whenever an epoch begins, so an
+                # uninterrupted run and one resumed in any epoch see the same batches.
                 steps = epoch_steps(self.train.lengths, self.tc.batch_size, self.tc.seed, st.epoch, self.group)
                 while st.batch < len(steps) and st.step < self.total_steps:
-                    self._step(steps[st.batch], acc)
+                    targets, tokens, tokens_sq = self._step(steps[st.batch], acc)
+                    # Totals at every step (kept in every checkpoint): a resumed run's tokens, tokens/s and MFU
+                    # are those of an uninterrupted one.
+                    st.targets += int(targets)
+                    st.tokens += int(tokens)
+                    st.tokens_sq += tokens_sq
                     st.step += 1
                     st.batch += 1
                     self.method.on_step_end(self.engine.module, st.step)
@@ -269,6 +308,7 @@ class Trainer:
                         mon.write(self._log_record(st, acc, elapsed))
                         interval_start, paused = time.perf_counter(), 0.0
                     t0 = time.perf_counter()
+                    st.train_time_s += t0 - mark
                     eval_due = self.tc.eval_every and st.step % self.tc.eval_every == 0
                     if epoch_end or last or eval_due:
                         self._validate(st, mon)
@@ -276,18 +316,23 @@ class Trainer:
                         st.epoch, st.batch = st.epoch + 1, 0
                     if epoch_end or last or st.step % self.tc.checkpoint_every == 0:
                         self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
-                    paused += time.perf_counter() - t0
+                    mark = time.perf_counter()
+                    paused += mark - t0
+                    if epoch_end:
+                        break  # the next epoch's order
         mon.close()
         tps = st.tokens / st.train_time_s if st.train_time_s > 0 else 0.0
         mfu = self._mfu(st.tokens, st.targets, st.tokens_sq, st.train_time_s)
         records = monitor.read_log(self.workdir) if self.dist.main else []
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
-    def _step(self, step_idx: np.ndarray, acc: dict) -> None:
+    def _step(self, step_idx: np.ndarray, acc: dict) -> tuple[float, float, float]:
+        """One optimizer step; returns its targets, tokens and squared lengths summed over all ranks."""
         micro = rank_micro_batches(step_idx, self.tc.micro_batch_size, self.dist.rank, self.dist.world)
         batches = [self._batch(self.train, idx) for idx in micro]
         counts = [self.method.target_count(b) for b, *_ in batches]
-        total = self.dist.all_sum([sum(counts)])[0]
+        local = [sum(counts), sum(b[1] for b in batches), sum(b[2] for b in batches)]
+        total, tokens, tokens_sq = self.dist.all_sum(local)
         scale = self.gas * self.dist.world / max(total, 1.0)
         for (batch, n_tok, n_sq), n in zip(batches, counts, strict=True):
             loss, stats = self.engine(**self._to_device(batch))
@@ -299,6 +344,7 @@ class Trainer:
             acc["tokens_sq"] += n_sq
             for k, v in stats.items():
                 acc["stats"][k] = acc["stats"].get(k, 0.0) + (v.detach().double() if torch.is_tensor(v) else v) * n
+        return total, tokens, tokens_sq
 
     def _sync_time(self, start: float) -> float:
         if self.dist.device.type == "cuda":
@@ -316,10 +362,6 @@ class Trainer:
         local = [float(acc["loss"]), acc["targets"], acc["tokens"], acc["tokens_sq"]]
         local += [float(acc["stats"][k]) for k in keys]
         loss, targets, tokens, tokens_sq, *stats = self.dist.all_sum(local)
-        st.tokens += int(tokens)
-        st.targets += int(targets)
-        st.tokens_sq += tokens_sq
-        st.train_time_s += elapsed
         grad_norm = self.engine.get_global_grad_norm()
         rec = {
             "kind": "train",

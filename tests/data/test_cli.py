@@ -59,3 +59,27 @@ def test_user_errors(tmp_path):
     _user_error(run_dorl("data", "prepare", "--dataset", "woz", "--source", str(raw)), "Invalid value for '--dataset'")
     _user_error(run_dorl("data", "stats", str(tmp_path / "nothing")), "no artifact at")
     _user_error(run_dorl("data", "simulate", "--format", "abcd", "-n", "0", "--out", str(tmp_path / "s")), "-n")
+
+
+def test_bad_content_is_one_line_and_writes_nothing(tmp_path):
+    """A lone surrogate in raw text fails while parsing (no partial parquet); a file given as an artifact folder
+    is one line naming it."""
+    import gzip
+    import json
+
+    raw, out = tmp_path / "raw", tmp_path / "o"
+    r = run_dorl("data", "simulate", "--format", "abcd", "-n", "20", "--seed", "3", "--out", str(raw))
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(gzip.decompress((raw / "abcd_v1.1.json.gz").read_bytes()))
+    split = next(iter(data))
+    data[split][-1]["original"][0][1] = "bad \ud800 text"
+    blob = json.dumps(data).encode()  # \ud800 escaped: valid JSON
+    (raw / "abcd_v1.1.json.gz").write_bytes(gzip.compress(blob))
+    r = run_dorl("data", "prepare", "--dataset", "abcd", "--source", str(raw), "--out", str(out))
+    _user_error(r, "abcd_v1.1.json.gz", "lone surrogate")
+    assert not out.exists() or not list(out.rglob("*.parquet"))
+
+    afile = tmp_path / "afile.txt"
+    afile.write_text("hi")
+    for args in (["data", "stats", str(afile)], ["artifacts", "show", str(afile)]):
+        _user_error(run_dorl(*args), str(afile), "is a file, not an artifact folder")

@@ -61,8 +61,8 @@ def test_first_token_is_the_argmax_of_the_adjusted_scores(lm, tok, kind):
     # by hand, from one full forward without cache
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     h = lm.transformer(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state[:, -1]
-    emb = lm.lm_head.weight
-    qs = [head(h, emb) if kind == "efficient" else head(h) for head in model.heads.target_q_heads]
+    temb = model.heads.target_emb if kind == "efficient" else None  # the target copy of E
+    qs = [head(h, temb) if kind == "efficient" else head(h) for head in model.heads.target_q_heads]
     v = model.heads.v_head(h)  # (B, 1)
     scores = F.log_softmax(lm.lm_head(h) / temperature, -1) + beta * (torch.minimum(*qs) - v)
     kw = dict(stop_ids=stop_ids(tok), pad_id=tok.pad_token_id, max_new_tokens=1, temperature=temperature)
@@ -103,5 +103,5 @@ def test_ilql_scorer_ranks_by_the_value_of_the_last_action(lm, tok):
         for c in cands:  # recompute on the unpadded sequence: min target-Q(state before the last token, last token)
             ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"] + c.ids])
             h = lm.transformer(input_ids=ids).last_hidden_state[0, -2]
-            qs = [head(h, lm.lm_head.weight) for head in model.heads.target_q_heads]
+            qs = [head(h, model.heads.target_emb) for head in model.heads.target_q_heads]
             assert c.value == pytest.approx(torch.minimum(*qs)[c.ids[-1]].item(), abs=1e-4)

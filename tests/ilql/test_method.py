@@ -28,6 +28,10 @@ def test_trains_saves_and_loads_back(trained, ilql_relabel):
     assert trained.stage == "train/ilql" and info["method"] == "ilql" and info["heads"] == "efficient"
     assert info["steps"] == 3 * info["steps_per_epoch"] == 3 * (252 // 8)
     assert info["data"]["train"]["samples"] == 252 and info["data"]["validation"]["samples"] == 48
+    # 93 steps of the default schedule (alpha 0.001 every 5): the targets hardly move, and the manifest says so
+    polyak = info["data"]["polyak"]
+    assert polyak["too_short"] and polyak["target_weight"] == pytest.approx(1 - 0.999**18, abs=1e-6)
+    assert polyak["steps_to_bound"] == 5 * 693
     # the loss falls, in training and on the validation set
     loss, vals = info["loss"], [v["loss"] for v in info["loss"]["val_loss"]]
     assert loss["train_loss_last"] < loss["train_loss_first"] - 0.5
@@ -89,6 +93,12 @@ def test_bf16_targets_follow_the_fp32_master_q_heads(tmp_path, ilql_relabel, tin
     for k, t in targets.items():
         torch.testing.assert_close(t, heads[k.replace("target_q_heads.", "q_heads.")], rtol=0, atol=0)
     assert any(not torch.equal(t, t.bfloat16().float()) for t in targets.values())
+    # the target copy of the (tied) output embedding is E's fp32 master too
+    lm = load_file(art.path("model.safetensors"))
+    emb = lm.get("lm_head.weight", lm.get("transformer.wte.weight"))
+    torch.testing.assert_close(heads["target_emb"], emb.float(), rtol=0, atol=0)
+    assert not torch.equal(heads["target_emb"], heads["target_emb"].bfloat16().float())
+    assert art.info["data"]["polyak"]["too_short"] is False  # alpha 1: the targets are the heads
 
 
 def files(art) -> dict[str, torch.Tensor]:

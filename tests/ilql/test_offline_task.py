@@ -45,11 +45,13 @@ def offline_data() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["prompt", "response", "return"])
 
 
-def train(kind: str, df: pd.DataFrame, seed: int = 0):
+def train(kind: str, df: pd.DataFrame, seed: int = 0, width: int = 32, layers: int = 2, polyak=(0.1, 1)):
+    """`polyak`: (alpha, every). 600 steps: the targets follow faster than the reference's alpha 0.001
+    every 5 steps, which is meant for thousands of steps (the skewed task below uses that schedule)."""
     tok = build_tokenizer("bpe", texts=list(df.prompt + df.response), vocab_size=300)
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+        vocab_size=len(tok), n_positions=64, n_embd=width, n_layer=layers, n_head=2,
         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )  # fmt: skip
     stats = ReturnStats.fit(df["return"])
@@ -66,10 +68,8 @@ def train(kind: str, df: pd.DataFrame, seed: int = 0):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        # A 600-step run: the targets follow faster than the reference's alpha 0.001 every 5 steps,
-        # which is meant for thousands of steps.
-        if is_sync_step(step, 1):
-            polyak_update(model.heads.polyak_pairs(), alpha=0.1)
+        if is_sync_step(step, polyak[1]):
+            polyak_update(model.heads.polyak_pairs(), alpha=polyak[0])
     return model, tok, stats_
 
 
@@ -89,3 +89,43 @@ def test_beta_decoding_prefers_the_rewarded_response(kind):
         assert guided >= 0.85
         greedy = decode(model, tok, [prompt(CONTEXTS[c])], beta=BETA)
         assert greedy.texts == [REWARDED[c]] and greedy.finished == [True]
+
+
+# ---------------------------------------------------------------- the skewed task, default Polyak schedule
+# The rewarded response is the *less* likely one (a quarter of the data), and the targets follow the
+# reference's schedule (alpha 0.001 every 5 steps): after 600 steps they are still ~89% their initial
+# weights. Scored against the live output embedding E (which the LM's cross-entropy trains toward the
+# likely response), efficient target heads steered beta decoding *away* from the rewarded response;
+# scored against their Polyak-averaged copy of E they do as well as the reference heads.
+#
+# Measured (2-core CPU, one thread, 1-layer 16-wide GPT-2, 600 steps of 32; ~12 s of CPU per run), share of
+# 200 seeded samples with beta = 4 that are the rewarded response, contexts 0 and 1, seeds 0 / 1 / 2:
+#     efficient heads, targets against the live E (before):  0.0 0.0 / 3.5 10.5 / 7.5 20.0 %  (mean 6.9%)
+#     efficient heads, targets against the target copy:     16.5 33.0 / 37.0 13.0 / 33.5 19.0 %  (mean 25.3%)
+#     reference heads:                                      12.5 5.0 / 50.0 10.0 / 56.0 6.5 %  (mean 23.3%)
+# The behaviour policy (beta = 0) gives it 13-36%. The test runs seeds 0 and 1 (four runs: 45 s of CPU,
+# 58 s wall on the shared 2 cores) and asserts that efficient heads' mean share is no worse than the
+# reference heads' less 5 points (before the fix: 3.5% against 19.4%).
+SKEWED_SEEDS, DEFAULT_POLYAK = (0, 1), (0.001, 5)
+
+
+def skewed_data() -> pd.DataFrame:
+    rows = [
+        (prompt(CONTEXTS[c]), r + REP_END, float(r == REWARDED[c]))
+        for c in range(2)
+        for r in (REWARDED[c] if i % 4 == 0 else RESPONSES[1 - c] for i in range(32))
+    ]
+    return pd.DataFrame(rows, columns=["prompt", "response", "return"])
+
+
+@pytest.mark.slow  # ~45 s of CPU (four 600-step runs)
+def test_efficient_heads_are_no_worse_than_reference_heads_on_the_skewed_task():
+    df = skewed_data()
+    assert df["return"].mean() == 0.25
+    shares = {}
+    for kind in ("efficient", "reference"):
+        runs = [train(kind, df, seed, width=16, layers=1, polyak=DEFAULT_POLYAK)[:2] for seed in SKEWED_SEEDS]
+        shares[kind] = [share_rewarded(model, tok, c, BETA) for model, tok in runs for c in range(2)]
+        print(kind, [f"{s:.1%}" for s in shares[kind]])
+    mean = {k: sum(v) / len(v) for k, v in shares.items()}
+    assert mean["efficient"] >= mean["reference"] - 0.05, mean

@@ -72,9 +72,33 @@ def test_unrescaled_matches_bert_score(minilm_cfg):
     assert raw.score(PREDS[:1], REFS[:1])[0] == pytest.approx(plain_f1(PREDS[0], REFS[0]), abs=2e-5)
 
 
-def test_empty_prediction_scores_zero(scorer):
-    scores = scorer.score(["", "  ", PREDS[0]], [REFS[0], REFS[1], REFS[0]])
-    assert scores[:2] == [0.0, 0.0] and scores[2] > 0.5
+def test_empty_side_scores_bert_scores_rescaled_zero(scorer):
+    """bert-score gives a pair whose prediction or reference tokenises to nothing a raw F of 0, rescaled.
+    (bert-score 0.3.13 cannot encode "" under transformers 5, so the library is asked about strings of
+    zero-width spaces, which its tokenizer reduces to nothing: the same case.)"""
+    from bert_score import BERTScorer
+
+    lib = BERTScorer(
+        model_type=str(minilm_path()),
+        num_layers=6,
+        lang="en",
+        rescale_with_baseline=True,
+        baseline_path=str(MINILM_BASELINE),
+    )
+    zw = ["\u200b", PREDS[0], "\u200b \u200b", PREDS[1]]
+    zw_refs = [REFS[0], "\u200b", REFS[2], REFS[1]]
+    _, _, want = lib.score(zw, zw_refs)
+    assert scorer.score(zw, zw_refs) == pytest.approx(want.tolist(), abs=2e-5)
+    empty = want[0].item()
+    assert empty == pytest.approx(-0.1377, abs=1e-4)  # (0 - b) / (1 - b) with MiniLM's layer-6 baseline
+    assert scorer.score(["", "  \n", PREDS[0]], [REFS[0], REFS[1], ""]) == pytest.approx([empty] * 3, abs=2e-5)
+    ident = scorer.identity()
+    assert ident["empty_score"] == pytest.approx(empty, abs=2e-5) and "raw F 0" in ident["empty"]
+
+
+def test_empty_side_unrescaled_is_zero():
+    raw = get_metric("bertscore", MetricsConfig(bertscore_model="minilm", bertscore_layers=6, bertscore_rescale=False))
+    assert raw.score(["", "\u200b"], [REFS[0], REFS[1]]) == [0.0, 0.0]
 
 
 def test_identity(scorer):
@@ -83,6 +107,14 @@ def test_identity(scorer):
     assert ident["hash"].startswith("sentence-transformers/all-MiniLM-L6-v2_L6_no-idf_version=")
     assert ident["hash"].endswith("-custom-rescaled")
     assert ident["baseline"]["F"] == pytest.approx(baseline_f(6)) and ident["baseline"]["source"] == "dorl"
+    # bert-score's distribution version and the one its hash string carries, both named.
+    from importlib import metadata
+
+    import bert_score
+
+    assert ident["bert_score"] == metadata.version("bert-score")
+    assert ident["bert_score_module_version"] == bert_score.__version__
+    assert f"version={ident['bert_score_module_version']}(" in ident["hash"]
 
 
 def test_reference_default_is_bert_scores_english_default():

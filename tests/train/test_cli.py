@@ -26,7 +26,10 @@ def relabel(tmp_path_factory, data_artifact):
             "batch_size=10 is not divisible by micro_batch_size=4 x 1 process(es)",
         ),
         (["--method", "tf", "--data", "{data}", "--set", "tf.max_length=4096"], "exceeds model.n_positions=512"),
-        (["--method", "tf", "--data", "{data}", "--set", "tf.zero_stage=5"], "zero_stage=5"),
+        (
+            ["--method", "tf", "--data", "{data}", "--set", "tf.zero_stage=5"],
+            "'tf.zero_stage': 5 is out of range; allowed: [0, 3]",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, data_artifact, relabel, args, message):

@@ -117,3 +117,50 @@ def test_mfu_counts_6n_per_token_the_head_where_it_runs_and_attention(tmp_path, 
     n_body, n_head = art.info["parameters"] - art.info["vocab_size"] * 64 - 512 * 64, art.info["vocab_size"] * 64
     flops = 6 * (n_body * tokens + n_head * n_seq * 15) + 12 * 2 * 64 * n_seq * 16**2
     assert art.manifest["metrics"]["mfu"] == pytest.approx(flops / seconds / 1e8, rel=0.01)
+
+
+def test_each_epoch_has_its_own_order(tmp_path, data_artifact, monkeypatch):
+    """The batches of epoch e are `epoch_steps(..., e, ...)`: epoch 1 is not a replay of epoch 0."""
+    from dorl.train import engine
+
+    seen = []
+    real = engine.Trainer._step
+
+    def record(self, step_idx, acc):
+        seen.append(tuple(int(i) for i in step_idx))
+        return real(self, step_idx, acc)
+
+    monkeypatch.setattr(engine.Trainer, "_step", record)
+    cfg = config.load(
+        preset="tiny", sets=["tf.max_length=16", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.epochs=3"]
+    )
+    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    spe = art.info["steps_per_epoch"]
+    assert len(seen) == 3 * spe
+    epochs = [seen[e * spe : (e + 1) * spe] for e in range(3)]
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]
+
+
+def test_a_stale_build_lock_is_cleared(tmp_path, monkeypatch, caplog):
+    """A kill while DeepSpeed JIT-builds its CPU op leaves `lock`: later builds would wait on it forever."""
+    import os
+    import time
+
+    from dorl.train.engine import STALE_LOCK_S, clear_stale_build_locks
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    done = tmp_path / "py311_cpu" / "deepspeed_shm_comm"
+    done.mkdir(parents=True)
+    (done / "deepspeed_shm_comm.so").write_bytes(b"")
+    (done / "lock").write_bytes(b"")
+    old = tmp_path / "py311_cpu" / "other_op"
+    old.mkdir()
+    (old / "lock").write_bytes(b"")
+    os.utime(old / "lock", (time.time() - STALE_LOCK_S - 1,) * 2)
+    live = tmp_path / "py311_cpu" / "building_now"
+    live.mkdir()
+    (live / "lock").write_bytes(b"")  # another process compiling right now: left alone
+    with caplog.at_level("WARNING", logger="dorl.train"):
+        removed = clear_stale_build_locks()
+    assert sorted(removed) == sorted([done / "lock", old / "lock"])
+    assert (live / "lock").exists() and "stale build lock" in caplog.text

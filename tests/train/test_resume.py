@@ -1,5 +1,5 @@
-"""Kill -9 in the middle of training, run the same command again: it resumes, and ends with exactly the
-weights of a run that was never interrupted (CPU, fixed seed)."""
+"""Kill -9 in the middle of training (after the first epoch), run the same command again: it resumes, and ends
+with exactly the weights, token count and train time scale of a run that was never interrupted (CPU, fixed seed)."""
 
 import os
 import signal
@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from dorl import config
+from dorl.store import Artifact
 from dorl.train.stage import train
 from tests.conftest import REPO, run_dorl
 
@@ -31,14 +32,23 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, data_artifact):
         [sys.executable, "-m", "dorl", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     latest = out / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while not latest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    spe = ref.info["steps_per_epoch"]
+    assert 3 * spe < 60, "the run must span several epochs"
+
+    def at() -> int:
+        try:
+            return int(latest.read_text().strip().split("-")[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    deadline = time.time() + 180
+    while at() <= spe and proc.poll() is None and time.time() < deadline:  # past the first epoch's end
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
-    killed_at = int(latest.read_text().strip().split("-")[1])
-    assert 0 < killed_at < 60
+    killed_at = at()
+    assert spe < killed_at < 60
 
     r = run_dorl(*args, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -47,3 +57,8 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path, data_artifact):
     assert got.keys() == want.keys()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+    # totals kept in checkpoints: the whole run's tokens, not only those since the resume
+    resumed = Artifact(str(out))
+    assert resumed.info["resumed_from_step"] == killed_at
+    assert resumed.manifest["metrics"]["tokens"] == ref.manifest["metrics"]["tokens"]
+    assert resumed.manifest["metrics"]["train_time_s"] > 0

@@ -1,0 +1,100 @@
+"""Every numeric config key is either range-checked (refused outside, with key, value and range in the message)
+or meaningful at any value; cross-key rules, secrets in k8s.env, malformed URIs and non-text files are refused."""
+
+import dataclasses
+import math
+import re
+import typing
+
+import pytest
+
+from dorl import config
+from dorl.config.loader import describe
+from dorl.config.schema import RunConfig
+from dorl.errors import ConfigError
+from tests.conftest import run_dorl
+
+ANY_VALUE = {"relabel.return_edges"}  # bin edges: any ascending reals (relabel checks the order)
+NUMERIC = [(k, t, d) for k, t, d, _ in describe(RunConfig) if re.search(r"\b(int|float)\b", t)]
+
+
+def _range_of(key: str) -> str | None:
+    *path, leaf = key.split(".")
+    cls = RunConfig
+    for part in path:
+        cls = typing.get_type_hints(cls)[part]
+        assert dataclasses.is_dataclass(cls)
+    return getattr(cls, "RANGES", {}).get(leaf)
+
+
+def _outside(spec: str) -> list[float]:
+    if m := re.match(r"^(>=|>)\s*(\S+)$", spec):
+        x = float(m.group(2))
+        return [x - 1 if m.group(1) == ">=" else x, math.nan]
+    m = re.match(r"^([(\[])\s*(\S+)\s*,\s*(\S+)\s*([)\]])$", spec)
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return [lo if m.group(1) == "(" else lo - 1, hi if m.group(4) == ")" else hi + 1, math.nan]
+
+
+def _fmt(v, t: str) -> str:
+    if "list" in t:
+        return f"[{v}, 0.5]"
+    return "nan" if v != v else (str(int(v)) if "int" in t and v == int(v) else str(v))
+
+
+@pytest.mark.parametrize("key,tp,default", NUMERIC, ids=[k for k, *_ in NUMERIC])
+def test_every_numeric_key_is_range_checked(key, tp, default):
+    spec = _range_of(key)
+    if key in ANY_VALUE:
+        assert spec is None
+        return
+    assert spec is not None, f"{key} has no range: add it to its class's RANGES"
+    config.load(preset="tiny")  # the defaults and the preset are inside every range
+    for v in _outside(spec):
+        if v != v and "int" in tp and "float" not in tp:
+            continue  # NaN is not an int: the type check refuses it
+        with pytest.raises(ConfigError) as e:
+            config.load(sets=[f"{key}={_fmt(v, tp)}"])
+        msg = str(e.value)
+        assert f"'{key}" in msg and "out of range" in msg and spec in msg, msg
+
+
+@pytest.mark.parametrize(
+    "sets,match",
+    [
+        (["model.n_embd=65", "model.n_head=2"], r"'model.n_embd' and 'model.n_head': width 65 is not divisible by 2"),
+        (["relabel.num_beams=2", "relabel.num_candidates=3"], r"'relabel.num_beams': 2 is fewer than num_candidates"),
+        (["k8s.env={AWS_SECRET_ACCESS_KEY: abc}"], r"'k8s.env.AWS_SECRET_ACCESS_KEY': secrets .* k8s.s3_secret"),
+        (["k8s.env={HF_TOKEN: abc}"], r"k8s.env.HF_TOKEN"),
+        (["k8s.env={DB_PASSWORD: abc}"], r"k8s.env.DB_PASSWORD"),
+        (["root=s3://"], r"'root': s3://: an S3 URI needs a bucket"),
+        (["root=s3:/bucket/x"], r"'root': malformed URI 's3:/bucket/x'"),
+    ],
+)
+def test_bad_values_across_keys_are_refused(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        config.load(preset="tiny", sets=sets)
+
+
+def test_harmless_env_is_accepted():
+    assert config.load(sets=["k8s.env={AWS_REGION: eu-west-1}"]).k8s.env == {"AWS_REGION": "eu-west-1"}
+
+
+def test_binary_config_file_and_typo_uris_are_one_line_errors(tmp_path, data_artifact):
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(bytes(range(256)))
+    r = run_dorl("config", "show", "--config", str(binary))
+    assert r.returncode == 2 and "is not text" in r.stderr and "Traceback" not in r.stderr
+    out = tmp_path / "work"
+    out.mkdir()
+    r = run_dorl("data", "stats", "s3:/bucket/x", cwd=out)
+    assert r.returncode == 2 and "malformed URI 's3:/bucket/x'" in r.stderr
+    assert not (out / "s3:").exists()
+    r = run_dorl("artifacts", "ls", "s3://b/x", env={"AWS_ENDPOINT_URL": "notaurl"})
+    assert r.returncode == 2 and "AWS_ENDPOINT_URL='notaurl' is not a URL" in r.stderr
+    r = run_dorl("artifacts", "ls", "s3://b/x", env={"DORL_S3_MAX_ATTEMPTS": "abc"})
+    assert r.returncode == 2 and "DORL_S3_MAX_ATTEMPTS='abc': expected a positive integer" in r.stderr
+    (tmp_path / "tree" / "a").mkdir(parents=True)
+    (tmp_path / "tree" / "a" / "broken").symlink_to(tmp_path / "nowhere")
+    r = run_dorl("artifacts", "ls", "-r", str(tmp_path / "tree"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr
