@@ -2,9 +2,9 @@
 
 Response 1 is greedy; responses 2..N (eval.num_responses > 1) come from beam search (ILQL: value-re-ranked
 samples). Each method prompts and decodes as its module says (`Method.prompt`, `Method.respond`): DT asks
-for its top return, ILQL decodes with beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id, turn_index,
-context, true_response, then response_k and {metric}_k for each k) and `metrics.json` (best-of-k means for every k,
-bert_click).
+for its top return, ILQL decodes with beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id,
+turn_index, context, true_response, then response_k and {metric}_k for each k) and `metrics.json` (best-of-k
+means for every k, bert_click).
 """
 
 from __future__ import annotations

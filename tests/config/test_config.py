@@ -74,13 +74,6 @@ def test_config_keys_lists_help():
     assert "ilql.tau" in r.stdout and "Expectile" in r.stdout
 
 
-def test_a_renamed_key_names_its_new_name():
-    with pytest.raises(ConfigError, match="config key 'methods' was renamed to 'finetune'"):
-        config.load(sets=["methods.lr=1e-4"])
-    r = run_dorl("config", "show", "--set", "methods.epochs=2")
-    assert r.returncode == 2 and "renamed to 'finetune'" in r.stderr and "Traceback" not in r.stderr
-
-
 def test_set_a_str_field_to_digits_keeps_the_text():
     cfg = config.load(sets=["run=001", "data.source=null", "k8s.namespace=true", "tf.epochs=3", "tf.lr=5e-4"])
     assert cfg.run == "001" and cfg.data.source is None and cfg.k8s.namespace == "true"
@@ -108,3 +101,10 @@ def test_config_keys_json():
         "default": 0.95,
         "help": "Confidence level of the intervals.",
     }
+
+
+def test_a_renamed_key_names_its_new_name():
+    with pytest.raises(ConfigError, match="config key 'methods' was renamed to 'finetune'"):
+        config.load(sets=["methods.lr=1e-4"])
+    r = run_dorl("config", "show", "--set", "methods.epochs=2")
+    assert r.returncode == 2 and "renamed to 'finetune'" in r.stderr and "Traceback" not in r.stderr
