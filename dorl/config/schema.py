@@ -328,6 +328,13 @@ class PipelineConfig:
         "relabel once per dataset); the report aggregates over them. Empty: one run with the methods' own seeds.",
     )
 
+    RANGES: ClassVar[dict] = {"seeds": ">= 0"}
+
+    def check(self, where: str) -> None:
+        dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if dup:
+            raise ConfigError(f"config key '{where}.seeds': {dup[0]} is listed twice (two seeds would be one artifact)")
+
 
 @dataclass
 class K8sResources:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from dorl import layout, methods
 from dorl.config import RunConfig
-from dorl.errors import ConfigError
 
 # stage -> (the stage function, the `dorl` command that runs it, which of dataset/method/seed it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
@@ -91,14 +90,9 @@ class Node:
 
 
 def training_seeds(cfg: RunConfig) -> list[int | None]:
-    """The methods' training seeds: pipeline.seeds, or [None] (one run, each method's own seed)."""
-    values = list(cfg.pipeline.seeds)
-    for i, s in enumerate(values):
-        if s < 0:
-            raise ConfigError(f"config key 'pipeline.seeds[{i}]': a seed is >= 0, got {s}")
-        if values.count(s) > 1:
-            raise ConfigError(f"config key 'pipeline.seeds': {s} is listed twice")
-    return values or [None]
+    """The methods' training seeds: pipeline.seeds (checked by the config: >= 0, none twice), or [None]
+    (one run, each method's own seed)."""
+    return list(cfg.pipeline.seeds) or [None]
 
 
 def nodes(

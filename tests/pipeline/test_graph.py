@@ -13,8 +13,7 @@ from dorl.pipeline import plan as pipeline_plan
 from dorl.stages.graph import nodes
 from tests.conftest import run_dorl
 from tests.k8s.conftest import EXAMPLE
-from tests.k8s.test_render import K8S_VERSION
-from tests.k8s.test_workflow import errors
+from tests.k8s.schemas import K8S_VERSION, errors
 
 
 def _cfg(*sets):
@@ -131,9 +130,9 @@ def test_seeds_repeat_each_methods_training_and_evaluation():
 
 def test_bad_seeds_are_refused():
     with pytest.raises(ConfigError, match=r"config key 'pipeline.seeds': 1 is listed twice"):
-        nodes(_local("pipeline.seeds=[1, 2, 1]"))
-    with pytest.raises(ConfigError, match=r"config key 'pipeline.seeds\[1\]': a seed is >= 0"):
-        nodes(_local("pipeline.seeds=[0, -3]"))
+        _local("pipeline.seeds=[1, 2, 1]")
+    with pytest.raises(ConfigError, match=r"config key 'pipeline.seeds': -3 is out of range; allowed: >= 0"):
+        _local("pipeline.seeds=[0, -3]")
     r = run_dorl("pipeline", "--preset", "tiny", "--seeds", "0,0", "--set", "root=/nonexistent")
     assert r.returncode == 2 and "listed twice" in r.stderr and "Traceback" not in r.stderr
     r = run_dorl("train", "--method", "dt", "--seed", "-1", "--data", "/nonexistent", "--out", "/nonexistent/o")
@@ -163,9 +162,9 @@ def test_seeded_jobs_are_the_graphs_nodes_and_validate(seeds):
 
 def test_seeded_job_names_fit_kubernetes_limits():
     m = render(k8s("run=" + "a" * 20, "pipeline.datasets=[taskmaster3]", "pipeline.seeds=[0, 10]", "k8s.nodes=16"))
-    assert "dorl-" + "a" * 20 + "-taskmaster3-train-tf-top-s10" in m.jobs
-    for name in m.jobs:
-        assert len(name) + len("-15") <= 63, name
+    assert "dorl-" + "a" * 20 + "-taskmaster3-train-tf-top-s10" in m.jobsets  # multi-node training: JobSets
+    for name in m.jobsets:
+        assert len(name) + len("-n-0-15") <= 63, name  # the hostname of the last node's pod
     with pytest.raises(ConfigError, match=r"config key 'run'.*at most 20 .*\(pipeline.seeds"):
         render(k8s("run=" + "a" * 21, "pipeline.seeds=[0, 10]"))
 
