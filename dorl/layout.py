@@ -2,6 +2,12 @@
 
 <root>/<run>/<dataset>/data/  tf/  relabel/  tf_top/  tf_all/  dt/  ilql/  eval/<method>/
 <root>/<run>/report/
+
+With `pipeline.seeds`, each method's model and evaluation gain a seed level; data, tf, relabel and
+tf's evaluation (tf is trained once) keep their places:
+
+<root>/<run>/<dataset>/data/  tf/  relabel/  eval/tf/
+<root>/<run>/<dataset>/seed-<s>/tf_top/  ...  seed-<s>/eval/<method>/
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ def run_uri(cfg: RunConfig) -> str:
     return f"{cfg.root.rstrip('/')}/{cfg.run}"
 
 
-def stage_uri(cfg: RunConfig, dataset: str, stage: str) -> str:
-    """`stage` is 'data', 'tf', 'relabel', a method name, or 'eval/<method>'."""
-    return f"{run_uri(cfg)}/{dataset}/{stage}"
+def stage_uri(cfg: RunConfig, dataset: str, stage: str, seed: int | str | None = None) -> str:
+    """`stage` is 'data', 'tf', 'relabel', a method name, or 'eval/<method>'; `seed`: a method's training seed."""
+    where = dataset if seed is None else f"{dataset}/seed-{seed}"
+    return f"{run_uri(cfg)}/{where}/{stage}"
 
 
 def report_uri(cfg: RunConfig) -> str:

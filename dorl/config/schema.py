@@ -322,6 +322,18 @@ class ReportConfig:
 class PipelineConfig:
     datasets: list[Dataset] = param(factory=lambda: ["abcd"], help="Datasets to run.")
     methods: list[Method] = param(factory=lambda: list(METHODS), help="Methods trained on the relabelled data.")
+    seeds: list[int] = param(
+        factory=list,
+        help="Training seeds of the methods: each method is trained and evaluated once per seed (data, tf and "
+        "relabel once per dataset); the report aggregates over them. Empty: one run with the methods' own seeds.",
+    )
+
+    RANGES: ClassVar[dict] = {"seeds": ">= 0"}
+
+    def check(self, where: str) -> None:
+        dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if dup:
+            raise ConfigError(f"config key '{where}.seeds': {dup[0]} is listed twice (two seeds would be one artifact)")
 
 
 @dataclass

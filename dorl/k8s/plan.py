@@ -56,10 +56,14 @@ def check(cfg: RunConfig) -> None:
     bucket = root[len("s3://") :].split("/", 1)[0]
     if not bucket:
         raise ConfigError(f"config key 'root': no bucket in {root!r}; expected s3://bucket/prefix")
-    if not (_DNS_LABEL.match(cfg.run) and len(cfg.run) <= MAX_RUN):
+    # Seeded Jobs' names end in -s<seed>: the run name gives way to it.
+    longest = max(cfg.pipeline.seeds, default=None)
+    max_run = MAX_RUN - (0 if longest is None else len(f"-s{longest}"))
+    if not (_DNS_LABEL.match(cfg.run) and len(cfg.run) <= max_run):
         raise ConfigError(
-            f"config key 'run': {cfg.run!r} names Kubernetes objects: use at most {MAX_RUN} lowercase letters, "
+            f"config key 'run': {cfg.run!r} names Kubernetes objects: use at most {max_run} lowercase letters, "
             "digits and '-', starting and ending with a letter or digit"
+            + ("" if longest is None else f" (pipeline.seeds add -s{longest} to Job names)")
         )
     if not cfg.pipeline.datasets:
         raise ConfigError("config key 'pipeline.datasets': no dataset to run")
@@ -116,9 +120,9 @@ def data_args(dataset: str, out: str) -> list[str]:
     return Node("data", out, dataset=dataset).args(CONFIG_PATH)
 
 
-def train_args(method: str, data: str, out: str, base: str | None = None) -> list[str]:
+def train_args(method: str, data: str, out: str, base: str | None = None, seed: str | None = None) -> list[str]:
     inputs = (("data_uri", data),) + ((("base_uri", base),) if base is not None else ())
-    return Node("train", out, inputs, method=method).args(CONFIG_PATH)
+    return Node("train", out, inputs, method=method, seed=seed).args(CONFIG_PATH)
 
 
 def relabel_args(data: str, model: str, out: str, shard: str | None = None, assemble: int | None = None) -> list[str]:
@@ -149,9 +153,11 @@ POOLS = {"data": "cpu", "train": "train", "relabel": "gpu", "evaluate": "gpu", "
 
 
 def job_parts(node: Node) -> list[str]:
-    """The Job name of a stage-graph node, after `dorl-<run>-`: abcd-data, abcd-train-dt, abcd-eval-dt, report."""
+    """The Job name of a stage-graph node, after `dorl-<run>-`: abcd-data, abcd-train-dt, abcd-eval-dt, report;
+    with a seed: abcd-train-dt-s1, abcd-eval-dt-s1."""
     stage = "eval" if node.stage == "evaluate" else node.stage
-    return [p for p in (node.dataset, stage, node.method) if p]
+    seed = None if node.seed is None else f"s{node.seed}"
+    return [p for p in (node.dataset, stage, node.method, seed) if p]
 
 
 def plan(cfg: RunConfig) -> list[Step]:

@@ -1,9 +1,12 @@
-"""The run as an Argo WorkflowTemplate: one DAG fanned out over datasets, then over methods.
+"""The run as an Argo WorkflowTemplate: one DAG fanned out over datasets, then over methods (and seeds).
 
 main:     dataset (withItems: datasets) -> report
 dataset:  data -> train-tf -> relabel (withSequence: shards) [-> relabel-assemble] -> method (withItems: methods)
           train-tf -> eval-tf
 method:   train -> evaluate
+
+With pipeline.seeds, the method fan-out's items are every (method, seed) pair ({method, seed} maps),
+and `train` takes `--seed`.
 
 The tasks and their dependencies are the stage graph's (`dorl.stages.graph`), built with one
 placeholder dataset and method.
@@ -154,8 +157,10 @@ def templates(cfg: RunConfig) -> list[dict]:
         args = relabel_args(_p("data"), _p("base"), _p("out"), assemble=shards)
         out.append(_container_template(cfg, "relabel-assemble", "relabel-assemble", "cpu", args, relabel))
     if cfg.pipeline.methods:
-        args = train_args(_p("method"), _p("data"), _p("out"), base=_p("base"))
-        out.append(_train_template(cfg, "train", args, ["dataset", "method", "data", "base", "out"], _p("method")))
+        seed = _p("seed") if cfg.pipeline.seeds else None
+        args = train_args(_p("method"), _p("data"), _p("out"), base=_p("base"), seed=seed)
+        params = ["dataset", "method"] + (["seed"] if seed else []) + ["data", "base", "out"]
+        out.append(_train_template(cfg, "train", args, params, _p("method")))
     args = evaluate_args(_p("method"), _p("model"), _p("data"), _p("out"))
     t = _container_template(cfg, "evaluate", "evaluate", "gpu", args, ["dataset", "method", "model", "data", "out"])
     t["metadata"]["labels"]["dorl.dev/method"] = _p("method")
@@ -191,7 +196,12 @@ def _where(node: Node) -> tuple[str, str, str]:
 
 
 def _graph(cfg: RunConfig) -> list[Node]:
-    return graph.nodes(cfg, datasets=[_p("dataset")], trained=[_p("method")] if cfg.pipeline.methods else [])
+    trained = [_p("method")] if cfg.pipeline.methods else []
+    return graph.nodes(cfg, datasets=[_p("dataset")], trained=trained, seeds=[_p("seed") if _seeds(cfg) else None])
+
+
+def _seeds(cfg: RunConfig) -> list[int]:
+    return [s for s in graph.training_seeds(cfg) if s is not None]
 
 
 def _params(node: Node) -> dict[str, str]:
@@ -224,8 +234,11 @@ def _dags(cfg: RunConfig) -> dict[str, list[dict]]:
             continue
         dags[dag].append(_task(task, template, " && ".join(same) or None, **params))
     if dags["method"]:
-        fan = _task("method", "method", " && ".join(dict.fromkeys(fan_after)), dataset=_p("dataset"), method="{{item}}")
-        fan["withItems"] = list(cfg.pipeline.methods)
+        depends = " && ".join(dict.fromkeys(fan_after))
+        seeds, trained = _seeds(cfg), list(cfg.pipeline.methods)
+        item = {"method": "{{item.method}}", "seed": "{{item.seed}}"} if seeds else {"method": "{{item}}"}
+        fan = _task("method", "method", depends, dataset=_p("dataset"), **item)
+        fan["withItems"] = [{"method": m, "seed": str(s)} for s in seeds for m in trained] if seeds else trained
         dags["dataset"].append(fan)
     return dags
 
@@ -241,7 +254,8 @@ def _dataset_dag(cfg: RunConfig) -> dict:
 
 
 def _method_dag(cfg: RunConfig) -> dict:
-    return {"name": "method", "inputs": _inputs("dataset", "method"), "dag": {"tasks": _dags(cfg)["method"]}}
+    params = ("dataset", "method") + (("seed",) if _seeds(cfg) else ())
+    return {"name": "method", "inputs": _inputs(*params), "dag": {"tasks": _dags(cfg)["method"]}}
 
 
 def workflow_template(cfg: RunConfig) -> dict | None:

@@ -5,9 +5,13 @@ each node into a Job and the Argo template into DAG tasks; all three read `nodes
                                       └──────────────────────────────► evaluate tf
     then:              report (every evaluation)
 
-A node names its stage, dataset and method, its inputs (keyword → artifact URI), its output and the
-nodes it waits for. The same node gives the stage function's keyword arguments (`kwargs`, one
-order for every stage: the dataset or method, the inputs, `out_uri`, then `force`) and the stage
+With `pipeline.seeds`, each method's train and evaluate nodes are repeated once per seed (`seed`:
+`dorl train --seed S`, the method's TrainConfig.seed); data, tf, relabel and tf's evaluation stay
+one per dataset (tf is trained once, so it has one evaluation), and the report reads every one.
+
+A node names its stage, dataset, method and seed, its inputs (keyword → artifact URI), its output
+and the nodes it waits for. The same node gives the stage function's keyword arguments (`kwargs`, one
+order for every stage: the dataset or method (and seed), the inputs, `out_uri`, then `force`) and the stage
 command's arguments (`args`, the same order). Where each artifact lives is `dorl.layout`'s.
 """
 
@@ -19,10 +23,10 @@ from dataclasses import dataclass
 from dorl import layout, methods
 from dorl.config import RunConfig
 
-# stage -> (the stage function, the `dorl` command that runs it, which of dataset/method it takes)
+# stage -> (the stage function, the `dorl` command that runs it, which of dataset/method/seed it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
     "data": ("dorl.data.prepare:prepare", ["data", "prepare"], ("dataset",)),
-    "train": ("dorl.train.stage:train", ["train"], ("method",)),
+    "train": ("dorl.train.stage:train", ["train"], ("method", "seed")),
     "relabel": ("dorl.relabel.stage:relabel", ["relabel"], ()),
     "evaluate": ("dorl.evaluate.stage:evaluate", ["evaluate"], ("method",)),
     "report": ("dorl.report.stage:report", ["report"], ()),
@@ -31,6 +35,7 @@ STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
 FLAGS = {
     "dataset": "--dataset",
     "method": "--method",
+    "seed": "--seed",
     "data_uri": "--data",
     "base_uri": "--base",
     "model_uri": "--model",
@@ -47,21 +52,24 @@ class Node:
     dataset: str | None = None
     method: str | None = None
     after: tuple[str, ...] = ()  # keys of the nodes whose outputs it reads
+    seed: int | str | None = None  # a method's training seed (pipeline.seeds; Argo: a placeholder); None: its own
 
     @property
     def key(self) -> str:
-        """'abcd/data', 'abcd/train/tf', 'abcd/relabel', 'abcd/evaluate/dt', 'report'."""
-        return "/".join(p for p in (self.dataset, self.stage, self.method) if p)
+        """'abcd/data', 'abcd/train/tf', 'abcd/relabel', 'abcd/evaluate/dt', 'abcd/seed-1/train/dt', 'report'."""
+        seed = None if self.seed is None else f"seed-{self.seed}"
+        return "/".join(p for p in (self.dataset, seed, self.stage, self.method) if p)
 
     @property
     def title(self) -> str:
-        """'abcd: train tf' (the pipeline's view)."""
+        """'abcd: train tf', 'abcd: train dt (seed 1)' (the pipeline's view)."""
         what = " ".join(p for p in (self.stage, self.method) if p)
+        what += "" if self.seed is None else f" (seed {self.seed})"
         return f"{self.dataset}: {what}" if self.dataset else what
 
     def kwargs(self) -> dict:
-        """Keyword arguments of the stage function (without `force`)."""
-        out: dict = {k: getattr(self, k) for k in STAGES[self.stage][2]}
+        """Keyword arguments of the stage function (without `force`); an unset seed is left out."""
+        out: dict = {k: getattr(self, k) for k in STAGES[self.stage][2] if getattr(self, k) is not None}
         out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.inputs})
         out["out_uri"] = self.out
         return out
@@ -71,7 +79,7 @@ class Node:
         words = list(STAGES[self.stage][1])
         for key, value in self.kwargs().items():
             for v in value if isinstance(value, list) else [value]:
-                words += [FLAGS[key], v]
+                words += [FLAGS[key], str(v)]
         words += list(extra)
         return words + (["--config", config_path] if config_path else [])
 
@@ -81,32 +89,46 @@ class Node:
         return getattr(importlib.import_module(module), attr)(cfg, **self.kwargs(), force=force)
 
 
-def nodes(cfg: RunConfig, datasets: list[str] | None = None, trained: list[str] | None = None) -> list[Node]:
-    """Every node of the run, each after the nodes it needs. `datasets` / `trained` default to
-    pipeline.datasets / pipeline.methods (Argo passes one placeholder of each)."""
+def training_seeds(cfg: RunConfig) -> list[int | None]:
+    """The methods' training seeds: pipeline.seeds (checked by the config: >= 0, none twice), or [None]
+    (one run, each method's own seed)."""
+    return list(cfg.pipeline.seeds) or [None]
+
+
+def nodes(
+    cfg: RunConfig,
+    datasets: list[str] | None = None,
+    trained: list[str] | None = None,
+    seeds: list[int | str | None] | None = None,
+) -> list[Node]:
+    """Every node of the run, each after the nodes it needs. `datasets` / `trained` / `seeds` default
+    to pipeline.datasets / pipeline.methods / `training_seeds(cfg)` (Argo passes one placeholder of each)."""
     datasets = list(cfg.pipeline.datasets) if datasets is None else datasets
     trained = list(cfg.pipeline.methods) if trained is None else trained
+    per_seed = training_seeds(cfg) if seeds is None else seeds
     out: list[Node] = []
     evals: list[Node] = []
     base = methods.BASE
     for ds in datasets:
 
-        def uri(stage: str, ds=ds) -> str:
-            return layout.stage_uri(cfg, ds, stage)
+        def uri(stage: str, seed=None, ds=ds) -> str:
+            return layout.stage_uri(cfg, ds, stage, seed)
 
         data = Node("data", uri("data"), dataset=ds)
         tf = Node("train", uri(base), (("data_uri", data.out),), ds, base, (data.key,))
         relabel = Node("relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,))
-        out += [data, tf, relabel]
-        for m, model in [(base, tf)] + [(m, None) for m in trained]:
-            if model is None:
+        inputs = (("model_uri", tf.out), ("data_uri", data.out))
+        tf_eval = Node("evaluate", uri(f"eval/{base}"), inputs, ds, base, (tf.key,))
+        out += [data, tf, relabel, tf_eval]
+        evals.append(tf_eval)
+        for seed in per_seed:
+            for m in trained:
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
-                model = Node("train", uri(m), inputs, ds, m, (relabel.key,))
-                out.append(model)
-            inputs = (("model_uri", model.out), ("data_uri", data.out))
-            ev = Node("evaluate", uri(f"eval/{m}"), inputs, ds, m, (model.key,))
-            out.append(ev)
-            evals.append(ev)
+                model = Node("train", uri(m, seed), inputs, ds, m, (relabel.key,), seed)
+                inputs = (("model_uri", model.out), ("data_uri", data.out))
+                ev = Node("evaluate", uri(f"eval/{m}", seed), inputs, ds, m, (model.key,), seed)
+                out += [model, ev]
+                evals.append(ev)
     uris = tuple(e.out for e in evals)
     out.append(Node("report", layout.report_uri(cfg), (("eval_uris", uris),), after=tuple(e.key for e in evals)))
     return out

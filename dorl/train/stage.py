@@ -1,4 +1,4 @@
-"""The `train/<method>` stage: `train(cfg, method=, data_uri=, base_uri=, out_uri=)` -> StageResult.
+"""The `train/<method>` stage: `train(cfg, method=, [seed=,] data_uri=, base_uri=, out_uri=)` -> StageResult.
 
 Everything a user can get wrong (method, config, inputs) is checked before anything is written or
 any process group exists. Under a launcher every rank trains, but only rank 0 goes through
@@ -13,6 +13,7 @@ the artifact is committed (unless `retain_checkpoints`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -29,8 +30,19 @@ log = logging.getLogger("dorl.train")
 
 
 def train(
-    cfg: RunConfig, *, method: str, data_uri: str, base_uri: str | None = None, out_uri: str, force: bool = False
+    cfg: RunConfig,
+    *,
+    method: str,
+    seed: int | None = None,
+    data_uri: str,
+    base_uri: str | None = None,
+    out_uri: str,
+    force: bool = False,
 ) -> StageResult:
+    """`seed`: the method's TrainConfig.seed (tf.seed, finetune.seed or ilql.train.seed) for this run, as
+    `--set <section>.seed=S` would set it: recorded in the manifest's config like every training setting."""
+    if seed is not None:
+        cfg = with_seed(cfg, methods.method_class(method).config_section, seed)
     m = methods.get(method, cfg)
     tc = m.train_config()
     check_config(tc, dmod.world_size_from_env())
@@ -47,6 +59,16 @@ def train(
 
     with dmod.rendezvous_env(), torch_linear_kept():
         return _run(m, tc, method, data, base, inputs, out_uri, force)
+
+
+def with_seed(cfg: RunConfig, section: str, seed: int) -> RunConfig:
+    """`cfg` with `<section>.seed` (a dotted path to a TrainConfig, e.g. 'ilql.train') set to `seed`."""
+    if seed < 0:
+        raise ConfigError(f"--seed: a seed is >= 0, got {seed}")
+    head, _, rest = section.partition(".")
+    part = getattr(cfg, head)
+    part = with_seed(part, rest, seed) if rest else dataclasses.replace(part, seed=seed)
+    return dataclasses.replace(cfg, **{head: part})
 
 
 def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:

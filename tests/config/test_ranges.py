@@ -38,7 +38,7 @@ def _outside(spec: str) -> list[float]:
 
 def _fmt(v, t: str) -> str:
     if "list" in t:
-        return f"[{v}, 0.5]"
+        return f"[{int(v)}, 1]" if "int" in t and "float" not in t else f"[{v}, 0.5]"
     return "nan" if v != v else (str(int(v)) if "int" in t and v == int(v) else str(v))
 
 
