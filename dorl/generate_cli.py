@@ -7,7 +7,7 @@ import json
 
 import click
 
-from dorl import methods
+from dorl import methods, readers
 from dorl.errors import ConfigError, DataError
 from dorl.options import config_options
 
@@ -55,13 +55,11 @@ def generate(model_uri, method, context, data_uri, split, n, k, as_json, cfg) ->
     if context is not None:
         rows.append({"context": as_context(context)})
     else:
-        import pandas as pd
-
         data = Artifact(data_uri, expect_stage="data")
         name = f"examples/{split}.parquet"
         if name not in data.files:
             raise DataError(f"{data.uri} has no {name} (splits: train, validation, test)")
-        df = pd.read_parquet(data.path(name)).head(n)
+        df = readers.read_parquet(data.path(name)).head(n)
         for r in df.itertuples(index=False):
             rows.append(
                 {"dialogue_id": r.dialogue_id, "turn_index": int(r.turn_index), "context": r.context}

@@ -14,7 +14,7 @@ import logging
 import time
 
 from dorl import log as dlog
-from dorl import methods
+from dorl import methods, readers
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.generate import DecodeConfig
@@ -74,7 +74,7 @@ def evaluate(
         from dorl.metrics import get_metric
 
         ec = cfg.eval
-        test = pd.read_parquet(data.path("examples/test.parquet"))
+        test = readers.read_parquet(data.path("examples/test.parquet"))
         if test.empty:
             raise DataError(f"{data.uri}: the test split has no examples")
         sample = sample_test(test, ec.n_examples, ec.sample_seed)

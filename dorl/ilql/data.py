@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dorl import readers
 from dorl.errors import DataError
 from dorl.text import REP_END, REP_START
 
@@ -22,15 +23,10 @@ COLUMNS = ("prompt", "response", "reward", "return")
 
 def read_split(path: str | Path, value: str = "return"):
     """Read and check one split; `value` names the column whose numbers are the returns."""
-    import pandas as pd
-
     path = Path(path)
-    try:
-        df = pd.read_parquet(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (is it a relabel artifact's methods/ilql split?)") from None
-    except Exception as e:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: not a readable parquet file ({e.__class__.__name__}: {e})") from None
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (is it a relabel artifact's methods/ilql split?)")
+    df = readers.read_parquet(path)
     missing = [c for c in ("prompt", "response", value) if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from dorl import readers
 from dorl.errors import DataError
 from dorl.ilql.model import ILQLMeta, ILQLModel
 
@@ -58,17 +59,17 @@ def is_ilql(folder: str | Path) -> bool:
 def load(folder: str | Path, device=None, dtype=None) -> ILQLModel:
     """The `ILQLModel` saved in `folder`, in eval mode (tokenizer: `AutoTokenizer.from_pretrained(folder)`)."""
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     if not is_ilql(folder):
         raise DataError(f"{folder}: not an ILQL model folder (needs {CONFIG_FILE} and {HEADS_FILE})")
-    info = json.loads((folder / CONFIG_FILE).read_text())
+    with readers.reading(folder / CONFIG_FILE, "ILQL's head configuration"):
+        info = json.loads((folder / CONFIG_FILE).read_text())
     if info.get("format") != FORMAT:
         raise DataError(f"{folder / CONFIG_FILE}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}")
     fields = ILQLMeta.__dataclass_fields__
     meta = ILQLMeta(**{k: v for k, v in info.items() if k in fields})
-    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    lm = readers.causal_lm(folder, dtype=dtype)
     model = ILQLModel(lm, meta)
     got = (model.heads.d, model.heads.vocab)
     if got != (info.get("hidden_size"), info.get("vocab_size")):

@@ -162,11 +162,10 @@ def device() -> str:
 
 def load_tokenizer(model_dir: Path):
     """A trained model's tokenizer, checked for dorl's special tokens, padding on the left."""
-    from transformers import AutoTokenizer
-
+    from dorl import readers
     from dorl.tokenizer import check_special_tokens
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = readers.tokenizer(model_dir)
     check_special_tokens(tok, f"the tokenizer of {model_dir}")
     tok.padding_side = "left"
     return tok
@@ -175,8 +174,9 @@ def load_tokenizer(model_dir: Path):
 def load_for_generation(model_dir: Path):
     """(model on the device, bf16 on GPU; tokenizer) of a plain HF model folder."""
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from dorl import readers
 
     tok = load_tokenizer(model_dir)
     dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device()), tok
+    return readers.causal_lm(model_dir, dtype=dtype).to(device()), tok

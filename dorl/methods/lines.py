@@ -27,9 +27,9 @@ SPLITS = ("train", "validation")
 
 def read_lines(data: Artifact, name: str) -> list[str]:
     """The `text` column of one parquet file, each line checked for the two markers."""
-    import pandas as pd
+    from dorl import readers
 
-    df = pd.read_parquet(data.path(name))
+    df = readers.read_parquet(data.path(name))
     if "text" not in df.columns:
         raise DataError(f"{data.uri}/{name}: no 'text' column (columns: {', '.join(df.columns)})")
     texts = df["text"].tolist()

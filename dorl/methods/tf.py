@@ -24,10 +24,10 @@ log = logging.getLogger("dorl.train")
 
 
 def read_conversations(data: Artifact, split: str) -> list[str]:
-    import pandas as pd
+    from dorl import readers
 
     name = f"conversations/{split}.parquet"
-    df = pd.read_parquet(data.path(name))
+    df = readers.read_parquet(data.path(name))
     if "text" not in df.columns:
         raise DataError(f"{data.uri}/{name}: no 'text' column (columns: {', '.join(df.columns)})")
     for i, t in enumerate(df["text"]):

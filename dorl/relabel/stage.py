@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dorl import log as dlog
+from dorl import readers
 from dorl.config import RunConfig, digest, to_dict
 from dorl.errors import ConfigError, DataError, StoreError
 from dorl.layout import stage_uri
@@ -77,7 +78,7 @@ def read_examples(data: Artifact, split: str) -> pd.DataFrame:
     if name not in data.files:
         have = sorted(f.split("/")[1].removesuffix(".parquet") for f in data.files if f.startswith("examples/"))
         raise ConfigError(f"{data.uri} has no split {split!r} ({name}); it has {', '.join(have)} (relabel.splits)")
-    frame = pd.read_parquet(data.path(name))
+    frame = readers.read_parquet(data.path(name))
     missing = [c for c in EXAMPLE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{data.uri}/{name}: missing column(s) {', '.join(missing)}")
@@ -129,17 +130,15 @@ class Worker:
 
     def model(self):
         if self._model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             from dorl.metrics import resolve_device
             from dorl.tokenizer import check_special_tokens
 
             folder = self.model_art.local_dir()
-            self._tokenizer = AutoTokenizer.from_pretrained(folder)
+            self._tokenizer = readers.tokenizer(folder)
             check_special_tokens(self._tokenizer, where=f"the tokenizer of {self.model_art.uri}")
             self._tokenizer.padding_side = "left"
             device = resolve_device(self.cfg.relabel.device)
-            self._model = AutoModelForCausalLM.from_pretrained(folder).to(device).eval()
+            self._model = readers.causal_lm(folder).to(device).eval()
         return self._model, self._tokenizer
 
     def split(self, split: str) -> pd.DataFrame:
@@ -371,7 +370,7 @@ def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: 
             raise StoreError(f"{s.uri} was made from other data or model artifacts than this assembly")
     rows: dict[str, pd.DataFrame] = {}
     for split in config["relabel"]["splits"]:
-        parts = [pd.read_parquet(s.path(f"candidates/{split}.parquet")) for s in shards]
+        parts = [readers.read_parquet(s.path(f"candidates/{split}.parquet")) for s in shards]
         rows[split] = pd.concat(parts, ignore_index=True) if parts else _empty_chunk()
     ctx.info["reward"] = shards[0].info.get("reward")
     ctx.info["assembled_from"] = count

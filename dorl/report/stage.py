@@ -7,6 +7,7 @@ import json
 import logging
 import time
 
+from dorl import readers
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.store import Artifact, StageResult, run_stage
@@ -15,13 +16,11 @@ log = logging.getLogger("dorl.report")
 
 
 def _load(uri: str) -> dict:
-    import pandas as pd
-
     art = Artifact(uri, expect_stage="evaluate")
     for key in ("method", "dataset"):
         if key not in art.info:
             raise DataError(f"{uri}/manifest.json: info has no '{key}'")
-    pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    pred = readers.read_csv(art.path("predictions.csv"), keep_default_na=False)
     return {
         "uri": uri,
         "artifact": art,

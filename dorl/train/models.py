@@ -89,17 +89,17 @@ def fit_embeddings(lm, tok) -> None:
 
 
 def load_base_tokenizer(base: Artifact):
-    from transformers import AutoTokenizer
+    from dorl import readers
 
-    tok = AutoTokenizer.from_pretrained(base.local_dir())
+    tok = readers.tokenizer(base.local_dir())
     check_special_tokens(tok, where=f"the tokenizer of {base.uri}")
     return tok
 
 
 def load_base_model(base: Artifact, tok):
-    from transformers import AutoModelForCausalLM
+    from dorl import readers
 
-    lm = AutoModelForCausalLM.from_pretrained(base.local_dir(), dtype=torch.float32)
+    lm = readers.causal_lm(base.local_dir(), dtype=torch.float32)
     fit_embeddings(lm, tok)
     return lm
 
