@@ -3,6 +3,7 @@ each node into a Job and the Argo template into DAG tasks; all three read `nodes
 
     for each dataset:  data ─► train tf ─► relabel ─► train <method> ─► evaluate <method>
                                       └──────────────────────────────► evaluate tf
+                       train ilql + train <candidates> ─► evaluate ilql_scorer   (pipeline.scorers)
     then:              report (every evaluation)
 
 A node names its stage, dataset and method, its inputs (keyword → artifact URI), its output and the
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from dorl import layout, methods
 from dorl.config import RunConfig
+from dorl.errors import ConfigError
 
 # stage -> (the stage function, the `dorl` command that runs it, which of dataset/method it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
@@ -34,6 +36,7 @@ FLAGS = {
     "data_uri": "--data",
     "base_uri": "--base",
     "model_uri": "--model",
+    "candidates_uri": "--candidates-from",
     "eval_uris": "--eval",
     "out_uri": "--out",
 }
@@ -83,7 +86,9 @@ class Node:
 
 def nodes(cfg: RunConfig, datasets: list[str] | None = None, trained: list[str] | None = None) -> list[Node]:
     """Every node of the run, each after the nodes it needs. `datasets` / `trained` default to
-    pipeline.datasets / pipeline.methods (Argo passes one placeholder of each)."""
+    pipeline.datasets / pipeline.methods (Argo passes one placeholder of each, and gets no scorer:
+    a scorer reads two trained models by name)."""
+    scorers = list(cfg.pipeline.scorers) if trained is None else []
     datasets = list(cfg.pipeline.datasets) if datasets is None else datasets
     trained = list(cfg.pipeline.methods) if trained is None else trained
     out: list[Node] = []
@@ -98,15 +103,25 @@ def nodes(cfg: RunConfig, datasets: list[str] | None = None, trained: list[str] 
         tf = Node("train", uri(base), (("data_uri", data.out),), ds, base, (data.key,))
         relabel = Node("relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,))
         out += [data, tf, relabel]
-        for m, model in [(base, tf)] + [(m, None) for m in trained]:
-            if model is None:
+        models = {base: tf}
+        for m in [base] + trained:
+            if m not in models:
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
-                model = Node("train", uri(m), inputs, ds, m, (relabel.key,))
-                out.append(model)
-            inputs = (("model_uri", model.out), ("data_uri", data.out))
-            ev = Node("evaluate", uri(f"eval/{m}"), inputs, ds, m, (model.key,))
-            out.append(ev)
-            evals.append(ev)
+                models[m] = Node("train", uri(m), inputs, ds, m, (relabel.key,))
+                out.append(models[m])
+            inputs = (("model_uri", models[m].out), ("data_uri", data.out))
+            evals.append(Node("evaluate", uri(f"eval/{m}"), inputs, ds, m, (models[m].key,)))
+            out.append(evals[-1])
+        for s in scorers:
+            scoring, cands = methods.get(s, cfg).pipeline_inputs()
+            missing = [m for m in (scoring, cands) if m not in models]
+            if missing:
+                raise ConfigError(
+                    f"pipeline.scorers has {s}, which reads {' and '.join(missing)}: add to pipeline.methods"
+                )
+            inputs = (("model_uri", models[scoring].out), ("candidates_uri", models[cands].out), ("data_uri", data.out))
+            evals.append(Node("evaluate", uri(f"eval/{s}"), inputs, ds, s, (models[scoring].key, models[cands].key)))
+            out.append(evals[-1])
     uris = tuple(e.out for e in evals)
     out.append(Node("report", layout.report_uri(cfg), (("eval_uris", uris),), after=tuple(e.key for e in evals)))
     return out
