@@ -101,3 +101,22 @@ def test_the_loss_module_keeps_v_at_each_rows_last_action_state_in_evaluation(to
     for b, s in enumerate(rows):
         h, _ = model.hidden(torch.tensor([s.input_ids]))
         assert loss.last_values[b].item() == pytest.approx(model.heads.v(h[:, -2]).item(), abs=1e-5)
+
+
+def test_ilql_own_rerank_values_an_eos_stopped_sample_by_q_of_rep_end(tok, lm, monkeypatch):
+    """dorl's own re-ranking of sampled responses (min target-Q of the last action): a sample that
+    stopped at <|endoftext|> gets Q(s, <_rep_end_>), not Q(s, EOS), which nothing trains."""
+    from dorl.ilql import decode as dec
+
+    model = randomise_heads(ILQLModel(lm)).eval()
+    rep_end, eos = tok.convert_tokens_to_ids(REP_END), tok.eos_token_id
+    text = tok("hello there", add_special_tokens=False)["input_ids"]
+    samples = dec.Samples([text + [eos], text + [rep_end]], [True, True], ["hello there"] * 2)
+    monkeypatch.setattr(dec, "decode", lambda *a, **k: samples)
+    p = "<_soc_><_rep_start_>"
+    ranked = dec.ilql_scorer(model, tok, [p], num_candidates=2)[0]
+    p_ids = tok(p, add_special_tokens=False)["input_ids"]
+    want = dec.response_values(model, [p_ids], [text + [rep_end]], tok.pad_token_id)[0]
+    wrong = dec.response_values(model, [p_ids], [text + [eos]], tok.pad_token_id)[0]
+    assert want != pytest.approx(wrong)
+    assert [c.value for c in ranked] == pytest.approx([want, want])
