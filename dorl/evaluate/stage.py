@@ -54,8 +54,10 @@ def check_inputs(method: str, model: Artifact, data: Artifact, candidates: Artif
     cls = methods.method_class(method)  # a known method
     want = cls.scores or method
     trained = trained_method(model)
-    if trained != want:
+    if trained != want and cls.scores:
         raise DataError(f"{model.uri} is a '{trained}' model but --method '{method}' needs a '{want}' one")
+    if trained != want:
+        raise DataError(f"{model.uri} is a '{trained}' model but --method is '{method}': prompting would not match")
     if cls.scores and candidates is None:
         raise ConfigError(f"--method {method} re-ranks another model's responses: give --candidates-from")
     if not cls.scores and candidates is not None:
