@@ -348,9 +348,10 @@ class K8sResources:
 
 @dataclass
 class K8sConfig:
-    RANGES: ClassVar[dict] = {"gpus": ">= 0", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
+    RANGES: ClassVar[dict] = {"gpus": ">= 1", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
         "backoff_limit": ">= 0", "active_deadline_seconds": ">= 1", "ttl_seconds_after_finished": ">= 0",
-        "poll_seconds": "> 0", "retry_limit": ">= 0"}  # fmt: skip
+        "poll_seconds": "> 0", "retry_limit": ">= 0", "transient_retry_limit": ">= 0", "rendezvous_timeout": ">= 1",
+        "max_restarts": ">= 0", "torchrun_max_restarts": ">= 0"}  # fmt: skip
     image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed (docker/Dockerfile).")
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = param("IfNotPresent", "imagePullPolicy.")
     image_pull_secrets: list[str] = param(factory=list, help="Secrets for pulling the image from a private registry.")

@@ -169,13 +169,13 @@ def test_status_and_logs(fake, small_run, monkeypatch, capsys):
 
 BAD = {
     "unknown dataset": ({"pipeline": {"datasets": ["abcd", "dstc8"]}}, "pipeline.datasets[1]"),
-    "gpus zero": ({"k8s": {"gpus": 0}}, "k8s.gpus': must be a positive integer"),
-    "gpus negative": ({"k8s": {"gpus": -2}}, "k8s.gpus': must be a positive integer"),
+    "gpus zero": ({"k8s": {"gpus": 0}}, "k8s.gpus': 0 is out of range; allowed: >= 1"),
+    "gpus negative": ({"k8s": {"gpus": -2}}, "k8s.gpus': -2 is out of range; allowed: >= 1"),
     "gpus not an int": ({"k8s": {"gpus": 1.5}}, "k8s.gpus': expected int"),
     "gpus a word": ({"k8s": {"gpus": "two"}}, "k8s.gpus': expected int"),
     "bucket missing": ({"root": None}, "root must be s3://bucket/prefix, got 'runs'"),
     "local root": ({"root": "/data/runs"}, "root must be s3://bucket/prefix"),
-    "no bucket": ({"root": "s3:///runs"}, "no bucket in 's3:///runs'"),
+    "no bucket": ({"root": "s3:///runs"}, "s3:///runs: an S3 URI needs a bucket"),
 }
 
 
