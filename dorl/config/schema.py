@@ -18,6 +18,7 @@ from dorl.errors import ConfigError
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
 METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)
 Method = Literal[METHODS]  # type: ignore[valid-type]
+Scorer = Literal[tuple(_methods.SCORERS)]  # type: ignore[valid-type]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
 # Environment names that hold secrets (AWS keys, tokens, passwords): refused in k8s.env.
 SECRET_NAME = re.compile(
@@ -278,6 +279,16 @@ class ILQLConfig:
         "evaluation "
         "(plain greedy decoding of the LM; the heads are not evaluated).",
     )
+    keep_best_by: Literal["loss", "value_ranking"] = param(
+        "loss",
+        "What keep-best (ilql.train.keep_best) selects on: the validation 'loss', or 'value_ranking' (the share of "
+        "validation contexts whose top-return response V values above the others; higher is better).",
+    )
+    scorer_candidates: Literal["tf", "tf_top", "tf_all", "dt"] = param(
+        "dt",
+        "ilql_scorer in pipeline.scorers: the method whose greedy + beam responses ILQL's V re-ranks (the "
+        "reference: dt).",
+    )
     top_k: int = param(20, "Decoding top-k when sampling (0 = the whole vocabulary).")
     temperature: float = param(
         1.0,
@@ -322,6 +333,11 @@ class ReportConfig:
 class PipelineConfig:
     datasets: list[Dataset] = param(factory=lambda: ["abcd"], help="Datasets to run.")
     methods: list[Method] = param(factory=lambda: list(METHODS), help="Methods trained on the relabelled data.")
+    scorers: list[Scorer] = param(
+        factory=list,
+        help="Evaluation-only methods, evaluated after the models they read (ilql_scorer: ilql and "
+        "ilql.scorer_candidates, both in pipeline.methods); each is a row of the report.",
+    )
     seeds: list[int] = param(
         factory=list,
         help="Training seeds of the methods: each method is trained and evaluated once per seed (data, tf and "

@@ -16,7 +16,7 @@ import time
 from dorl import log as dlog
 from dorl import methods, readers
 from dorl.config import RunConfig, to_dict
-from dorl.errors import DataError
+from dorl.errors import ConfigError, DataError
 from dorl.generate import DecodeConfig
 from dorl.store import Artifact, StageResult, run_stage
 
@@ -44,31 +44,60 @@ def decode_config(cfg: RunConfig, m) -> DecodeConfig:
     )
 
 
-def check_inputs(method: str, model: Artifact, data: Artifact) -> None:
-    methods.method_class(method)  # a known method
-    if not model.stage.startswith("train/"):
-        raise DataError(f"{model.uri} holds a '{model.stage}' artifact, not a trained model (train/<method>)")
-    trained = model.stage.split("/", 1)[1]
-    if trained != method:
+def trained_method(art: Artifact) -> str:
+    if not art.stage.startswith("train/"):
+        raise DataError(f"{art.uri} holds a '{art.stage}' artifact, not a trained model (train/<method>)")
+    return art.stage.split("/", 1)[1]
+
+
+def check_inputs(method: str, model: Artifact, data: Artifact, candidates: Artifact | None = None) -> None:
+    cls = methods.method_class(method)  # a known method
+    want = cls.scores or method
+    trained = trained_method(model)
+    if trained != want and cls.scores:
+        raise DataError(f"{model.uri} is a '{trained}' model but --method '{method}' needs a '{want}' one")
+    if trained != want:
         raise DataError(f"{model.uri} is a '{trained}' model but --method is '{method}': prompting would not match")
-    model_ds, data_ds = model.info.get("dataset"), data.info.get("dataset")
-    if model_ds and data_ds and model_ds != data_ds:
-        raise DataError(f"{model.uri} was trained on '{model_ds}' but {data.uri} holds '{data_ds}'")
+    if cls.scores and candidates is None:
+        raise ConfigError(f"--method {method} re-ranks another model's responses: give --candidates-from")
+    if not cls.scores and candidates is not None:
+        raise ConfigError(f"--candidates-from is for the scorers ({', '.join(methods.SCORERS)}), not --method {method}")
+    for art in [model] + ([candidates] if candidates is not None else []):
+        art_ds, data_ds = art.info.get("dataset"), data.info.get("dataset")
+        if art_ds and data_ds and art_ds != data_ds:
+            raise DataError(f"{art.uri} was trained on '{art_ds}' but {data.uri} holds '{data_ds}'")
+    if candidates is not None and trained_method(candidates) not in cls.candidate_methods:
+        raise DataError(
+            f"{candidates.uri} is a '{trained_method(candidates)}' model; --method {method} takes candidates "
+            f"from {', '.join(cls.candidate_methods)}"
+        )
 
 
 def evaluate(
-    cfg: RunConfig, *, method: str, model_uri: str, data_uri: str, out_uri: str, force: bool = False
+    cfg: RunConfig,
+    *,
+    method: str,
+    model_uri: str,
+    data_uri: str,
+    out_uri: str,
+    candidates_uri: str | None = None,
+    force: bool = False,
 ) -> StageResult:
     import pandas as pd
 
     data = Artifact(data_uri, expect_stage="data")
     model = Artifact(model_uri)
-    check_inputs(method, model, data)
+    candidates = Artifact(candidates_uri) if candidates_uri else None
+    check_inputs(method, model, data, candidates)
     m = methods.get(method, cfg)
     names = metric_names(cfg)
     config = {"method": method, "eval": to_dict(cfg.eval), "metrics": to_dict(cfg.metrics)}
     if m.decoding():
         config["decoding"] = m.decoding()
+    inputs = {"model": model, "data": data}
+    if candidates is not None:
+        config["candidates"] = trained_method(candidates)
+        inputs["candidates"] = candidates
 
     def body(ctx):
         from dorl.metrics import get_metric
@@ -78,9 +107,9 @@ def evaluate(
         if test.empty:
             raise DataError(f"{data.uri}: the test split has no examples")
         sample = sample_test(test, ec.n_examples, ec.sample_seed)
-        prompts = [m.prompt(c, model.info) for c in sample["context"]]
         log.info("evaluate %s: %d test examples, %d response(s) each", method, len(sample), ec.num_responses)
-        responses, gen_stats = m.respond(model.local_dir(), prompts, decode_config(cfg, m), ec.num_responses)
+        contexts = sample["context"].tolist()
+        responses, gen_stats = m.respond_to(model, contexts, decode_config(cfg, m), ec.num_responses, candidates)
 
         refs = sample["response"].tolist()
         # dialogue_id/turn_index identify the example, so the report can join every method's responses on it.
@@ -108,6 +137,7 @@ def evaluate(
         summary = {
             "method": method,
             "dataset": data.info.get("dataset"),
+            **({"candidates": config["candidates"]} if candidates is not None else {}),
             "n_examples": len(pred),
             "num_responses": ec.num_responses,
             "metrics": names,
@@ -132,4 +162,4 @@ def evaluate(
         ctx.metrics.update(generation=gen_stats, metric_pairs_per_s=round(pairs / max(seconds, 1e-9), 1))
         log.info("evaluate %s: %s", method, {k: round(v[0], 4) for k, v in summary["best_of_k"].items()})
 
-    return run_stage("evaluate", out_uri, config, {"model": model, "data": data}, body, force=force)
+    return run_stage("evaluate", out_uri, config, inputs, body, force=force)

@@ -24,6 +24,7 @@ from torch import Tensor
 from dorl.errors import ConfigError
 from dorl.generate import DecodeConfig, encode_prompts, stop_token_ids
 from dorl.ilql.model import ILQLModel
+from dorl.text import REP_END
 
 
 @dataclass
@@ -211,6 +212,13 @@ def ilql_scorer(
     dc = (config or DecodeConfig()).but(**settings, sample=True)
     gen = decode(model, tok, prompts, dc, num_samples=num_candidates)
     prompt_ids = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_candidates)]
-    values = response_values(model, prompt_ids, gen.ids, tok.pad_token_id, dc.batch_size)
+    # A sample that stopped at <|endoftext|> is valued by Q(s, <_rep_end_>), the action that ends every training
+    # response: nothing trains Q(s, EOS).
+    rep_end = tok.convert_tokens_to_ids(REP_END)
+    ends = [
+        ids[:-1] + [rep_end] if fin and ids[-1] != rep_end else ids
+        for ids, fin in zip(gen.ids, gen.finished, strict=True)
+    ]
+    values = response_values(model, prompt_ids, ends, tok.pad_token_id, dc.batch_size)
     cands = [Candidate(*c) for c in zip(gen.texts, values, gen.finished, gen.ids, strict=True)]
     return [sorted(cands[i : i + num_candidates], key=lambda c: -c.value) for i in range(0, len(cands), num_candidates)]

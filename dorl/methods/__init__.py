@@ -6,6 +6,11 @@
     dt      every candidate with its return token (Decision Transformer)    (dorl/methods/dt.py)
     ilql    implicit language Q-learning, on dorl/ilql                       (dorl/methods/ilql.py)
 
+and the evaluation-only methods (`SCORERS`: no training set, no train node; `dorl evaluate` only):
+
+    ilql_scorer  a trained model's greedy + beam candidates re-ranked by an ILQL model's V
+                 (the reference's `ilql_scorer`)                              (dorl/methods/ilql_scorer.py)
+
 A method (`dorl.methods.base.Method`) owns its training set (built from relabel's candidates), its
 training hooks for the engine, its config section, what it records in its manifest, and how it
 prompts and decodes at evaluation. Adding one is one module plus one line in `REGISTRY`
@@ -35,11 +40,21 @@ REGISTRY: dict[str, str] = {
     "dt": "dorl.methods.dt:DT",
     "ilql": "dorl.methods.ilql:ILQL",
 }
+# Evaluation methods that train nothing: `dorl evaluate --method NAME --model <its scoring model>
+# --candidates-from <a trained model>`; `pipeline.scorers` adds them to the graph after what they read.
+SCORERS: dict[str, str] = {
+    "ilql_scorer": "dorl.methods.ilql_scorer:ILQLScorer",
+}
 
 
 def names() -> list[str]:
     """Every method, in registry order (the base model first)."""
     return list(REGISTRY)
+
+
+def evaluated() -> list[str]:
+    """Everything `dorl evaluate --method` takes: the trained methods, then the scorers (the report's row order)."""
+    return list(REGISTRY) + list(SCORERS)
 
 
 def relabelled() -> list[str]:
@@ -48,9 +63,10 @@ def relabelled() -> list[str]:
 
 
 def method_class(name: str) -> type[Method]:
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
-    module, attr = REGISTRY[name].split(":")
+    where = REGISTRY.get(name) or SCORERS.get(name)
+    if where is None:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(evaluated())}")
+    module, attr = where.split(":")
     return getattr(importlib.import_module(module), attr)
 
 

@@ -30,6 +30,10 @@ class Method:
     """Base class: the defaults suit a causal LM trained with a token-mean cross-entropy."""
 
     data_stage = "relabel"  # the stage that must have made the --data artifact
+    # An evaluation-only method (dorl.methods.SCORERS) names the trained method whose model `--model` must be
+    # and those whose models `--candidates-from` may be; a trained method has neither.
+    scores: str | None = None
+    candidate_methods: tuple[str, ...] = ()
     needs_base = True  # starts from a `train/tf` artifact (--base)
     loss_label = "cross-entropy (nats/token)"  # what the loss is (the y axis of loss.png)
 
@@ -107,6 +111,18 @@ class Method:
     def on_step_end(self, module, step: int) -> None:
         """After each optimizer step (ILQL: Polyak update of the target heads)."""
 
+    def on_validation_batch(self, module, idx) -> None:
+        """After the validation forward of the examples `idx` (ILQL keeps their values for its ranking)."""
+
+    def validation_metrics(self, dist) -> dict:
+        """The method's own validation numbers, logged with the validation loss (all ranks call it)."""
+        return {}
+
+    def selection(self) -> tuple[str, bool]:
+        """What keep-best selects on: ("val_loss", lower is better) or a key of `validation_metrics` (and
+        whether higher is better)."""
+        return "val_loss", False
+
     def save(self, module, state_dict: dict, out_dir: Path) -> None:
         """Write the trained model as a plain HF folder (safetensors)."""
         prefix = "lm."
@@ -129,6 +145,14 @@ class Method:
     def decoding(self) -> dict:
         """The method's own decoding settings (recorded in the evaluation's config), as DecodeConfig fields."""
         return {}
+
+    def respond_to(
+        self, model: Artifact, contexts: list[str], decode: DecodeConfig, num_responses: int, candidates=None
+    ):
+        """What `dorl evaluate` calls: its prompts (`prompt`) answered by `respond` (`candidates`: the
+        `--candidates-from` artifact of a scorer)."""
+        prompts = [self.prompt(c, model.info) for c in contexts]
+        return self.respond(model.local_dir(), prompts, decode, num_responses)
 
     def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
         """responses[i] = [response 1 (greedy), responses 2..N (beam search)] for prompt i; generation stats."""

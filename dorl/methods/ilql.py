@@ -68,6 +68,7 @@ class ILQL(Method):
         self.stats = None  # ReturnStats of the training returns (set by `datasets`)
         self._head_parameters: int | None = None
         self.engine = None  # DeepSpeed's, for the fp32 master weights (`on_engine`)
+        self._val_groups = self._val_returns = self._val_values = None  # the value ranking (`validation_metrics`)
 
     # ---------------------------------------------------------------- the training set (relabel)
     def training_set(self, candidates, return_bins: int):
@@ -130,10 +131,27 @@ class ILQL(Method):
             self._info[split] = {"samples": len(ex), "tokens": ex.n_tokens, "actions": actions}
             sets.append(ex)
         self._info["returns"] = {"column": column, "mean": self.stats.mean, "std": self.stats.std, "n": self.stats.n}
+        self._ranking_set(frames["validation"], column)
         self._info["polyak"] = self._polyak_schedule(len(sets[0]))
         st = self.stats
         log.info("ilql: returns ('%s') standardised by the training mean %.4g and std %.4g", column, st.mean, st.std)
         return sets[0], sets[1]
+
+    def _ranking_set(self, val, column: str) -> None:
+        """Each validation sample's context and return, for the value ranking of every validation."""
+        import numpy as np
+
+        from dorl.ilql.ranking import value_ranking
+
+        self._val_groups = val["prompt"].to_numpy()
+        self._val_returns = val[column].to_numpy(dtype=np.float64)
+        self._val_values = np.zeros(len(val))
+        contexts = value_ranking(self._val_values, self._val_groups, self._val_returns)["value_contexts"]
+        self._info["validation"]["ranked_contexts"] = contexts
+        if self.cfg.ilql.keep_best_by == "value_ranking" and not contexts:
+            raise DataError(
+                "ilql.keep_best_by=value_ranking: no validation context has responses of different returns to rank"
+            )
 
     def _polyak_schedule(self, n_train: int) -> dict:
         """Warn when the run is too short for its Polyak schedule to move the targets much (polyak.MOVED)."""
@@ -208,6 +226,23 @@ class ILQL(Method):
             targets, params = zip(*module.model.heads.polyak_pairs(), strict=True)
             polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), ic.polyak_alpha)
 
+    def on_validation_batch(self, module, idx) -> None:
+        self._val_values[idx] = module.last_values.cpu().double().numpy()
+
+    def validation_metrics(self, dist) -> dict:
+        """The value ranking (`dorl.ilql.ranking.value_ranking`) of V at each validation response's last
+        state, over every validation context (each rank filled in its own samples)."""
+        import numpy as np
+
+        from dorl.ilql.ranking import value_ranking
+
+        values = np.asarray(dist.all_sum(self._val_values.tolist()))
+        self._val_values[:] = 0.0
+        return value_ranking(values, self._val_groups, self._val_returns)
+
+    def selection(self) -> tuple[str, bool]:
+        return ("value_ranking", True) if self.cfg.ilql.keep_best_by == "value_ranking" else ("val_loss", False)
+
     def save(self, module, state_dict: dict, out_dir: Path) -> None:
         from dorl.ilql import io
 
@@ -257,6 +292,7 @@ class ILQLLoss(nn.Module):
         self.model = model
         self.loss_cfg = loss_cfg
         self.cql = loss_cfg.cql_weight > 0  # Q over the whole vocabulary only when its term counts
+        self.last_values = None  # in evaluation mode: (B,) V at each row's last action state (before <_rep_end_>)
 
     @property
     def lm(self):
@@ -265,5 +301,12 @@ class ILQLLoss(nn.Module):
     def forward(self, input_ids, state_mask, rewards, **_):
         from dorl.ilql.loss import ilql_loss
 
-        loss, stats = ilql_loss(self.model(input_ids, state_mask, cql=self.cql), rewards, self.loss_cfg, sync=False)
+        out = self.model(input_ids, state_mask, cql=self.cql)
+        if not self.training:  # validation: V where each response's last action (<_rep_end_>) is taken
+            import torch
+
+            last = torch.ones_like(out.rows, dtype=torch.bool)
+            last[:-1] = out.rows[1:] != out.rows[:-1]  # states are row-major: each row's last one
+            self.last_values = out.v.new_zeros(input_ids.shape[0]).index_copy(0, out.rows[last], out.v[last].detach())
+        loss, stats = ilql_loss(out, rewards, self.loss_cfg, sync=False)
         return loss, {k: v for k, v in stats.items() if k != "loss" and not isinstance(v, int)}

@@ -11,7 +11,7 @@ from dorl.report.bootstrap import holm, mean_ci, paired_test, seed_interval
 
 METRICS = ("bertscore", "bleurt", "meteor", "bleu")
 LABELS = {"bertscore": "BERTScore", "bleurt": "BLEURT", "meteor": "METEOR", "bleu": "BLEU", "bert_click": "BERT-click"}
-METHOD_ORDER = tuple(methods.names())  # the registry order (dorl/methods/__init__.py)
+METHOD_ORDER = tuple(methods.evaluated())  # the registry order (dorl/methods/__init__.py)
 
 
 def per_example(pred: pd.DataFrame, k: int, click_threshold: float, where: str) -> dict[str, np.ndarray]:

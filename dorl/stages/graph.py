@@ -3,6 +3,7 @@ each node into a Job and the Argo template into DAG tasks; all three read `nodes
 
     for each dataset:  data ─► train tf ─► relabel ─► train <method> ─► evaluate <method>
                                       └──────────────────────────────► evaluate tf
+                       train ilql + train <candidates> ─► evaluate ilql_scorer   (pipeline.scorers)
     then:              report (every evaluation)
 
 With `pipeline.seeds`, each method's train and evaluate nodes are repeated once per seed (`seed`:
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from dorl import layout, methods
 from dorl.config import RunConfig
+from dorl.errors import ConfigError
 
 # stage -> (the stage function, the `dorl` command that runs it, which of dataset/method/seed it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
@@ -39,6 +41,7 @@ FLAGS = {
     "data_uri": "--data",
     "base_uri": "--base",
     "model_uri": "--model",
+    "candidates_uri": "--candidates-from",
     "eval_uris": "--eval",
     "out_uri": "--out",
 }
@@ -102,7 +105,9 @@ def nodes(
     seeds: list[int | str | None] | None = None,
 ) -> list[Node]:
     """Every node of the run, each after the nodes it needs. `datasets` / `trained` / `seeds` default
-    to pipeline.datasets / pipeline.methods / `training_seeds(cfg)` (Argo passes one placeholder of each)."""
+    to pipeline.datasets / pipeline.methods / `training_seeds(cfg)` (Argo passes one placeholder of each,
+    and gets no scorer: a scorer reads two trained models by name)."""
+    scorers = list(cfg.pipeline.scorers) if trained is None else []
     datasets = list(cfg.pipeline.datasets) if datasets is None else datasets
     trained = list(cfg.pipeline.methods) if trained is None else trained
     per_seed = training_seeds(cfg) if seeds is None else seeds
@@ -122,12 +127,29 @@ def nodes(
         out += [data, tf, relabel, tf_eval]
         evals.append(tf_eval)
         for seed in per_seed:
+            models = {base: tf}
             for m in trained:
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
-                model = Node("train", uri(m, seed), inputs, ds, m, (relabel.key,), seed)
+                model = models[m] = Node("train", uri(m, seed), inputs, ds, m, (relabel.key,), seed)
                 inputs = (("model_uri", model.out), ("data_uri", data.out))
                 ev = Node("evaluate", uri(f"eval/{m}", seed), inputs, ds, m, (model.key,), seed)
                 out += [model, ev]
+                evals.append(ev)
+            for s in scorers:
+                scoring, cands = methods.get(s, cfg).pipeline_inputs()
+                missing = [m for m in (scoring, cands) if m not in models]
+                if missing:
+                    raise ConfigError(
+                        f"pipeline.scorers has {s}, which reads {' and '.join(missing)}: add to pipeline.methods"
+                    )
+                inputs = (
+                    ("model_uri", models[scoring].out),
+                    ("candidates_uri", models[cands].out),
+                    ("data_uri", data.out),
+                )
+                after = (models[scoring].key, models[cands].key)
+                ev = Node("evaluate", uri(f"eval/{s}", seed), inputs, ds, s, after, seed)
+                out.append(ev)
                 evals.append(ev)
     uris = tuple(e.out for e in evals)
     out.append(Node("report", layout.report_uri(cfg), (("eval_uris", uris),), after=tuple(e.key for e in evals)))

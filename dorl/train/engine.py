@@ -170,7 +170,8 @@ class TrainState:
     targets: int = 0  # positions with a label (where the output head runs)
     tokens_sq: float = 0.0  # sum of squared sequence lengths (attention FLOPs)
     train_time_s: float = 0.0  # time in training steps (no validation, no checkpoints)
-    best_val_loss: float | None = None
+    best_val_loss: float | None = None  # the validation loss at best_step
+    best_score: float | None = None  # what keep-best compares (`Method.selection`): the loss by default
     best_step: int | None = None
     best_dir: str | None = None
     last_val_step: int | None = None
@@ -244,8 +245,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
-    def evaluate(self) -> float:
-        """Validation loss: the mean over every validation target token (all ranks)."""
+    def evaluate(self) -> tuple[float, dict]:
+        """Validation loss (the mean over every validation target token, all ranks) and the method's own
+        validation metrics (`Method.validation_metrics`: ILQL's value ranking)."""
         self.engine.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.dist.device)
         count = 0
@@ -253,11 +255,13 @@ class Trainer:
             batch, *_ = self._batch(self.val, idx if idx is not None else [0])
             n = self.method.target_count(batch) if idx is not None else 0
             loss, _ = self.engine(**self._to_device(batch))
+            if idx is not None:
+                self.method.on_validation_batch(self.engine.module, idx)
             loss_sum += loss.double() * n
             count += n
         self.engine.train()
         total, n = self.dist.all_sum([loss_sum.item(), count])
-        return total / max(n, 1)
+        return total / max(n, 1), self.method.validation_metrics(self.dist)
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> FitResult:
@@ -389,10 +393,14 @@ class Trainer:
                 log.warning("no validation examples: no validation loss, the last weights are the output")
             st.last_val_step = st.step
             return
-        val = self.evaluate()
+        val, extra = self.evaluate()
         st.last_val_step = st.step
-        mon.write({"kind": "eval", "step": st.step, "epoch": st.epoch, "val_loss": val})
-        if st.best_val_loss is None or val < st.best_val_loss:
-            st.best_val_loss, st.best_step = val, st.step
+        mon.write({"kind": "eval", "step": st.step, "epoch": st.epoch, "val_loss": val, **extra})
+        key, higher = self.method.selection()  # ("val_loss", False) unless the method says otherwise
+        score = val if key == "val_loss" else extra[key]
+        if st.best_score is None and key == "val_loss":
+            st.best_score = st.best_val_loss  # a checkpoint from before best_score existed
+        if st.best_score is None or (score > st.best_score if higher else score < st.best_score):
+            st.best_val_loss, st.best_score, st.best_step = val, score, st.step
             if self.save_best is not None:
                 st.best_dir = self.save_best(self.engine, st.step)

@@ -130,6 +130,12 @@ def _sync(writer: ArtifactWriter):
     return sync
 
 
+def _validation_at(records: list, step: int | None) -> dict | None:
+    """The validation record (loss and the method's metrics, e.g. ILQL's value ranking) of the output step."""
+    found = [r for r in records if r.get("kind") == "eval" and r.get("step") == step]
+    return {k: v for k, v in found[-1].items() if k not in ("kind", "step", "epoch")} if found else None
+
+
 def _shared_tokenizer(m, ckpt, data, base, d):
     """Rank 0 builds the tokenizer once (or finds the one the run started with) and sends its files."""
     from transformers import AutoTokenizer
@@ -242,11 +248,14 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         "selected": selected,
         "selected_step": st.best_step if selected == "best" else st.step,
         "best_val_loss": st.best_val_loss,
+        "keep_best_by": m.selection()[0],
+        "best_score": st.best_score,
         "best_step": st.best_step,
         "resumed_from_step": result.resumed_from,
         "loss": monitor.summary(result.records),
         **m.info(),
     }
+    info["validation"] = _validation_at(result.records, info["selected_step"])
     metrics = {
         "tokens": st.tokens,
         "tokens_per_s": round(result.tokens_per_s, 2),

@@ -79,7 +79,7 @@ def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model
     assert f"{no_ilql.uri} has no methods/ilql/train.parquet" in r.stderr
     assert not out.exists()
 
-    with pytest.raises(ConfigError, match=r"ilql.tau=1.5 must be in \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"'ilql.tau': 1.5 is out of range; allowed: \(0, 1\)"):
         train(
             ilql_config("ilql.tau=1.5"),
             method="ilql",

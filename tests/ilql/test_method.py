@@ -71,6 +71,37 @@ def test_trains_saves_and_loads_back(trained, ilql_relabel):
         val_loss, _ = ilql_loss(out, batch["rewards"], LossConfig())
     assert info["selected"] == "best"
     assert val_loss.item() == pytest.approx(info["best_val_loss"], rel=1e-5)
+    # ... and its value ranking (V at each validation response's last state) is the one logged and recorded
+    assert info["keep_best_by"] == "val_loss" and info["best_score"] == info["best_val_loss"]
+    assert info["validation"]["value_ranking"] == pytest.approx(saved_value_ranking(trained, val))
+
+
+def saved_value_ranking(model_art, val) -> float:
+    """The value ranking of a saved ILQL model on a validation frame, computed apart from training."""
+    from dorl.ilql.ranking import score_texts, value_ranking
+    from dorl.methods.base import load_tokenizer
+
+    model, tok = io.load(model_art.local_dir()), load_tokenizer(model_art.local_dir())
+    values = score_texts(model, tok, list(val["prompt"]), list(val["response"]), prompt_tokens=10_000)
+    return value_ranking(values, val["prompt"].to_numpy(), val["return"].to_numpy())["value_ranking"]
+
+
+def test_keep_best_by_value_ranking_picks_the_step_the_metric_says(tmp_path, ilql_relabel, tiny_model_artifact):
+    cfg = ilql_config("ilql.train.max_steps=12", "ilql.train.eval_every=3", "ilql.train.lr=5e-3",
+                      "ilql.keep_best_by=value_ranking")  # fmt: skip
+    art = train(cfg, method="ilql", data_uri=ilql_relabel.uri, base_uri=tiny_model_artifact.uri,
+                out_uri=str(tmp_path / "ilql")).artifact  # fmt: skip
+    log = [json.loads(x) for x in art.read_bytes("train_log.jsonl").decode().splitlines()]
+    evals = [r for r in log if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 6, 9, 12]
+    best = max(evals, key=lambda r: r["value_ranking"])  # the first of equal ones
+    # here (measured) that is step 9, while the validation loss falls to step 12: the two selections differ
+    info = art.info
+    assert info["keep_best_by"] == "value_ranking" and info["selected"] == "best"
+    assert info["best_step"] == info["selected_step"] == best["step"]
+    assert info["best_score"] == best["value_ranking"] and info["validation"]["value_ranking"] == best["value_ranking"]
+    val = pd.read_parquet(ilql_relabel.path("methods/ilql/validation.parquet"))
+    assert saved_value_ranking(art, val) == pytest.approx(best["value_ranking"])
 
 
 def test_bf16_targets_follow_the_fp32_master_q_heads(tmp_path, ilql_relabel, tiny_model_artifact):

@@ -36,7 +36,35 @@ def test_every_place_reads_the_registry():
     from dorl.report.table import METHOD_ORDER
     from dorl.train.cli import train
 
-    assert list(METHODS) == methods.relabelled() and list(METHOD_ORDER) == methods.names()
-    for command in (train, evaluate):
+    assert list(METHODS) == methods.relabelled() and list(METHOD_ORDER) == methods.evaluated()
+    for command, names in ((train, methods.names()), (evaluate, methods.evaluated())):
         choice = next(p for p in command.params if p.name == "method").type
-        assert list(choice.choices) == methods.names()
+        assert list(choice.choices) == names
+
+
+def test_a_scorer_has_no_training_set_and_no_train_node():
+    """ilql_scorer trains nothing: not a training method (no relabelled set, not in pipeline.methods, no
+    `dorl train` choice); `pipeline.scorers` adds only its evaluation, after ilql and the candidates' model."""
+    from dorl import config
+    from dorl.errors import ConfigError
+    from dorl.stages.graph import nodes
+
+    assert "ilql_scorer" in methods.evaluated() and "ilql_scorer" not in methods.names()
+    assert methods.get("ilql_scorer", config.load()).training_set(None, 2) is None
+    assert config.load().pipeline.scorers == []  # off by default: the default graph is unchanged
+    cfg = config.load(sets=["pipeline.scorers=[ilql_scorer]", "pipeline.methods=[dt, ilql]"])
+    by_key = {n.key: n for n in nodes(cfg)}
+    assert not any(k.endswith("train/ilql_scorer") for k in by_key)
+    ev = by_key["abcd/evaluate/ilql_scorer"]
+    assert ev.after == ("abcd/train/ilql", "abcd/train/dt")
+    args = ev.args()
+    assert args[args.index("--model") + 1] == by_key["abcd/train/ilql"].out
+    assert args[args.index("--candidates-from") + 1] == by_key["abcd/train/dt"].out
+    assert "abcd/evaluate/ilql_scorer" in by_key["report"].after
+    bad = config.load(sets=["pipeline.scorers=[ilql_scorer]", "pipeline.methods=[ilql]"])
+    try:
+        nodes(bad)
+    except ConfigError as e:
+        assert "dt" in str(e)
+    else:
+        raise AssertionError("a scorer without its candidates' method must be refused")
