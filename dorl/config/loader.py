@@ -96,9 +96,21 @@ def check_range(spec: str | None, value: Any, key: str) -> None:
             raise ConfigError(f"config key '{key}': {v!r} is out of range; allowed: {spec}")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Typed:
+    """A `--set` scalar that YAML read as a number, bool or null, with the text as typed: a str field takes
+    the text (`--set run=001` is "001", not 1), any other field YAML's value."""
+
+    value: Any
+    text: str
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if isinstance(value, _Typed):
+        null = value.value is None and type(None) in args
+        value = value.text if (tp is str or str in args) and not null else value.value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     if origin in (Union, types.UnionType):
@@ -194,6 +206,8 @@ def parse_sets(items: typing.Iterable[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+        if value is None or isinstance(value, (bool, int, float)):
+            value = _Typed(value, raw.strip())
         node = out
         *parents, leaf = key.split(".")
         for p in parents:

@@ -332,9 +332,10 @@ class K8sResources:
 
 @dataclass
 class K8sConfig:
-    RANGES: ClassVar[dict] = {"gpus": ">= 0", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
+    RANGES: ClassVar[dict] = {"gpus": ">= 1", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
         "backoff_limit": ">= 0", "active_deadline_seconds": ">= 1", "ttl_seconds_after_finished": ">= 0",
-        "poll_seconds": "> 0", "retry_limit": ">= 0"}  # fmt: skip
+        "poll_seconds": "> 0", "retry_limit": ">= 0", "transient_retry_limit": ">= 0", "rendezvous_timeout": ">= 1",
+        "max_restarts": ">= 0", "torchrun_max_restarts": ">= 0"}  # fmt: skip
     image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed (docker/Dockerfile).")
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = param("IfNotPresent", "imagePullPolicy.")
     image_pull_secrets: list[str] = param(factory=list, help="Secrets for pulling the image from a private registry.")
@@ -379,7 +380,38 @@ class K8sConfig:
     argo_service_account: str | None = param(
         None, "ServiceAccount of the Argo Workflow's pods (needs Argo's executor permissions)."
     )
-    retry_limit: int = param(3, "Argo: retries of a step that failed for a reason other than a user error.")
+    retry_limit: int = param(3, "Retries of a crashed step (Argo; exit codes other than 0, 2 and 75).")
+    transient_retry_limit: int = param(
+        12, "Argo: retries of a step in all (transient exit 75, a lost pod and crashes up to retry_limit)."
+    )
+    rendezvous_timeout: int = param(
+        1800, "Multi-node: seconds torchrun waits for every pod to join (covers image pulls and node start-up)."
+    )
+    max_restarts: int = param(
+        3, "Multi-node: group restarts of the JobSet (failurePolicy.maxRestarts) after a crash or a lost pod."
+    )
+    torchrun_max_restarts: int = param(
+        0, "torchrun --max-restarts inside a pod (worker restarts without a new pod; the JobSet restarts groups)."
+    )
+    queue: str | None = param(None, "Kueue LocalQueue: label kueue.x-k8s.io/queue-name on every Job and JobSet.")
+    scheduler_name: str | None = param(None, "schedulerName of every pod (e.g. volcano, a gang scheduler).")
+    labels: dict[str, str] = param(factory=dict, help="Extra labels of every object and pod.")
+    annotations: dict[str, str] = param(factory=dict, help="Extra annotations of every pod.")
+    tolerations: list[dict[str, str | int]] = param(
+        factory=list,
+        help="Extra tolerations of every pod (Kubernetes toleration objects: key, operator, value, effect).",
+    )
+    extra_resources: dict[str, str] = param(
+        factory=dict, help="Extra resources of GPU and training pods, per GPU (e.g. vpc.amazonaws.com/efa: '1')."
+    )
+    scale_with_gpus: bool = param(
+        True, "Training pods request train_pod cpu/memory and shm_size per GPU (k8s.gpus x each)."
+    )
+    models_uri: str | None = param(
+        None, "Where `dorl models mirror` stored the Hub models (s3://...); pods then never reach the Hub."
+    )
+    models_pvc: str | None = param(None, "A PersistentVolumeClaim holding HF_HOME with the models (read-only mount).")
+    overlay: str | None = param(None, "kustomize overlay folder `dorl k8s submit` builds the objects with.")
 
     def check(self, where: str) -> None:
         for name in self.env:
@@ -395,6 +427,11 @@ class K8sConfig:
 class RunConfig:
     run: str = param("default", "Run id: artifacts live under <root>/<run>/.")
     root: str = param("runs", "Artifact store root: a local folder or s3://bucket/prefix.")
+    tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = param(
+        factory=lambda: ["tensorboard"],
+        help="Where training logs its metrics: TensorBoard files in the artifact, MLflow (pip install 'dorl[mlflow]', "
+        "MLFLOW_TRACKING_URI), Weights & Biases (pip install 'dorl[wandb]', WANDB_PROJECT, WANDB_MODE=offline).",
+    )
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
     tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")

@@ -2,8 +2,9 @@
 
 Response 1 is greedy; responses 2..N (eval.num_responses > 1) come from beam search (ILQL: value-re-ranked
 samples). Each method prompts and decodes as its module says (`Method.prompt`, `Method.respond`): DT asks
-for its top return, ILQL decodes with beta·(min target-Q − V). Outputs `predictions.csv` (context,
-true_response, then response_k and {metric}_k for each k) and `metrics.json` (best-of-k means for every k, bert_click).
+for its top return, ILQL decodes with beta·(min target-Q − V). Outputs `predictions.csv` (dialogue_id,
+turn_index, context, true_response, then response_k and {metric}_k for each k) and `metrics.json` (best-of-k
+means for every k, bert_click).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 
+from dorl import log as dlog
 from dorl import methods
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
@@ -81,18 +83,23 @@ def evaluate(
         responses, gen_stats = m.respond(model.local_dir(), prompts, decode_config(cfg, m), ec.num_responses)
 
         refs = sample["response"].tolist()
-        pred = pd.DataFrame({"context": sample["context"].tolist(), "true_response": refs})
+        # dialogue_id/turn_index identify the example, so the report can join every method's responses on it.
+        pred = pd.DataFrame({c: sample[c].tolist() for c in ("dialogue_id", "turn_index", "context")})
+        pred["true_response"] = refs
         identities, seconds = {}, 0.0
-        for name in names:
-            metric = get_metric(name, cfg.metrics)
-            identities[name] = metric.identity()
-            for k in range(1, ec.num_responses + 1):
-                texts = [r[k - 1] for r in responses]
-                pred[f"response_{k}"] = texts
-                started = time.perf_counter()
-                pred[f"{name}_{k}"] = metric.score(texts, refs)
-                seconds += time.perf_counter() - started
-        cols = ["context", "true_response"] + [
+        with dlog.progress() as bar:
+            task = bar.add_task(f"score {method}", total=len(names) * ec.num_responses)
+            for name in names:
+                metric = get_metric(name, cfg.metrics)
+                identities[name] = metric.identity()
+                for k in range(1, ec.num_responses + 1):
+                    texts = [r[k - 1] for r in responses]
+                    pred[f"response_{k}"] = texts
+                    started = time.perf_counter()
+                    pred[f"{name}_{k}"] = metric.score(texts, refs)
+                    seconds += time.perf_counter() - started
+                    bar.advance(task)
+        cols = ["dialogue_id", "turn_index", "context", "true_response"] + [
             c for k in range(1, ec.num_responses + 1) for c in [f"response_{k}"] + [f"{m}_{k}" for m in names]
         ]
         pred = pred[cols]

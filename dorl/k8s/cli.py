@@ -29,13 +29,19 @@ def render_cmd(cfg, out_dir: str) -> None:
 
     m = render(cfg)
     files = write(m, out_dir)
-    console.print(f"{len(m.jobs)} Jobs, {len(m.services)} Services, 1 ConfigMap -> {out_dir} ({len(files)} files)")
-    console.print(f"  apply in order: dorl k8s submit --config <run.yaml>   (namespace {cfg.k8s.namespace})")
-    if m.workflow_template is not None:
-        console.print(f"  Argo: kubectl apply -f {out_dir}/configmap.yaml -f {out_dir}/argo/workflowtemplate.yaml")
-        console.print(f"        argo submit -n {cfg.k8s.namespace} --from workflowtemplate/dorl-{cfg.run}")
-    else:
-        console.print("  Argo: not rendered (multi-node training runs as Indexed Jobs only)")
+    console.print(
+        f"{len(m.jobs)} Jobs, {len(m.jobsets)} JobSets, {len(m.rbac)} RBAC objects, 1 ConfigMap -> {out_dir} "
+        f"({len(files)} files)"
+    )
+    console.print(
+        f"  Argo (recommended): dorl k8s submit --config <run.yaml> --mode argo   (namespace {cfg.k8s.namespace})"
+    )
+    console.print(
+        f"  or: kubectl apply -f {out_dir}/configmap.yaml -f {out_dir}/rbac.yaml "
+        f"-f {out_dir}/argo/workflowtemplate.yaml"
+    )
+    console.print(f"      argo submit -n {cfg.k8s.namespace} --from workflowtemplate/dorl-{cfg.run}")
+    console.print("  no Argo: dorl k8s submit --config <run.yaml> --mode jobs   (the client waits for every Job)")
 
 
 @k8s.command("submit")
@@ -45,11 +51,18 @@ def render_cmd(cfg, out_dir: str) -> None:
     type=click.Choice(["jobs", "argo"]),
     default="jobs",
     show_default=True,
-    help="jobs: create the Jobs in dependency order and wait for them; argo: create an Argo Workflow.",
+    help="argo (recommended): create an Argo Workflow, the DAG runs on the cluster; jobs (no Argo): create the "
+    "Jobs in dependency order from this process, which must stay up until the run ends.",
+)
+@click.option(
+    "--overlay",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A kustomize Component folder applied to the rendered Jobs before they are sent (default k8s.overlay).",
 )
 @click.option("--poll", type=float, default=None, help="Seconds between looks at the Jobs (default k8s.poll_seconds).")
 @context_option
-def submit_cmd(cfg, mode: str, poll: float | None, context: str | None) -> None:
+def submit_cmd(cfg, mode: str, overlay: str | None, poll: float | None, context: str | None) -> None:
     """Submit the run: nothing is created unless the whole config checks out."""
     from dorl import layout
     from dorl.k8s.cluster import connect
@@ -59,6 +72,11 @@ def submit_cmd(cfg, mode: str, poll: float | None, context: str | None) -> None:
     from dorl.log import console
 
     m = render(cfg)  # every check happens here, before any API call
+    overlay = overlay or cfg.k8s.overlay
+    if overlay:
+        from dorl.k8s.overlay import apply_overlay
+
+        m = apply_overlay(m, overlay)
     if mode == "argo":
         require_argo(cfg)
     clients = connect(context)

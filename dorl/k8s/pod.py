@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from dorl import __version__
 from dorl.config import RunConfig
+from dorl.errors import EXIT_TRANSIENT as TRANSIENT_EXIT  # S3 throttled/unreachable, rendezvous timeout: retry
 from dorl.errors import EXIT_USER_ERROR as USER_ERROR_EXIT  # bad config or input: retrying cannot help
 from dorl.k8s.plan import CONFIG_DIR, SCRATCH, Step
 
 CONTAINER = "dorl"
+MODELS_DIR = "/models"  # k8s.models_pvc, read-only
 UID = 10001  # the image's `dorl` user (docker/Dockerfile)
 
 
 def config_map_name(cfg: RunConfig) -> str:
-    return f"dorl-{cfg.run}-config"
+    from dorl.k8s.render import config_hash
+
+    return f"dorl-{cfg.run}-config-{config_hash(cfg)}"
 
 
 def labels(cfg: RunConfig, stage: str, dataset: str | None = None, method: str | None = None, pool: str | None = None):
@@ -34,7 +38,7 @@ def labels(cfg: RunConfig, stage: str, dataset: str | None = None, method: str |
         out["dorl.dev/method"] = method
     if pool:
         out["dorl.dev/pool"] = pool
-    return out
+    return {**cfg.k8s.labels, **out}
 
 
 def step_labels(cfg: RunConfig, step: Step) -> dict:
@@ -51,39 +55,58 @@ def gpu_count(cfg: RunConfig, pool: str) -> int:
     return cfg.k8s.gpus if pool == "train" else 1
 
 
+def _times(quantity: str, n: int) -> str:
+    """`8` x 4 = `32`, `64Gi` x 4 = `256Gi` (exact: the number part is multiplied, the unit kept)."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", quantity)
+    if n == 1 or not m:
+        return quantity
+    value = float(m.group(1)) * n
+    return f"{int(value) if value.is_integer() else value}{m.group(2)}"
+
+
+def scale(cfg: RunConfig, pool: str) -> int:
+    """How many times the per-GPU cpu/memory/shm a pod of this pool gets (training pods: one per GPU)."""
+    return gpu_count(cfg, pool) if pool == "train" and cfg.k8s.scale_with_gpus and gpu_count(cfg, pool) > 1 else 1
+
+
+def shm_size(cfg: RunConfig, pool: str = "train") -> str:
+    return _times(cfg.k8s.shm_size, scale(cfg, pool))
+
+
 def resources(cfg: RunConfig, pool: str) -> dict:
     res = getattr(cfg.k8s, f"{pool}_pod")
-    requests = {"cpu": res.cpu, "memory": res.memory, "ephemeral-storage": cfg.k8s.scratch_size}
-    limits = {"memory": res.memory}
+    n = scale(cfg, pool)
+    memory = _times(res.memory, n)
+    requests = {"cpu": _times(res.cpu, n), "memory": memory, "ephemeral-storage": cfg.k8s.scratch_size}
+    limits = {"memory": memory}
     gpus = gpu_count(cfg, pool)
     if gpus:
         requests[cfg.k8s.gpu_resource] = str(gpus)
         limits[cfg.k8s.gpu_resource] = str(gpus)
+    if pool == "train":  # RDMA / EFA devices of multi-GPU training
+        for name, value in sorted(cfg.k8s.extra_resources.items()):
+            requests[name] = limits[name] = str(value)
     return {"requests": requests, "limits": limits}
 
 
 def launcher(cfg: RunConfig, step: Step, master: str | None = None) -> list[str] | None:
-    """The command in front of `dorl ARGS` for training pods; None: the image's entrypoint alone."""
+    """The command in front of `dorl ARGS` for multi-GPU training pods (single node; multi-node: dorl.k8s.jobset);
+    None: the image's entrypoint alone. `dorl launch` keeps the exit-code contract through the launcher."""
     if step.pool != "train":
         return None
     k = cfg.k8s
     procs = gpu_count(cfg, "train") or 1
     if step.nodes > 1:
-        return [
-            "torchrun",
-            f"--nnodes={step.nodes}",
-            f"--nproc_per_node={procs}",
-            "--node_rank=$(JOB_COMPLETION_INDEX)",
-            f"--master_addr={master}",
-            f"--master_port={k.master_port}",
-            "-m",
-            "dorl",
-        ]
+        from dorl.k8s.jobset import torchrun_command
+
+        return torchrun_command(cfg, step, master)
     if procs == 1:
         return None
     if k.launcher == "deepspeed":
-        return ["deepspeed", f"--num_gpus={procs}", "--no_local_rank", "--module", "dorl"]
-    return ["torchrun", "--standalone", f"--nproc_per_node={procs}", "-m", "dorl"]
+        return ["dorl", "launch", "deepspeed", f"--num_gpus={procs}", "--no_local_rank", "--module", "dorl"]
+    return ["dorl", "launch", "torchrun", "--standalone", f"--nproc_per_node={procs}", "-m", "dorl"]
 
 
 def env(cfg: RunConfig, indexed: bool = False) -> list[dict]:
@@ -98,9 +121,15 @@ def env(cfg: RunConfig, indexed: bool = False) -> list[dict]:
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/.cache"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
+        # Models come from the image, the store (`dorl models fetch`) or a PVC; never the Hub unless
+        # k8s.env sets HF_HUB_OFFLINE: "0".
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
     ]
+    if cfg.k8s.models_pvc:
+        out.append({"name": "HF_HUB_CACHE", "value": f"{MODELS_DIR}/hub"})
     if cfg.k8s.endpoint_url:
         out.append({"name": "AWS_ENDPOINT_URL", "value": cfg.k8s.endpoint_url})
+    out = [e for e in out if e["name"] not in cfg.k8s.env]  # k8s.env wins
     out += [{"name": k, "value": v} for k, v in sorted(cfg.k8s.env.items())]
     if indexed:  # set by the Job controller too; declared so that $(JOB_COMPLETION_INDEX) always expands
         path = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -129,6 +158,8 @@ def container(cfg: RunConfig, pool: str, args: list[str], command: list[str] | N
         {"name": "scratch", "mountPath": SCRATCH},
         {"name": "scratch", "mountPath": "/tmp", "subPath": "tmp"},
     ]
+    if cfg.k8s.models_pvc:
+        c["volumeMounts"].append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
     return c
 
 
@@ -142,22 +173,40 @@ def pod_security() -> dict:
     }
 
 
-def volumes(cfg: RunConfig) -> list[dict]:
-    return [
+def volumes(cfg: RunConfig, pool: str = "train") -> list[dict]:
+    out = [
         {"name": "config", "configMap": {"name": config_map_name(cfg)}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.k8s.shm_size}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(cfg, pool)}},
         {"name": "scratch", "emptyDir": {"sizeLimit": cfg.k8s.scratch_size}},
     ]
+    if cfg.k8s.models_pvc:
+        out.append({"name": "models", "persistentVolumeClaim": {"claimName": cfg.k8s.models_pvc, "readOnly": True}})
+    return out
+
+
+def init_containers(cfg: RunConfig) -> list[dict]:
+    """With k8s.models_uri: copy the mirrored Hub models from the store into the pod's HF cache first."""
+    if not cfg.k8s.models_uri:
+        return []
+    c = container(cfg, "cpu", ["models", "fetch", "--from", cfg.k8s.models_uri], None)
+    c["name"] = "models"
+    c["resources"] = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    return [c]
 
 
 def scheduling(cfg: RunConfig, pool: str) -> dict:
-    """nodeSelector, tolerations, priority and pull secrets of a pod of this pool."""
+    """schedulerName, nodeSelector, tolerations, priority and pull secrets of a pod of this pool."""
     k = cfg.k8s
     out: dict = {}
+    if k.scheduler_name:
+        out["schedulerName"] = k.scheduler_name
     selector = dict(k.node_selector)
+    tolerations = [dict(t) for t in k.tolerations]
     if uses_gpu(cfg, pool):
         selector.update(k.gpu_node_selector)
-        out["tolerations"] = [{"key": k.gpu_resource, "operator": "Exists", "effect": "NoSchedule"}]
+        tolerations.insert(0, {"key": k.gpu_resource, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        out["tolerations"] = tolerations
     if selector:
         out["nodeSelector"] = selector
     if k.priority_class:
@@ -167,13 +216,31 @@ def scheduling(cfg: RunConfig, pool: str) -> dict:
     return out
 
 
+def pod_metadata(cfg: RunConfig, step_labels: dict) -> dict:
+    out: dict = {"labels": step_labels}
+    if cfg.k8s.annotations:
+        out["annotations"] = dict(cfg.k8s.annotations)
+    return out
+
+
+def queue_labels(cfg: RunConfig) -> dict:
+    """Kueue admits a Job or JobSet (all its pods at once: gang admission) from this LocalQueue."""
+    return {"kueue.x-k8s.io/queue-name": cfg.k8s.queue} if cfg.k8s.queue else {}
+
+
 def pod_failure_policy() -> dict:
-    """A user error (exit 2) fails the Job at once; a disrupted pod (preemption, drain) is not counted."""
+    """The exit-code contract (dorl/errors.py): a user error (2) fails the Job at once; a transient fault (75)
+    and a disrupted pod (preemption, drain) are retried without counting against backoffLimit (the Job's
+    activeDeadlineSeconds bounds them); any other failure is a crash, counted against backoffLimit."""
     return {
         "rules": [
             {
                 "action": "FailJob",
                 "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [USER_ERROR_EXIT]},
+            },
+            {
+                "action": "Ignore",
+                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [TRANSIENT_EXIT]},
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]

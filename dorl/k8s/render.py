@@ -2,8 +2,9 @@
 
 DIR/
   kustomization.yaml          the folder is a kustomize base (k8s/base is one, rendered from k8s/examples/run.yaml)
-  configmap.yaml              the run config, mounted in every pod at /etc/dorl/run.yaml
-  jobs/NN-<job>.yaml          one Job per step, numbered in dependency order (+ its headless Service if multi-node)
+  configmap.yaml              the run config (immutable, named by its hash), mounted at /etc/dorl/run.yaml
+  rbac.yaml                   ServiceAccounts, Roles and RoleBindings of the pods and of `dorl k8s submit`
+  jobs/NN-<job>.yaml          one Job per step (a JobSet for multi-node training), numbered in dependency order
   argo/workflowtemplate.yaml  the same pipeline as an Argo DAG, fanned out over datasets
   argo/workflow.yaml          a Workflow that runs the template
 """
@@ -25,22 +26,31 @@ from dorl.k8s.plan import Step, plan
 class Manifests:
     config_map: dict
     steps: list[Step]
-    jobs: dict[str, dict]  # step name -> Job
-    services: dict[str, dict] = field(default_factory=dict)  # step name -> headless Service (multi-node)
+    jobs: dict[str, dict]  # step name -> Job (single-node steps)
+    jobsets: dict[str, dict] = field(default_factory=dict)  # step name -> JobSet (multi-node training)
+    rbac: list[dict] = field(default_factory=list)  # ServiceAccounts, Roles, RoleBindings (dorl.k8s.rbac)
     workflow_template: dict | None = None
     workflow: dict | None = None
+
+    def objects(self) -> dict[str, dict]:
+        """step name -> its Job or JobSet, in dependency order."""
+        return {s.name: self.jobsets.get(s.name) or self.jobs[s.name] for s in self.steps}
 
 
 def render(cfg: RunConfig) -> Manifests:
     """Every object of the run (checks the config first: ConfigError on anything a cluster would refuse)."""
+    from dorl.k8s import rbac
+    from dorl.k8s.jobset import check_names, jobset
     from dorl.k8s.workflow import workflow, workflow_template
 
     steps = plan(cfg)
-    out = Manifests(config_map=config_map(cfg), steps=steps, jobs={})
+    check_names(cfg, steps)
+    out = Manifests(config_map=config_map(cfg), steps=steps, jobs={}, rbac=rbac.objects(cfg))
     for step in steps:
         if step.nodes > 1:
-            out.services[step.name] = service(cfg, step)
-        out.jobs[step.name] = job(cfg, step)
+            out.jobsets[step.name] = jobset(cfg, step)
+        else:
+            out.jobs[step.name] = job(cfg, step)
     out.workflow_template = workflow_template(cfg)
     out.workflow = workflow(cfg)
     return out
@@ -68,11 +78,22 @@ def run_yaml(cfg: RunConfig) -> str:
     )
 
 
+def config_hash(cfg: RunConfig) -> str:
+    """The first 10 hex digits of the sha256 of the run config as mounted: names the run's immutable ConfigMap."""
+    import hashlib
+
+    return hashlib.sha256(run_yaml(cfg).encode()).hexdigest()[:10]
+
+
 def config_map(cfg: RunConfig) -> dict:
+    """Immutable and named after its content: an edited config is a new ConfigMap, never a changed one."""
+    meta = _meta(cfg, pod.config_map_name(cfg), pod.labels(cfg, "config"))
+    meta["annotations"] = {"dorl.dev/config-hash": config_hash(cfg)}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(cfg, pod.config_map_name(cfg), pod.labels(cfg, "config")),
+        "metadata": meta,
+        "immutable": True,
         "data": {"run.yaml": run_yaml(cfg)},
     }
 
@@ -81,30 +102,10 @@ def _meta(cfg: RunConfig, name: str, labels: dict) -> dict:
     return {"name": name, "namespace": cfg.k8s.namespace, "labels": labels}
 
 
-def service(cfg: RunConfig, step: Step) -> dict:
-    """Headless Service giving pod 0 of a multi-node Job a stable DNS name: <job>-0.<job>."""
-    selector = {"batch.kubernetes.io/job-name": step.name}
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(cfg, step.name, pod.step_labels(cfg, step)),
-        "spec": {
-            "clusterIP": "None",
-            "selector": selector,
-            "publishNotReadyAddresses": True,  # DNS before readiness: the rendezvous happens before any probe
-            "ports": [{"name": "rendezvous", "port": cfg.k8s.master_port, "targetPort": cfg.k8s.master_port}],
-        },
-    }
-
-
-def job(cfg: RunConfig, step: Step) -> dict:
+def pod_spec(cfg: RunConfig, step: Step, args: list[str], command: list[str] | None) -> dict:
+    """The pod of one step (a Job's, or each pod of a JobSet's)."""
     k = cfg.k8s
     indexed = step.shards > 1 or step.nodes > 1
-    master = f"{step.name}-0.{step.name}" if step.nodes > 1 else None
-    command = pod.launcher(cfg, step, master)
-    container = pod.container(cfg, step.pool, step.args, command, indexed=indexed)
-    if step.nodes > 1:
-        container["ports"] = [{"name": "rendezvous", "containerPort": k.master_port, "protocol": "TCP"}]
     spec: dict = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -113,11 +114,19 @@ def job(cfg: RunConfig, step: Step) -> dict:
     }
     if k.service_account:
         spec["serviceAccountName"] = k.service_account
-    if step.nodes > 1:
-        spec["subdomain"] = step.name
     spec.update(pod.scheduling(cfg, step.pool))
-    spec["containers"] = [container]
-    spec["volumes"] = pod.volumes(cfg)
+    init = pod.init_containers(cfg)
+    if init:
+        spec["initContainers"] = init
+    spec["containers"] = [pod.container(cfg, step.pool, args, command, indexed=indexed)]
+    spec["volumes"] = pod.volumes(cfg, step.pool)
+    return spec
+
+
+def job(cfg: RunConfig, step: Step) -> dict:
+    """A step's Job: one pod, or an Indexed Job of relabel shards (each shard retried on its own)."""
+    k = cfg.k8s
+    spec = pod_spec(cfg, step, step.args, pod.launcher(cfg, step))
     labels = pod.step_labels(cfg, step)
     job_spec: dict = {
         "backoffLimit": k.backoff_limit,
@@ -125,14 +134,16 @@ def job(cfg: RunConfig, step: Step) -> dict:
         "ttlSecondsAfterFinished": k.ttl_seconds_after_finished,
         "podFailurePolicy": pod.pod_failure_policy(),
     }
-    if indexed:
-        width = max(step.shards, step.nodes)
-        job_spec.update({"completionMode": "Indexed", "completions": width, "parallelism": width})
-    job_spec["template"] = {"metadata": {"labels": labels}, "spec": spec}
-    meta = _meta(cfg, step.name, labels)
-    meta["annotations"] = {"dorl.dev/after": ",".join(step.after)} if step.after else {}
-    if not meta["annotations"]:
-        del meta["annotations"]
+    if step.shards > 1:  # each shard gets its own retries: one bad shard does not use up the others'
+        job_spec.update({"completionMode": "Indexed", "completions": step.shards, "parallelism": step.shards})
+        job_spec["backoffLimitPerIndex"] = job_spec.pop("backoffLimit")
+        job_spec["maxFailedIndexes"] = 0
+    job_spec["template"] = {"metadata": pod.pod_metadata(cfg, labels), "spec": spec}
+    meta = _meta(cfg, step.name, {**labels, **pod.queue_labels(cfg)})
+    annotations = {"dorl.dev/config-hash": config_hash(cfg)}
+    if step.after:
+        annotations["dorl.dev/after"] = ",".join(step.after)
+    meta["annotations"] = annotations
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
 
 
@@ -166,16 +177,18 @@ def write(m: Manifests, out: str | Path) -> list[Path]:
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     (out / "argo").mkdir(parents=True, exist_ok=True)
     files = {out / "configmap.yaml": dump(m.config_map)}
+    if m.rbac:
+        files[out / "rbac.yaml"] = dump(*m.rbac)
     width = len(str(len(m.steps)))
-    for i, step in enumerate(m.steps, 1):
-        docs = ([m.services[step.name]] if step.name in m.services else []) + [m.jobs[step.name]]
-        files[out / "jobs" / f"{i:0{width}d}-{step.name}.yaml"] = dump(*docs)
-    if m.workflow_template is not None:  # None: multi-node training, which runs as Jobs only
+    for i, (name, obj) in enumerate(m.objects().items(), 1):
+        files[out / "jobs" / f"{i:0{width}d}-{name}.yaml"] = dump(obj)
+    if m.workflow_template is not None:
         files[out / "argo" / "workflowtemplate.yaml"] = dump(m.workflow_template)
         files[out / "argo" / "workflow.yaml"] = dump(m.workflow)
-    resources = ["configmap.yaml"] + sorted(str(p.relative_to(out)) for p in files if p.parent.name == "jobs")
+    resources = ["configmap.yaml"] + (["rbac.yaml"] if m.rbac else [])
+    resources += sorted(str(p.relative_to(out)) for p in files if p.parent.name == "jobs")
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources}
-    header = "# Rendered by `dorl k8s render`: the run's ConfigMap and Jobs (numbered in dependency order).\n"
+    header = "# Rendered by `dorl k8s render`: the run's ConfigMap, RBAC and Jobs/JobSets (in dependency order).\n"
     files[out / "kustomization.yaml"] = header + yaml.safe_dump(kustomization, sort_keys=False)
     for path, text in files.items():
         path.write_text(text)

@@ -1,10 +1,17 @@
 """`dorl k8s submit`: run the rendered manifests on the cluster.
 
---mode jobs: the ConfigMap, then each Job once every Job it needs has succeeded; stops at the first
-             failed Job and says which, why, and how to see its logs. Submitting again is safe: a Job
-             that already exists is watched rather than re-created, and every stage skips work whose
-             output is already complete in S3.
---mode argo: the ConfigMap, the WorkflowTemplate (created or replaced) and a Workflow running it.
+--mode argo (recommended: the DAG runs server-side): the ConfigMap, the WorkflowTemplate (created or
+             replaced) and a Workflow running it.
+--mode jobs (the no-Argo fallback; this process holds the DAG and must stay up until the run ends): the
+             ConfigMap, then each Job (JobSet for multi-node training) once every one it needs has
+             succeeded; stops at the first failure and says which, why, and how to see its logs.
+             Submitting again is safe: one that already exists is watched rather than re-created, and
+             every stage skips work whose output is already complete in S3.
+
+The ConfigMap is immutable and named by the hash of the run config; every Job and JobSet carries that hash
+(annotation dorl.dev/config-hash). A resubmit after an edit of the config is refused while Jobs made from
+the old config exist (the message names the keys that changed): a Complete Job from another config is not
+the output of this one. Give the edited config a new `run`, or delete the run's Jobs first.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass
 
 from dorl import log
 from dorl.config import RunConfig
+from dorl.errors import ConfigError
 from dorl.k8s.cluster import (
     ARGO_GROUP,
     ARGO_VERSION,
@@ -23,7 +31,12 @@ from dorl.k8s.cluster import (
     job_state,
     selector,
 )
+from dorl.k8s.jobset import GROUP as JS_GROUP
+from dorl.k8s.jobset import PLURAL as JS_PLURAL
+from dorl.k8s.jobset import VERSION as JS_VERSION
 from dorl.k8s.render import Manifests
+
+HASH = "dorl.dev/config-hash"
 
 logger = log.get("dorl.k8s")
 
@@ -33,7 +46,7 @@ def _exists(e) -> bool:
 
 
 def apply_config_map(c: Clients, m: Manifests) -> None:
-    """Create the ConfigMap, or replace it (same run, edited config)."""
+    """Create the ConfigMap; one of that name already holds the same config (the name is its hash)."""
     from kubernetes.client.exceptions import ApiException
 
     meta = m.config_map["metadata"]
@@ -43,7 +56,88 @@ def apply_config_map(c: Clients, m: Manifests) -> None:
         except ApiException as e:
             if not _exists(e):
                 raise
-            c.core.replace_namespaced_config_map(meta["name"], meta["namespace"], m.config_map)
+
+
+def _hash(obj) -> str | None:
+    meta = obj.get("metadata", {}) if isinstance(obj, dict) else obj.metadata
+    annotations = (meta.get("annotations") if isinstance(meta, dict) else meta.annotations) or {}
+    return annotations.get(HASH)
+
+
+def _changed_keys(c: Clients, cfg: RunConfig, old_hash: str, new_yaml: str) -> list[str]:
+    """The config keys that differ between the run config of hash `old_hash` (its ConfigMap) and this one."""
+    import yaml
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        old = c.core.read_namespaced_config_map(f"dorl-{cfg.run}-config-{old_hash}", cfg.k8s.namespace)
+        before = yaml.safe_load(old.data["run.yaml"]) or {}
+    except (ApiException, KeyError, TypeError):
+        return []
+    after = yaml.safe_load(new_yaml) or {}
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(before), flat(after)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def refuse_other_configs(cfg: RunConfig, m: Manifests, c: Clients) -> None:
+    """ConfigError (nothing created) if Jobs or JobSets of this run exist that were made from another config."""
+    ns, want = cfg.k8s.namespace, m.config_map["metadata"]["annotations"][HASH]
+    with api_errors(f"listing the Jobs of run {cfg.run}"):
+        found = [
+            (j.metadata.name, _hash(j))
+            for j in c.batch.list_namespaced_job(ns, label_selector=selector(run=cfg.run)).items
+        ]
+    if m.jobsets:
+        found += [(j["metadata"]["name"], _hash(j)) for j in _list_jobsets(cfg, c)]
+    ours = set(m.objects())
+    other = sorted((name, h) for name, h in found if name in ours and h != want)
+    if not other:
+        return
+    name, old = other[0]
+    keys = _changed_keys(c, cfg, old, m.config_map["data"]["run.yaml"]) if old else []
+    what = f"changed keys: {', '.join(keys[:10])}" if keys else f"config hash {old or 'none'} vs {want}"
+    raise ConfigError(
+        f"run {cfg.run!r}: {len(other)} Job(s) in namespace {ns} (e.g. {name}) were made from another config "
+        f"({what}); give the edited config a new 'run', or delete the old run's Jobs first "
+        f"(kubectl -n {ns} delete jobs,jobsets -l dorl.dev/run={cfg.run})"
+    )
+
+
+def _list_jobsets(cfg: RunConfig, c: Clients) -> list[dict]:
+    from kubernetes.client.exceptions import ApiException
+
+    with api_errors(f"listing the JobSets of run {cfg.run} (is JobSet installed?)"):
+        try:
+            got = c.custom.list_namespaced_custom_object(
+                JS_GROUP, JS_VERSION, cfg.k8s.namespace, JS_PLURAL, label_selector=selector(run=cfg.run)
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return []
+            raise
+    return got.get("items", [])
+
+
+def jobset_state(js: dict) -> tuple[str, str]:
+    """(Succeeded | Failed | Running, why) of a JobSet."""
+    status = js.get("status") or {}
+    conds = {c["type"]: c for c in status.get("conditions", []) if c.get("status") == "True"}
+    if status.get("terminalState") == "Completed" or "Completed" in conds:
+        return "Succeeded", ""
+    if status.get("terminalState") == "Failed" or "Failed" in conds:
+        c = conds.get("Failed", {})
+        return "Failed", ": ".join(x for x in (c.get("reason"), c.get("message")) if x)
+    return "Running", ""
 
 
 @dataclass
@@ -58,27 +152,27 @@ def submit_jobs(cfg: RunConfig, m: Manifests, c: Clients, poll: float | None = N
 
     ns, poll = cfg.k8s.namespace, poll or cfg.k8s.poll_seconds
     start = time.monotonic()
+    refuse_other_configs(cfg, m, c)
     apply_config_map(c, m)
-    for name, svc in m.services.items():
-        with api_errors(f"creating Service {name}"):
-            try:
-                c.core.create_namespaced_service(ns, svc)
-            except ApiException as e:
-                if not _exists(e):
-                    raise
     waiting = list(m.steps)
     running: dict[str, float] = {}
     done: set[str] = set()
     while True:
         for step in [s for s in waiting if all(d in done for d in s.after)]:
-            with api_errors(f"creating Job {step.name} in namespace {ns}"):
+            kind = "JobSet" if step.name in m.jobsets else "Job"
+            with api_errors(f"creating {kind} {step.name} in namespace {ns}"):
                 try:
-                    c.batch.create_namespaced_job(ns, m.jobs[step.name])
-                    logger.info("created Job %s", step.name)
+                    if kind == "JobSet":
+                        c.custom.create_namespaced_custom_object(
+                            JS_GROUP, JS_VERSION, ns, JS_PLURAL, m.jobsets[step.name]
+                        )
+                    else:
+                        c.batch.create_namespaced_job(ns, m.jobs[step.name])
+                    logger.info("created %s %s", kind, step.name)
                 except ApiException as e:
                     if not _exists(e):
                         raise
-                    logger.info("Job %s already exists: watching it", step.name)
+                    logger.info("%s %s already exists: watching it", kind, step.name)
             waiting.remove(step)
             running[step.name] = time.monotonic()
         if not running:
@@ -86,13 +180,15 @@ def submit_jobs(cfg: RunConfig, m: Manifests, c: Clients, poll: float | None = N
         time.sleep(poll)
         with api_errors(f"listing the Jobs of run {cfg.run}"):
             found = c.batch.list_namespaced_job(ns, label_selector=selector(run=cfg.run)).items
-        jobs = {j.metadata.name: j for j in found}
+        states = {j.metadata.name: job_state(j) for j in found if j.metadata.name in m.jobs}
+        if m.jobsets:
+            states.update({j["metadata"]["name"]: jobset_state(j) for j in _list_jobsets(cfg, c)})
         for name in list(running):
-            if name not in jobs:
-                raise ClusterError(f"Job {name} disappeared from namespace {ns} (deleted?): submit again to resume")
-            state, why = job_state(jobs[name])
+            if name not in states:
+                raise ClusterError(f"{name} disappeared from namespace {ns} (deleted?): submit again to resume")
+            state, why = states[name]
             if state == "Succeeded":
-                logger.info("Job %s succeeded (%s)", name, took(time.monotonic() - running.pop(name)))
+                logger.info("%s succeeded (%s)", name, took(time.monotonic() - running.pop(name)))
                 done.add(name)
             elif state == "Failed":
                 step = next(s for s in m.steps if s.name == name)
@@ -106,14 +202,15 @@ def _failure(cfg: RunConfig, step, why: str, not_run: list) -> str:
         logs += f" --dataset {step.dataset}"
     if step.method:
         logs += f" --method {step.method}"
-    user = "PodFailurePolicy" in why or "exit code 2" in why
+    user = "exit code 2 matching" in why or ("PodFailurePolicy" in why and "exit code" not in why)
     hint = "a user error (bad config or input): fix it, then" if user else "after fixing the cause,"
     names = sorted({s.name for s in not_run} - {step.name})
     return (
         f"Job {step.name} failed: {why or 'no reason given'}\n"
         f"  logs: {logs}\n"
         f"  {len(names)} other Job(s) not finished or not started; {hint} delete the failed Job "
-        f"(kubectl -n {cfg.k8s.namespace} delete job {step.name}) and submit again: completed stages are skipped."
+        f"(kubectl -n {cfg.k8s.namespace} delete {'jobset' if step.nodes > 1 else 'job'} {step.name}) and submit "
+        "again: completed stages are skipped."
     )
 
 
@@ -131,6 +228,7 @@ def submit_argo(cfg: RunConfig, m: Manifests, c: Clients) -> str:
 
     require_argo(cfg)
     ns = cfg.k8s.namespace
+    refuse_other_configs(cfg, m, c)
     apply_config_map(c, m)
     wt = m.workflow_template
     name = wt["metadata"]["name"]

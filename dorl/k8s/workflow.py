@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dorl import methods
 from dorl.config import RunConfig
-from dorl.errors import ConfigError
 from dorl.k8s import pod
 from dorl.k8s.plan import (
     Step,
@@ -32,8 +31,24 @@ from dorl.stages import graph
 from dorl.stages.graph import FLAGS, Node
 
 API_VERSION = "argoproj.io/v1alpha1"
-# Retry anything but a user error: a pod that errored (deleted, evicted, node lost) or failed with a code != 2.
-RETRY_EXPRESSION = f'lastRetry.status == "Error" || asInt(lastRetry.exitCode) != {pod.USER_ERROR_EXIT}'
+# The exit-code contract (dorl/errors.py): never retry a user error (2); retry a transient fault (75) and a pod
+# that errored (deleted, evicted, node lost) up to k8s.transient_retry_limit times; a crash (any other code)
+# only k8s.retry_limit times. `retries` counts the retries so far.
+RETRY_EXPRESSION = (
+    f'asInt(lastRetry.exitCode) != {pod.USER_ERROR_EXIT} && (lastRetry.status == "Error" || '
+    f"asInt(lastRetry.exitCode) == {pod.TRANSIENT_EXIT} || asInt(retries) < {{crash_limit}})"
+)
+
+
+def retry_strategy(cfg: RunConfig) -> dict:
+    """Backoff from the last failure (1m, 2m, 4m... capped at 30m); no maxDuration (it counts from the first
+    attempt, so a step failing after hours would never be retried)."""
+    return {
+        "limit": str(max(cfg.k8s.transient_retry_limit, cfg.k8s.retry_limit)),
+        "retryPolicy": "Always",
+        "expression": RETRY_EXPRESSION.format(crash_limit=cfg.k8s.retry_limit),
+        "backoff": {"duration": "1m", "factor": "2", "cap": "30m"},
+    }
 
 
 def _p(name: str) -> str:
@@ -67,24 +82,52 @@ def _container_template(
     del c["name"]  # Argo names the main container "main"
     labels = pod.labels(cfg, stage, _p("dataset") if "dataset" in params else None, method, pool)
     t: dict = {"name": name, "inputs": _inputs(*params)} if params else {"name": name}
-    t["metadata"] = {"labels": labels}
+    t["metadata"] = pod.pod_metadata(cfg, {**labels, **pod.queue_labels(cfg)})
     sched = pod.scheduling(cfg, pool)
-    for key in ("nodeSelector", "tolerations", "priorityClassName"):
+    for key in ("schedulerName", "nodeSelector", "tolerations", "priorityClassName"):
         if key in sched:
             t[key] = sched[key]
-    t["activeDeadlineSeconds"] = cfg.k8s.active_deadline_seconds
-    t["retryStrategy"] = {
-        "limit": cfg.k8s.retry_limit,
-        "retryPolicy": "Always",
-        "expression": RETRY_EXPRESSION,
-        "backoff": {"duration": "1m", "factor": 2, "maxDuration": "1h"},
-    }
+    init = pod.init_containers(cfg)
+    if init:
+        t["initContainers"] = init
+    t["activeDeadlineSeconds"] = str(cfg.k8s.active_deadline_seconds)
+    t["retryStrategy"] = retry_strategy(cfg)
     t["container"] = c
     return t
 
 
+def _jobset_template(cfg: RunConfig, name: str, args: list[str], params: list[str], method: str) -> dict:
+    """Multi-node training: the step creates the JobSet and waits for its terminal state (JobSet restarts
+    its own group, so the step is not retried; the JobSet is owned by, and deleted with, the Workflow)."""
+    from dorl.k8s.jobset import jobset
+    from dorl.k8s.render import dump
+
+    m = "{{=sprig.replace('_', '-', inputs.parameters.method)}}" if method == _p("method") else method
+    js_name = f"dorl-{cfg.run}-{_p('dataset')}-train-{m}"
+    step = Step(name=js_name, stage="train", args=args, pool="train", dataset=_p("dataset"), method=method)
+    step.nodes = cfg.k8s.nodes
+    manifest = jobset(cfg, step, args=args, name=js_name)
+    return {
+        "name": name,
+        "inputs": _inputs(*params),
+        "resource": {
+            "action": "create",
+            "setOwnerReference": True,
+            "successCondition": "status.terminalState == Completed",
+            "failureCondition": "status.terminalState == Failed",
+            "manifest": dump(manifest),
+        },
+    }
+
+
 def _launcher(cfg: RunConfig) -> list[str] | None:
     return pod.launcher(cfg, Step(name="", stage="train", args=[], pool="train"))
+
+
+def _train_template(cfg: RunConfig, name: str, args: list[str], params: list[str], method: str) -> dict:
+    if cfg.k8s.nodes > 1:
+        return _jobset_template(cfg, name, args, params, method)
+    return _container_template(cfg, name, "train", "train", args, params, command=_launcher(cfg), method=method)
 
 
 def templates(cfg: RunConfig) -> list[dict]:
@@ -99,16 +142,7 @@ def templates(cfg: RunConfig) -> list[dict]:
         out.append(_method_dag(cfg))
     out += [
         _container_template(cfg, "data", "data", "cpu", data_args(ds, _p("out")), ["dataset", "out"]),
-        _container_template(
-            cfg,
-            "train-tf",
-            "train",
-            "train",
-            train_args("tf", _p("data"), _p("out")),
-            ["dataset", "data", "out"],
-            command=_launcher(cfg),
-            method="tf",
-        ),
+        _train_template(cfg, "train-tf", train_args("tf", _p("data"), _p("out")), ["dataset", "data", "out"], "tf"),
     ]
     relabel = ["dataset", "data", "base", "out"]
     if shards == 1:
@@ -121,11 +155,7 @@ def templates(cfg: RunConfig) -> list[dict]:
         out.append(_container_template(cfg, "relabel-assemble", "relabel-assemble", "cpu", args, relabel))
     if cfg.pipeline.methods:
         args = train_args(_p("method"), _p("data"), _p("out"), base=_p("base"))
-        t = _container_template(
-            cfg, "train", "train", "train", args, ["dataset", "method", "data", "base", "out"], command=_launcher(cfg)
-        )
-        t["metadata"]["labels"]["dorl.dev/method"] = _p("method")
-        out.append(t)
+        out.append(_train_template(cfg, "train", args, ["dataset", "method", "data", "base", "out"], _p("method")))
     args = evaluate_args(_p("method"), _p("model"), _p("data"), _p("out"))
     t = _container_template(cfg, "evaluate", "evaluate", "gpu", args, ["dataset", "method", "model", "data", "out"])
     t["metadata"]["labels"]["dorl.dev/method"] = _p("method")
@@ -215,20 +245,18 @@ def _method_dag(cfg: RunConfig) -> dict:
 
 
 def workflow_template(cfg: RunConfig) -> dict | None:
-    """The WorkflowTemplate, or None when the run needs multi-node training (Jobs only, see k8s/README.md)."""
+    """The WorkflowTemplate (multi-node training steps create a JobSet each)."""
+    from dorl.k8s.rbac import workflow_service_account
+
     check(cfg)
-    if cfg.k8s.nodes > 1:
-        return None
     k = cfg.k8s
     spec: dict = {"entrypoint": "main"}
-    sa = k.argo_service_account or k.service_account
-    if sa:
-        spec["serviceAccountName"] = sa
+    spec["serviceAccountName"] = workflow_service_account(cfg)
     spec["podMetadata"] = {"labels": {"dorl.dev/run": cfg.run, "app.kubernetes.io/instance": cfg.run}}
     spec["securityContext"] = pod.pod_security()
     if k.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in k.image_pull_secrets]
-    spec["volumes"] = pod.volumes(cfg)
+    spec["volumes"] = pod.volumes(cfg, "train")  # the largest /dev/shm (a limit, not a reservation)
     spec["podGC"] = {"strategy": "OnWorkflowSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": k.ttl_seconds_after_finished}
     spec["templates"] = templates(cfg)
@@ -238,8 +266,6 @@ def workflow_template(cfg: RunConfig) -> dict | None:
 
 def workflow(cfg: RunConfig) -> dict | None:
     """A Workflow that runs the template (what `dorl k8s submit --mode argo` creates)."""
-    if cfg.k8s.nodes > 1:
-        return None
     meta = {
         "generateName": f"{template_name(cfg)}-",
         "namespace": cfg.k8s.namespace,
@@ -250,8 +276,4 @@ def workflow(cfg: RunConfig) -> dict | None:
 
 
 def require_argo(cfg: RunConfig) -> None:
-    if cfg.k8s.nodes > 1:
-        raise ConfigError(
-            "config key 'k8s.nodes': multi-node training runs as Indexed Jobs; submit with --mode jobs "
-            "(an Argo step is one pod)"
-        )
+    """Every run can go to Argo (kept for callers; multi-node steps are JobSet resource templates)."""

@@ -8,7 +8,7 @@ Work is cut into chunks of `relabel.chunk_size` contexts per split (chunk k of a
 examples k*size … (k+1)*size-1); chunks are numbered across the splits in order, and shard i of n
 takes the chunks whose number is i mod n. A chunk is always computed the same way, so the output
 is the same whichever way the stage runs. A finished chunk is saved under `checkpoints/` (outside
-the manifest, synced to S3) and a re-run after a kill reuses it.
+the manifest, synced to S3) and a re-run after a kill reuses it; once the artifact is committed they are removed.
 
 Outputs (README "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
 registered method that trains on relabelled data (`Method.training_set`), each shuffled with a seed derived
@@ -32,7 +32,7 @@ from dorl.errors import ConfigError, DataError, StoreError
 from dorl.layout import stage_uri
 from dorl.relabel.candidates import CHUNK_COLUMNS, relabel_chunk
 from dorl.relabel.returns import edges, to_returns
-from dorl.store import Artifact, StageContext, StageResult, run_stage
+from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, run_stage
 
 log = logging.getLogger("dorl.relabel")
 
@@ -318,7 +318,8 @@ def relabel(
             ctx.metrics.update(worker.throughput())
 
         shard_config = {**config, "shard": {"index": index, "count": count}}
-        return run_stage(SHARD_STAGE, shard_uri(out_uri, index, count), shard_config, inputs, shard_body, force)
+        uri = shard_uri(out_uri, index, count)
+        return _drop_checkpoints(uri, run_stage(SHARD_STAGE, uri, shard_config, inputs, shard_body, force))
 
     def body(ctx: StageContext) -> None:
         ctx.exclude = ("checkpoints/", "shards/")
@@ -332,7 +333,15 @@ def relabel(
             rows = _assemble(ctx, out_uri, assemble, config, inputs, sizes)
         finalize(ctx, cfg, rows, sizes)
 
-    return run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",))
+    return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)))
+
+
+def _drop_checkpoints(uri: str, result: StageResult) -> StageResult:
+    """The chunk checkpoints only serve resuming, which a committed artifact never does: removed (locally and in
+    the store), so the folder holds only its files (e.g. for `load_dataset("parquet", data_dir=...)`)."""
+    if not result.skipped:
+        ArtifactWriter(uri).remove("checkpoints")
+    return result
 
 
 def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: dict) -> dict[str, pd.DataFrame]:

@@ -1,4 +1,5 @@
-"""Bootstrap statistics over examples: confidence intervals and the paired test against a baseline."""
+"""Statistics of the report: bootstrap intervals over examples, the paired test against a baseline, the
+interval over seeds, and Holm's correction across the comparisons."""
 
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ def paired_test(values, baseline, n_boot: int, confidence: float, seed: int) -> 
         "delta_high": float(np.quantile(means, 1 - alpha)),
         "p_value": p,
     }
+
+
+def seed_interval(seed_means, confidence: float) -> tuple[float, float]:
+    """Student-t interval of the mean over seeds (each seed's mean over examples): seed-to-seed variation."""
+    from scipy import stats
+
+    x = np.asarray(seed_means, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error across all comparisons); NaN stays NaN."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out

@@ -1,12 +1,17 @@
-"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot."""
+"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot, and
+`report.html` with every method's responses side by side."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.store import Artifact, StageResult, run_stage
+
+log = logging.getLogger("dorl.report")
 
 
 def _load(uri: str) -> dict:
@@ -27,16 +32,16 @@ def _load(uri: str) -> dict:
 
 
 def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
+    from dorl.report import html
     from dorl.report.plot import plot
-    from dorl.report.table import build, markdown
+    from dorl.report.table import build, groups, markdown
 
     evals = [_load(u) for u in eval_uris]
-    seen = {}
+    seen = set()
     for ev in evals:
-        key = (ev["dataset"], ev["method"])
-        if key in seen:
-            raise DataError(f"two evaluations of {key[1]} on {key[0]}: {seen[key]} and {ev['uri']}")
-        seen[key] = ev["uri"]
+        if ev["artifact"].uri in seen:
+            raise DataError(f"{ev['uri']} is given twice: several evaluations of one method are seeds, one each")
+        seen.add(ev["artifact"].uri)
     rc = cfg.report
     config = {"report": to_dict(rc), "click_threshold": cfg.eval.click_threshold}
 
@@ -58,11 +63,24 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
             )
         )
         plot(table, ctx.out.path("results.png"), rc.confidence)
+        started = time.perf_counter()
+        note = md.strip().splitlines()[-1]
+        html.write(table, note, evals, ctx.out.path("results.png"), ctx.out.path("report.html"), rc.k, rc.confidence)
+        log.info(
+            "report.html: %.1f kB in %.2f s",
+            ctx.out.path("report.html").stat().st_size / 1e3,
+            time.perf_counter() - started,
+        )
         ctx.info.update(
             datasets=sorted({e["dataset"] for e in evals}),
             methods=sorted({e["method"] for e in evals}),
             rows=len(table),
         )
 
-    inputs = {f"eval_{e['dataset']}_{e['method']}": e["artifact"] for e in evals}
+    # Seeds after the first get a suffix: a single-seed report's inputs keep their names.
+    inputs = {
+        f"eval_{d}_{m}" + (f"_{i}" if i else ""): e["artifact"]
+        for (d, m), seeds in groups(evals).items()
+        for i, e in enumerate(seeds)
+    }
     return run_stage("report", out_uri, config, inputs, body, force=force)

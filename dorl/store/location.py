@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dorl.errors import StoreError
+from dorl.errors import StoreError, TransientStoreError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -319,6 +319,31 @@ def _transfer_config():
     )
 
 
+# Throttling and server-side faults: retrying later can succeed (exit 75, not 2).
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "429",
+}
+
+
+def _transient(e: Exception) -> bool:
+    """A connection error, timeout or throttling (also when wrapped in boto3's S3UploadFailedError)."""
+    from botocore.exceptions import ConnectionError, ConnectTimeoutError, HTTPClientError, ReadTimeoutError
+
+    if isinstance(e, (ConnectionError, ConnectTimeoutError, ReadTimeoutError, HTTPClientError)):
+        return True
+    text = str(e)
+    return any(c in text for c in _TRANSIENT_CODES) or "Could not connect" in text or "timed out" in text
+
+
 class _S3Backend(_Backend):
     _clients: dict[int, object] = {}
 
@@ -363,8 +388,12 @@ class _S3Backend(_Backend):
                 raise StoreError(f"{what} {where}: no such object") from None
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise StoreError(f"{what} {where}: access denied ({code})") from None
+            if code in _TRANSIENT_CODES or str(code).startswith("5"):
+                raise TransientStoreError(f"{what} {where}: S3 error {code} (transient): {e}") from None
             raise StoreError(f"{what} {where}: S3 error {code}: {e}") from None
         except (BotoCoreError, S3UploadFailedError) as e:
+            if _transient(e):  # still failing after botocore's retries: exit 75, retried by the cluster
+                raise TransientStoreError(f"{what} {where} (transient): {e}") from None
             raise StoreError(f"{what} {where}: {e}") from None
 
     def exists(self, key):

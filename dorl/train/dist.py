@@ -10,6 +10,7 @@ NCCL's timeout while rank 0 uploads a model.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 CONTROL_TIMEOUT = timedelta(hours=4)
+log = logging.getLogger("dorl.train")
 
 
 def _free_port() -> int:
@@ -92,6 +94,22 @@ class Dist:
         return t.tolist()
 
 
+def _extension_cache(cuda: bool) -> None:
+    """DeepSpeed's process group on CPU JIT-compiles a C++ extension, its shared-memory allreduce
+    (deepspeed_shm_comm, a minute or more): needless for one process, which never reduces across processes, so
+    it is skipped there. Several processes build it once into a folder of this venv (TORCH_EXTENSIONS_DIR,
+    default <venv>/torch_extensions: venvs sharing ~/.cache would rebuild it for each other), after a log line."""
+    if cuda:
+        return
+    import deepspeed.ops
+
+    if world_size_from_env() == 1:
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+        return
+    cache = os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+    log.info("DeepSpeed: loading its CPU shared-memory allreduce (built once into %s: minutes the first time)", cache)
+
+
 def setup() -> Dist:
     """Initialise the process group once per process (DeepSpeed's), on GPU when there is one.
     Call inside `rendezvous_env()`."""
@@ -109,6 +127,7 @@ def setup() -> Dist:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+    _extension_cache(cuda)
     with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints its op builds; stdout is for results
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)  # idempotent
     world = td.get_world_size()

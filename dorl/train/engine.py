@@ -192,8 +192,9 @@ class FitResult:
 
 class Trainer:
     def __init__(self, method, module, tc: TrainConfig, train: Examples, val: Examples, dist, workdir: Path,
-                 ckpt: Checkpointer, save_best=None):  # fmt: skip
+                 ckpt: Checkpointer, save_best=None, run=None):  # fmt: skip
         self.method, self.tc, self.train, self.val, self.dist = method, tc, train, val, dist
+        self.run = run  # tracking.RunInfo: the trackers and what they are told
         self.workdir, self.ckpt, self.save_best = workdir, ckpt, save_best
         self.gas = accumulation_steps(tc, dist.world)
         self.spe = steps_per_epoch(len(train), tc.batch_size)
@@ -274,7 +275,7 @@ class Trainer:
         self.engine.train()
         if self.dist.main:
             monitor.restore_logs(path / "logs" if path is not None else None, self.workdir)
-        mon = monitor.Monitor(self.workdir, self.dist.main, st.step)
+        mon = monitor.Monitor(self.workdir, self.dist.main, st.step, self.run)
         log.info(
             "training %d steps (%d per epoch) · batch %d = %d process(es) x %d micro x %d accumulation · %s",
             self.total_steps, self.spe, self.tc.batch_size, self.dist.world, self.tc.micro_batch_size, self.gas,

@@ -1,4 +1,5 @@
-"""Training logs: console, TensorBoard (`tensorboard/`), `train_log.jsonl`, and the `loss.png` plot.
+"""Training logs: console, TensorBoard (`tensorboard/`), `train_log.jsonl`, the `loss.png` plot, and the
+trackers of config `tracking` (MLflow, W&B: dorl/train/tracking.py).
 
 Throughput counts real tokens only (no padding). MFU (GPU only) is the model FLOPs of those tokens
 — 6·N per token plus attention, 12·layers·width·T per token of a T-token sequence (PaLM, app. B),
@@ -65,14 +66,21 @@ def model_flops(shape: tuple[int, int, int, int], tokens: float, targets: float,
 
 
 class Monitor:
-    def __init__(self, workdir: Path, enabled: bool, start_step: int):
+    """`run` (a tracking.RunInfo) names the trackers (config `tracking`); None: TensorBoard only."""
+
+    def __init__(self, workdir: Path, enabled: bool, start_step: int, run=None):
+        from dorl.train import tracking
+
         self.workdir = workdir
         self.enabled = enabled
         self.tb = None
+        self.trackers = []
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+            if run is None or "tensorboard" in run.tracking:
+                from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(workdir / TB_DIR), purge_step=start_step + 1)
+                self.tb = SummaryWriter(str(workdir / TB_DIR), purge_step=start_step + 1)
+            self.trackers = tracking.open_trackers(run, start_step)
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -80,9 +88,17 @@ class Monitor:
         with open(self.workdir / LOG_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         prefix = "train" if record["kind"] == "train" else "eval"
-        for k, v in record.items():
-            if k not in ("kind", "step", "epoch") and isinstance(v, (int, float)) and math.isfinite(v):
-                self.tb.add_scalar(f"{prefix}/{k}", v, record["step"])
+        scalars = {
+            f"{prefix}/{k}": float(v)
+            for k, v in record.items()
+            if k not in ("kind", "step", "epoch") and isinstance(v, (int, float)) and math.isfinite(v)
+        }
+        scalars["epoch"] = float(record["epoch"])
+        for k, v in scalars.items():
+            if self.tb is not None and k != "epoch":
+                self.tb.add_scalar(k, v, record["step"])
+        for t in self.trackers:
+            t.log(scalars, record["step"])
         if record["kind"] == "train":
             mfu = f" · MFU {100 * record['mfu']:.1f}%" if record.get("mfu") is not None else ""
             log.info(
@@ -105,6 +121,9 @@ class Monitor:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        for t in self.trackers:
+            t.close()
+        self.trackers = []
 
     def snapshot(self, dest: Path) -> None:
         """Copy the logs into a checkpoint being written."""

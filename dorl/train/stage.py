@@ -160,7 +160,11 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
             ckpt.save_folder(name, lambda p: (m.save(engine.module, state, p), tok.save_pretrained(p)))
         return name
 
-    trainer = Trainer(m, module, tc, train_set, val_set, d, workdir, ckpt, save_best if tc.keep_best else None)
+    from dorl.train.tracking import RunInfo
+
+    name = "/".join(str(x) for x in (m.cfg.run, data.info.get("dataset"), m.name) if x)
+    run = RunInfo(name, writer.uri, m.config(), tuple(m.cfg.tracking))
+    trainer = Trainer(m, module, tc, train_set, val_set, d, workdir, ckpt, save_best if tc.keep_best else None, run)
     result = trainer.fit()
     st = result.state
     selected = "best" if tc.keep_best and st.best_dir else "last"

@@ -213,10 +213,14 @@ def hardware() -> str:
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), {threads} torch thread(s), fp32"
 
 
-def _row(figure: str, dorl: float, baseline: float, spread: list[float], notes: str) -> dict:
+def _row(figure: str, dorl: float, baseline: float, spread: list[float], notes: str, base: list[float] = ()) -> dict:
+    """`spread`: dorl's value in each round; `base`: the baseline's in the same rounds (-> per-round ratios)."""
     spread_text = f"{min(spread):.3g}–{max(spread):.3g}" if spread else ""
-    return {"figure": figure, "dorl": dorl, "baseline": baseline, "ratio": dorl / baseline, "spread": spread_text,
-            "notes": notes}  # fmt: skip
+    row = {"figure": figure, "dorl": dorl, "baseline": baseline, "ratio": dorl / baseline, "spread": spread_text,
+           "notes": notes}  # fmt: skip
+    if base:
+        row["round_ratios"] = [round(a / b, 3) for a, b in zip(spread, base, strict=True)]
+    return row
 
 
 def run(quick: bool) -> list[dict]:
@@ -237,9 +241,12 @@ def run(quick: bool) -> list[dict]:
     rows = []
     for kind in ("efficient", "reference"):
         step, peak = f"ILQL train step s ({kind} heads) vs TF step", f"ILQL train peak MiB ({kind} heads) vs TF"
-        rows.append(_row(step, med(kind, "step_s"), med("tf", "step_s"), each(kind, "step_s"), note))
+        rows.append(
+            _row(step, med(kind, "step_s"), med("tf", "step_s"), each(kind, "step_s"), note, each("tf", "step_s"))
+        )
         before = f"; before the first step: {med(kind, 'baseline_mib'):.0f} MiB"
-        rows.append(_row(peak, med(kind, "peak_mib"), med("tf", "peak_mib"), each(kind, "peak_mib"), note + before))
+        rows.append(_row(peak, med(kind, "peak_mib"), med("tf", "peak_mib"), each(kind, "peak_mib"), note + before,
+                         each("tf", "peak_mib")))  # fmt: skip
     eff, ref, lm = (per_round[0][k]["weights"] for k in ("efficient", "reference", "tf"))
     figure = "weights incl. heads, M: efficient vs reference"
     rows.append(_row(figure, eff / 1e6, ref / 1e6, [], f"{shape}; the LM alone: {lm / 1e6:.1f} M"))
@@ -254,9 +261,9 @@ def run(quick: bool) -> list[dict]:
         ("reference", "beta 1, reference heads"),
     ):
         figure = f"ILQL decoding ms per new token ({label}) vs HF greedy"
-        rows.append(_row(figure, statistics.median(ms[mode]), statistics.median(ms["tf"]), ms[mode], note))
+        rows.append(_row(figure, statistics.median(ms[mode]), statistics.median(ms["tf"]), ms[mode], note, ms["tf"]))
     figure = "DT decoding ms per new token (return-token prompt) vs HF greedy"
-    rows.append(_row(figure, statistics.median(ms["dt"]), statistics.median(ms["tf"]), ms["dt"], note))
+    rows.append(_row(figure, statistics.median(ms["dt"]), statistics.median(ms["tf"]), ms["dt"], note, ms["tf"]))
     return rows
 
 

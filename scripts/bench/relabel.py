@@ -241,16 +241,20 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
     # The ways take turns, `repeats` times; each keeps its fastest round (other jobs on a shared machine
     # only ever slow a round down).
     t_ref = t_hf = t_dorl = None
+    walls = {"reference": [], "hf": [], "dorl": []}  # every round's wall time, for the per-round ratios
     for _ in range(repeats):
         with Clock() as c:
             ref_cands, ref_rewards = reference(model, tok, frame, rcfg, scorer)
         t_ref = c if t_ref is None or c.wall < t_ref.wall else t_ref
+        walls["reference"].append(c.wall)
         with Clock() as c:
             hf_cands, _, hf_stats = hf_batched(model, tok, frame, rcfg, metric)
         t_hf = c if t_hf is None or c.wall < t_hf.wall else t_hf
+        walls["hf"].append(c.wall)
         with Clock() as c:
             cands, rewards, stats = dorl_way(model, tok, frame, rcfg, metric)
         t_dorl = c if t_dorl is None or c.wall < t_dorl.wall else t_dorl
+        walls["dorl"].append(c.wall)
     same = cands == ref_cands and hf_cands == ref_cands
     diff = max_diff(rewards, ref_rewards)
     lengths = [len(tok(c)["input_ids"]) for cs in cands for c in cs]
@@ -289,6 +293,8 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
         r["pairs_per_s"] = r["pairs"] / r["seconds"]
         r["speedup_vs_reference"] = t_ref.wall / r["seconds"]
         r.update(model=model_name, hardware=hardware, same_candidates=same, max_reward_diff=diff)
+    for r, key in zip(rows, ("reference", "hf", "dorl"), strict=True):
+        r["round_seconds"] = walls[key]
         r["mean_candidate_tokens"] = sum(lengths) / len(lengths)
 
     # BERTScore alone, on dorl's candidate pairs
@@ -302,20 +308,24 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
                 scorer.score(cs, [h] * len(cs))
 
     t_bs_one = t_bs_ctx = t_bs_dorl = None
+    bs_walls = {"one": [], "ctx": [], "dorl": []}
     for _ in range(repeats):
         with Clock() as c:
             scorer.score(flat_c, flat_r)  # bert-score's defaults: one call, batch 64
         t_bs_one = c if t_bs_one is None or c.wall < t_bs_one.wall else t_bs_one
+        bs_walls["one"].append(c.wall)
         with Clock() as c:
             per_context()
         t_bs_ctx = c if t_bs_ctx is None or c.wall < t_bs_ctx.wall else t_bs_ctx
+        bs_walls["ctx"].append(c.wall)
         with Clock() as c:
             metric.score(flat_c, flat_r)
         t_bs_dorl = c if t_bs_dorl is None or c.wall < t_bs_dorl.wall else t_bs_dorl
-    for way, t in (
-        ("bert-score defaults, one call", t_bs_one),
-        ("bert-score, one call per context", t_bs_ctx),
-        ("dorl batched scorer", t_bs_dorl),
+        bs_walls["dorl"].append(c.wall)
+    for way, t, key in (
+        ("bert-score defaults, one call", t_bs_one, "one"),
+        ("bert-score, one call per context", t_bs_ctx, "ctx"),
+        ("dorl batched scorer", t_bs_dorl, "dorl"),
     ):
         rows.append(
             {
@@ -326,6 +336,7 @@ def run(quick: bool, repeats: int = 3) -> list[dict]:
                 "cpu_seconds": t.cpu,
                 "pairs_per_s": len(flat_c) / t.wall,
                 "speedup_vs_reference": t_bs_one.wall / t.wall,
+                "round_seconds": bs_walls[key],
                 "model": "all-MiniLM-L6-v2 layer 6, rescaled",
                 "hardware": hardware,
             }

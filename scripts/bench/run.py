@@ -1,10 +1,12 @@
 """`make bench`: every benchmark of the project side by side, in one run, into one results file.
 
-    python scripts/bench/run.py [--quick] [--only data,train,…] [--out build/bench]
+    python scripts/bench/run.py [--quick] [--only data,train,…] [--out build/bench] [--readme]
 
 Each module in scripts/bench/ exposes `run(quick: bool) -> list[dict]`; every row names the figure,
-dorl's value, the comparison's value and their ratio (plus the spread over repeats). The results go to
-`<out>/results.json` and `<out>/results.md` with the hardware and library versions.
+dorl's value, the comparison's value and their ratio, the ratio of each alternating round (the spread)
+and, where the project set one, the goal and whether it is met. The results go to `<out>/results.json`
+and `<out>/results.md` with the hardware, the load average and library versions; `scripts/bench/readme.py`
+turns results.json into README's Performance table.
 """
 
 from __future__ import annotations
@@ -34,16 +36,30 @@ def _data(rows):
         }
 
 
+# The goals of issue 18 (and the earlier ones the README states), on the ratio dorl / comparison.
+TRAIN_GOALS = {("trl", "lines"): (">=", 1.3), ("trl", "tf"): (">=", 1.0), ("hf", "lines"): (">=", 1.5),
+               ("hf", "tf"): (">=", 1.0)}  # fmt: skip
+
+
 def _train(rows):
     for r in rows:
+        kind = "lines" if "method lines" in r["name"] else "tf"
         yield {
-            "figure": f"{r['name']}, {r['unit']}",
+            "figure": f"{r['name'].removeprefix('train: ')}, {r['unit']}",
             "dorl": r["dorl"],
             "baseline": r["reference"],
             "ratio": r["ratio"],
-            "spread": f"medians {r['dorl_median']} / {r['reference_median']}",
-            "notes": r["model"] + (f", MFU {r['dorl_mfu']:.1%}" if r.get("dorl_mfu") else ""),
+            "round_ratios": r.get("round_ratios", []),
+            "goal": TRAIN_GOALS.get((r.get("peer", "hf"), kind)),
+            "notes": f"{r['model']}; {r['peer_setup']}; medians {r['dorl_median']:,} / {r['reference_median']:,}; "
+            f"real tokens per step {r['real_tokens_per_step'][0]:,} / {r['real_tokens_per_step'][1]:,}"
+            + (f"; MFU {r['dorl_mfu']:.1%}" if r.get("dorl_mfu") else ""),
         }
+
+
+def _per_round(a: list[float], b: list[float]) -> list[float]:
+    """Per-round ratio of speeds from per-round wall times: b's time / a's time."""
+    return [round(y / x, 3) for x, y in zip(a, b, strict=True)]
 
 
 def _relabel(rows):
@@ -54,8 +70,10 @@ def _relabel(rows):
         "dorl": ours["pairs_per_s"],
         "baseline": ref["pairs_per_s"],
         "ratio": ours["pairs_per_s"] / ref["pairs_per_s"],
-        "spread": "fastest of rounds",
-        "notes": f"{ours['contexts']} contexts, {ours['model']}; same candidates: {ours['same_candidates']}",
+        "round_ratios": _per_round(ours.get("round_seconds", []), ref.get("round_seconds", [])),
+        "goal": (">=", 5.0),
+        "notes": f"{ours['contexts']} contexts, {ours['model']}; same candidates: {ours['same_candidates']}; "
+        f"{ours['hardware']}",
     }
     hf = by.get(("relabel", "dorl with relabel.generator=hf (before)"))
     if hf:
@@ -65,7 +83,7 @@ def _relabel(rows):
             "dorl": ours["pairs_per_s"],
             "baseline": hf["pairs_per_s"],
             "ratio": ours["pairs_per_s"] / hf["pairs_per_s"],
-            "spread": "fastest of rounds",
+            "round_ratios": _per_round(ours.get("round_seconds", []), hf.get("round_seconds", [])),
             "notes": f"after: {split.format(**ours)}; before: {split.format(**hf)}",
         }
     bs = {r["way"]: r for r in rows if r["bench"] == "bertscore"}
@@ -76,12 +94,43 @@ def _relabel(rows):
             "dorl": d["pairs_per_s"],
             "baseline": b["pairs_per_s"],
             "ratio": d["pairs_per_s"] / b["pairs_per_s"],
+            "round_ratios": _per_round(d.get("round_seconds", []), b.get("round_seconds", [])),
             "notes": d["model"],
         }
 
 
-# Each benchmark's own rows -> the common shape (figure, dorl, baseline, ratio, spread, notes).
-NORMALIZE = {"data": _data, "train": _train, "relabel": _relabel}
+ILQL_GOALS = {"ILQL train step s (efficient heads) vs TF step": ("<=", 1.5),
+              "ILQL decoding ms per new token (beta 1, efficient heads) vs HF greedy": ("<=", 1.5)}  # fmt: skip
+
+
+def _ilql(rows):
+    for r in rows:
+        yield {**r, "goal": ILQL_GOALS.get(r["figure"])}
+
+
+# Each benchmark's own rows -> the common shape (figure, dorl, baseline, ratio, round_ratios, goal, notes).
+NORMALIZE = {"data": _data, "train": _train, "relabel": _relabel, "ilql": _ilql}
+
+
+def judge(row: dict) -> dict:
+    """Add `goal` as {op, value, text}, `met` (None without a goal or a ratio) and the per-round spread text."""
+    goal, ratio = row.get("goal"), row.get("ratio")
+    rounds = row.get("round_ratios") or []
+    if rounds:
+        row["spread"] = f"{min(rounds):.2f}–{max(rounds):.2f}× over {len(rounds)} rounds"
+    if goal:
+        op, value = goal
+        row["goal"] = {"op": op, "value": value, "text": f"{'≥' if op == '>=' else '≤'} {value:g}×"}
+        row["met"] = None if ratio is None else (ratio >= value if op == ">=" else ratio <= value)
+    else:
+        row["goal"], row["met"] = None, None
+    return row
+
+
+def verdict(row: dict) -> str:
+    if row["goal"] is None:
+        return ""
+    return f"{row['goal']['text']} " + {True: "met", False: "NOT met", None: "not measured"}[row["met"]]
 
 
 def hardware() -> dict:
@@ -104,24 +153,25 @@ def hardware() -> dict:
     return info
 
 
+def fmt(v) -> str:
+    return "–" if v is None else (f"{v:,.3g}" if isinstance(v, float) else str(v))
+
+
 def markdown(rows: list[dict], hw: dict, quick: bool) -> str:
     where = hw.get("gpu") or f"{hw['cpu']} ({hw['cpu_count']} cores)"
     lines = [
         f"# dorl benchmarks ({'quick CPU' if quick else 'full'} mode)",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {where}; torch {hw.get('torch', '')}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {where}; torch {hw.get('torch', '')}; load average "
+        f"{hw.get('load_before', '?')} before, {hw.get('load_after', '?')} after.",
         "",
-        "| benchmark | figure | dorl | comparison | ratio | spread (dorl) | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| benchmark | figure | dorl | comparison | ratio | per-round ratios | goal | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-
-        def fmt(v):
-            return "–" if v is None else (f"{v:,.3g}" if isinstance(v, float) else str(v))
-
         lines.append(
             f"| {r['bench']} | {r['figure']} | {fmt(r.get('dorl'))} | {fmt(r.get('baseline'))} "
-            f"| {fmt(r.get('ratio'))} | {r.get('spread', '')} | {r.get('notes', '')} |"
+            f"| {fmt(r.get('ratio'))} | {r.get('spread', '')} | {verdict(r)} | {r.get('notes', '')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -131,12 +181,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="Small sizes: a few minutes on 2 CPU cores.")
     ap.add_argument("--only", default="", help=f"Comma-separated subset of {','.join(BENCHES)}.")
     ap.add_argument("--out", default="build/bench", help="Folder for results.json and results.md.")
+    ap.add_argument(
+        "--readme", action="store_true", help="Then regenerate README.md's table (scripts/bench/readme.py)."
+    )
     args = ap.parse_args()
     names = [n for n in (args.only.split(",") if args.only else BENCHES) if n]
     from dorl.store.artifact import library_versions
 
     hw = hardware()
     hw["torch"] = library_versions().get("torch")
+    hw["load_before"] = round(os.getloadavg()[0], 2)  # others' work on a shared machine slows every figure
     rows: list[dict] = []
     raw: dict[str, list[dict]] = {}
     for name in names:
@@ -149,14 +203,33 @@ def main() -> None:
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
         raw[name] = module.run(args.quick)
         for row in NORMALIZE.get(name, lambda r: r)(raw[name]):
-            rows.append({"bench": name, **row})
+            rows.append(judge({"bench": name, **row}))
+            if rows[-1]["goal"]:
+                print(f"[bench] {name}: {row['figure']}: {fmt(row.get('ratio'))}x, goal {verdict(rows[-1])}",
+                      file=sys.stderr, flush=True)  # fmt: skip
         print(f"[bench] {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    hw["load_after"] = round(os.getloadavg()[0], 2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"quick": args.quick, "hardware": hw, "versions": library_versions(), "rows": rows, "raw": raw}
+    result = {
+        "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "quick": args.quick,
+        "hardware": hw,
+        "versions": library_versions(),
+        "rows": rows,
+        "raw": raw,
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     (out / "results.md").write_text(markdown(rows, hw, args.quick))
     print((out / "results.md").read_text())
+    if args.readme:
+        import readme
+
+        readme.main(["--results", str(out / "results.json")])
+    goals = [r for r in rows if r["goal"]]
+    print(f"goals met: {sum(r['met'] is True for r in goals)} of {len(goals)}")
+    for r in goals:
+        print(f"  {r['bench']}: {r['figure']}: {fmt(r.get('ratio'))}x, {r.get('spread', '')}: {verdict(r)}")
 
 
 if __name__ == "__main__":

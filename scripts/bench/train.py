@@ -39,7 +39,9 @@ for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DORL_LOG_LEVEL", "WARNING")
 
-ABCD = REPO.parent / "shared" / "data" / "abcd" / "dialogstudio_original_examples.json"
+# ../shared/data next to the checkout (main) or next to the folder of worktrees (../../shared/data)
+SHARED = [p for p in (REPO.parent / "shared", REPO.parent.parent / "shared") if (p / "data").is_dir()]
+ABCD = (SHARED or [REPO.parent / "shared"])[0] / "data/abcd/dialogstudio_original_examples.json"
 
 
 def conversations() -> tuple[list[list[tuple[str, str]]], str]:
@@ -80,38 +82,41 @@ def hardware() -> str:
     return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
-# ---------------------------------------------------------------- the reference: HF Trainer
+# ---------------------------------------------------------------- the peers: HF Trainer and TRL SFTTrainer
+
+LR = 5e-4
 
 
-def hf_trainer_rates(model_dir: Path, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool) -> list[float]:
-    """HF Trainer on `rows` (input_ids, attention_mask, labels): real tokens (attention mask) per second of
-    each optimizer step after the first, timed from the end of the step before."""
+def _clock(counted):
+    """A callback timing each optimizer step from the end of the one before (data, forward, backward,
+    optimizer: as dorl logs it), with `counted()` the real tokens seen so far."""
     import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+    from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
-        """Time from one step's end to the next (data, forward, backward, optimizer): as dorl logs it."""
-
         def __init__(self):
-            self.rates, self.t0, self.seen = [], None, 0
+            self.rates, self.tokens, self.t0, self.seen = [], [], None, 0
 
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
-            now = time.perf_counter()
+            now, seen = time.perf_counter(), counted(state)
             if self.t0 is not None:
-                self.rates.append((state.num_input_tokens_seen - self.seen) / (now - self.t0))
-            self.t0, self.seen = now, state.num_input_tokens_seen
+                self.rates.append((seen - self.seen) / (now - self.t0))
+                self.tokens.append(seen - self.seen)
+            self.t0, self.seen = now, seen
 
-    torch.manual_seed(0)
-    lm = AutoModelForCausalLM.from_pretrained(model_dir)
-    ds = Dataset.from_list(rows)
-    args = TrainingArguments(
-        output_dir=str(model_dir / "hf-out"),
+    return Clock()
+
+
+def _args(cls, model_dir: Path, micro: int, gas: int, steps: int, bf16: bool, **extra):
+    import torch
+
+    return cls(
+        output_dir=str(model_dir / "peer-out"),
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=gas,
-        learning_rate=5e-4,
+        learning_rate=LR,
         lr_scheduler_type="cosine",
         max_steps=steps + 1,
         bf16=bf16,
@@ -122,22 +127,75 @@ def hf_trainer_rates(model_dir: Path, rows: list[dict], micro: int, gas: int, st
         dataloader_drop_last=True,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
+        **extra,
     )
-    clock = Clock()
-    trainer = Trainer(model=lm, args=args, train_dataset=ds, data_collator=default_data_collator, callbacks=[clock])
+
+
+def hf_trainer_rates(model_dir: Path, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool):
+    """HF Trainer on `rows` (input_ids, attention_mask, labels): real tokens (the attention mask's ones) per
+    second of each optimizer step after the first. Returns (rates, tokens per step)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator
+
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir)
+    args = _args(TrainingArguments, model_dir, micro, gas, steps, bf16, include_num_input_tokens_seen="non_padding")
+    clock = _clock(lambda state: state.num_input_tokens_seen)
+    trainer = Trainer(model=lm, args=args, train_dataset=Dataset.from_list(rows), data_collator=default_data_collator,
+                      callbacks=[clock])  # fmt: skip
     with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary; stdout carries the results
         trainer.train()
-    return clock.rates  # from the second step on: the first only starts the clock
+    return clock.rates, clock.tokens  # from the second step on: the first only starts the clock
+
+
+def trl_rates(model_dir: Path, tok, rows: list[dict], micro: int, gas: int, steps: int, bf16: bool,
+              packing: int = 0, group_by_length: bool = False):  # fmt: skip
+    """TRL `SFTTrainer`, padding-free: each micro-batch is one row of its examples back to back (position ids
+    restart per example, so no example attends to another), the loss only on `completion_mask` tokens when
+    the rows have one (completion-only loss), TRL's fused LM head. `packing` > 0: TRL packs whole
+    conversations (best-fit decreasing) into rows of at most that many tokens first. Real tokens = the
+    padding-free row's length (it has no padding: counted per micro-batch, checked). Returns (rates,
+    tokens per step)."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    class Counting(SFTTrainer):
+        real = 0
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            pos = inputs["position_ids"]
+            assert "attention_mask" not in inputs and pos.shape[0] == 1, "expected TRL's padding-free rows"
+            self.real += pos.numel()  # one row, no padding: every position is a real token
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir)
+    extra = dict(padding_free=True, max_length=packing or None, packing=bool(packing), dataset_num_proc=None)
+    if "completion_mask" in rows[0]:
+        extra["completion_only_loss"] = True
+    if group_by_length:
+        extra["train_sampling_strategy"] = "group_by_length"
+    args = _args(SFTConfig, model_dir, micro, gas, steps, bf16, **extra)
+    trainer = None
+    clock = _clock(lambda state: trainer.real)
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer = Counting(model=lm, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                           callbacks=[clock])  # fmt: skip
+        trainer.train()
+    return clock.rates, clock.tokens
 
 
 # ---------------------------------------------------------------- dorl
 
 
-def dorl_rates(art) -> tuple[list[float], float | None]:
-    """dorl's real tokens/s of each step after the first (logged every step), and its MFU (GPU)."""
+def dorl_rates(art) -> tuple[list[float], list[int], float | None]:
+    """dorl's real tokens/s and real tokens of each step after the first (logged every step), its MFU (GPU)."""
     recs = [json.loads(x) for x in art.read_bytes("train_log.jsonl").decode().splitlines()]
-    return [r["tokens_per_s"] for r in recs if r["kind"] == "train"][1:], art.manifest["metrics"].get("mfu")
+    recs = [r for r in recs if r["kind"] == "train"][1:]
+    return [r["tokens_per_s"] for r in recs], [r["tokens"] for r in recs], art.manifest["metrics"].get("mfu")
 
 
 SHAPES = {"small": dict(n_layer=4, n_embd=256, n_head=4), "distilgpt2": dict(n_layer=6, n_embd=768, n_head=12)}
@@ -190,118 +248,173 @@ def make_data(path: Path, texts: list[str]):
     return run_stage("data", str(path), {"bench": len(texts)}, {}, body).artifact
 
 
-# ---------------------------------------------------------------- the two comparisons
+# ---------------------------------------------------------------- the comparisons
+
+
+def _rounds(ways: dict, repeats: int) -> dict:
+    """Run each way once per round, the order rotating (whoever runs later in a round runs a few % slower
+    here); per way and round: (rates, tokens per step, mfu)."""
+    names, out = list(ways), {w: [] for w in ways}
+    for r in range(repeats):
+        for w in names[r % len(names) :] + names[: r % len(names)]:
+            out[w].append(ways[w](r))
+    return out
+
+
+def method_lines_rows(convs, tok, max_len: int) -> tuple[list[dict], list[dict], object]:
+    """The same tokens for every trainer: dorl's encoding of the lines (prompt + response, <= max_len)."""
+    from dorl.methods.lines import encode_lines
+
+    ex = encode_lines(tok, [ln for ln, _ in method_lines(convs)], max_len)
+    padded, trl = [], []
+    for i in range(len(ex)):
+        ids, start = ex[i]["input_ids"].tolist(), int(ex[i]["label_start"])
+        pad = max_len - len(ids)
+        padded.append({"input_ids": ids + [tok.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
+                       "labels": [-100] * start + ids[start:] + [-100] * pad})  # fmt: skip
+        trl.append({"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)})
+    assert sum(len(r["input_ids"]) for r in trl) == ex.n_tokens == sum(sum(r["attention_mask"]) for r in padded)
+    return padded, trl, ex
 
 
 def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[dict]:
+    """Method lines at both shapes (HF Trainer's padded lines only at the first in quick mode: they are
+    slow), base tf at the first."""
     import torch
-
-    from dorl import config
-    from dorl.methods.lines import encode_lines
-    from dorl.methods.tf import pack, tokenize
-    from dorl.text import render_conversation
-    from dorl.train.stage import train
 
     gpu = torch.cuda.is_available()
     if not gpu and threads:
         torch.set_num_threads(threads)
-    repeats = 2 if quick else 4
-    steps = 2 if quick else 6
+    spec = {"repeats": 2 if quick else 4, "steps": 2 if quick else 6, "gpu": gpu}
     convs, source = conversations()
     tmp = Path(tempfile.mkdtemp(prefix="dorl-bench-train-"))
-    base, tok, shape = make_base(tmp / "base", size or ("distilgpt2" if gpu else "small"))
-    model = f"GPT-2 {shape['n_layer']} layers x {shape['n_embd']}, vocab {len(tok):,}"
     results = []
+    for k, shape_name in enumerate([size] if size else ["small", "distilgpt2"]):
+        base, tok, shape = make_base(tmp / f"base-{shape_name}", shape_name)
+        model = f"GPT-2 {shape['n_layer']} layers x {shape['n_embd']}, vocab {len(tok):,}"
+        results += compare_lines(spec, tmp / shape_name, base, tok, shape, convs, model, source, hf=k == 0 or not quick)
+        if k == 0:
+            results += compare_tf(spec, tmp / shape_name, base, tok, shape, convs, model, source)
+    return results
 
-    # methods: lines, 512-token truncation, batch 32 (micro 8 x 4 on GPU; micro 8 x 1 on CPU to stay short)
+
+def compare_lines(spec, tmp: Path, base, tok, shape, convs, model, source, hf: bool) -> list[dict]:
+    """Method lines (tf_all): 512-token truncation, batch 32 (micro 8 x 4 on GPU; 8 x 1 on CPU to stay short)."""
+    from dorl import config
+    from dorl.train.stage import train
+
+    steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
     micro, gas, max_len = 8, (4 if gpu else 1), 512
-    lines = [ln for ln, _ in method_lines(convs)]
-    relabel = make_relabel(tmp / "relabel", lines)
-    ex = encode_lines(tok, lines, max_len)
-    rows = []
-    for i in range(len(ex)):
-        ids, start = ex[i]["input_ids"].tolist(), int(ex[i]["label_start"])
-        pad = max_len - len(ids)
-        labels = [-100] * start + ids[start:] + [-100] * pad
-        rows.append({"input_ids": ids + [tok.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
-                     "labels": labels})  # fmt: skip
-    ref, ours, mfus = [], [], []
-    sets = [
-        f"finetune.batch_size={micro * gas}",
-        f"finetune.micro_batch_size={micro}",
-        f"finetune.max_steps={steps + 1}",
-    ]
-    sets += ["finetune.log_every=1", "finetune.checkpoint_every=1000", f"finetune.max_length={max_len}"]
-    for r in range(repeats):  # alternating, and in turn first: whichever runs second runs a few % slower here
-        for who in ("ref", "dorl") if r % 2 == 0 else ("dorl", "ref"):
-            if who == "ref":
-                ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
-                continue
-            art = train(
+    padded, trl_rows, ex = method_lines_rows(convs, tok, max_len)
+    relabel = make_relabel(tmp / "relabel", [ln for ln, _ in method_lines(convs)])
+    sets = [f"finetune.batch_size={micro * gas}", f"finetune.micro_batch_size={micro}"]
+    sets += [f"finetune.max_steps={steps + 1}", "finetune.log_every=1", "finetune.checkpoint_every=1000"]
+    sets += [f"finetune.max_length={max_len}", f"finetune.lr={LR}"]
+    ways = {
+        "dorl": lambda r: dorl_rates(
+            train(
                 config.load(sets=sets),
                 method="tf_all",
                 data_uri=relabel.uri,
                 base_uri=base.uri,
                 out_uri=str(tmp / f"tf_all-{r}"),
             ).artifact
-            rates, mfu = dorl_rates(art)
-            ours.extend(rates)
-            mfus.append(mfu)
-    results.append(_result("train: method lines (tf_all)", ours, ref, mfus, model, source, {
-        "lines": len(lines), "mean_real_tokens_per_line": round(ex.n_tokens / len(ex), 1), "max_length": max_len,
-        "batch": micro * gas, "reference_setup": "HF Trainer, every line padded to 512 tokens",
-    }))  # fmt: skip
+        ),
+        "trl": lambda r: (*trl_rates(model_dir, tok, trl_rows, micro, gas, steps, gpu), None),
+    }
+    if hf:
+        ways["hf"] = lambda r: (*hf_trainer_rates(model_dir, padded, micro, gas, steps, gpu), None)
+    got = _rounds(ways, spec["repeats"])
+    shape_txt = f"{shape['n_layer']}x{shape['n_embd']}"
+    details = {"lines": len(ex), "mean_real_tokens_per_line": round(ex.n_tokens / len(ex), 1),
+               "real_tokens_per_epoch": ex.n_tokens, "max_length": max_len, "batch": micro * gas}  # fmt: skip
+    out = [_result(f"train: method lines (tf_all) vs TRL SFTTrainer, {shape_txt}", got, "trl", model, source,
+                   {**details, "peer_setup": TRL_LINES})]  # fmt: skip
+    if hf:
+        out.append(_result(f"train: method lines (tf_all) vs HF Trainer, {shape_txt}", got, "hf", model, source,
+                           {**details, "peer_setup": HF_LINES}))  # fmt: skip
+    return out
 
-    # base tf: the same packed blocks for both
+
+def compare_tf(spec, tmp: Path, base, tok, shape, convs, model, source) -> list[dict]:
+    """Base tf: dorl's packed blocks (conversations back to back, cut every `block` tokens, as run_clm); HF
+    Trainer on the same blocks; TRL packs whole conversations (best-fit decreasing) into rows of <= block."""
+    from dorl import config
+    from dorl.methods.tf import pack, tokenize
+    from dorl.text import render_conversation
+    from dorl.train.stage import train
+
+    steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
     block = 1024 if gpu else 512
     texts = [render_conversation(t) for t in convs] * (24 if gpu else 8)
     data = make_data(tmp / "data", texts)
-    blocks = pack(tokenize(tok, texts), block, keep_remainder=False)
+    seqs = tokenize(tok, texts)
+    blocks = pack(seqs, block, keep_remainder=False)
     rows = [{"input_ids": blocks[i]["input_ids"].tolist(), "attention_mask": [1] * block,
              "labels": blocks[i]["input_ids"].tolist()} for i in range(len(blocks))]  # fmt: skip
+    trl_rows = [{"input_ids": s.tolist()} for s in seqs]
     micro, gas = (8, 2) if gpu else (2, 2)
-    ref, ours, mfus = [], [], []
     sets = [f"tf.batch_size={micro * gas}", f"tf.micro_batch_size={micro}", f"tf.max_steps={steps + 1}"]
     sets += ["tf.log_every=1", "tf.checkpoint_every=1000", f"tf.max_length={block}", "model.tokenizer=gpt2"]
     sets += ["model.source=config", f"model.n_layer={shape['n_layer']}", f"model.n_embd={shape['n_embd']}"]
-    sets += [f"model.n_head={shape['n_head']}", "model.n_positions=1024"]
-    for r in range(repeats):
-        for who in ("ref", "dorl") if r % 2 == 0 else ("dorl", "ref"):
-            if who == "ref":
-                ref.extend(hf_trainer_rates(Path(base.local_dir()), rows, micro, gas, steps, bf16=gpu))
-                continue
-            art = train(config.load(sets=sets), method="tf", data_uri=data.uri, out_uri=str(tmp / f"tf-{r}")).artifact
-            rates, mfu = dorl_rates(art)
-            ours.extend(rates)
-            mfus.append(mfu)
-    results.append(_result("train: base tf (packed blocks)", ours, ref, mfus, model, source, {
-        "blocks": len(blocks), "block": block, "batch": micro * gas, "reference_setup": "HF Trainer, same blocks",
-    }))  # fmt: skip
-    return results
+    sets += [f"model.n_head={shape['n_head']}", "model.n_positions=1024", f"tf.lr={LR}"]
+    ways = {
+        "dorl": lambda r: dorl_rates(
+            train(config.load(sets=sets), method="tf", data_uri=data.uri, out_uri=str(tmp / f"tf-{r}")).artifact
+        ),
+        "trl": lambda r: (*trl_rates(model_dir, tok, trl_rows, micro, gas, steps, gpu, packing=block), None),
+        "hf": lambda r: (*hf_trainer_rates(model_dir, rows, micro, gas, steps, gpu), None),
+    }
+    got = _rounds(ways, spec["repeats"])
+    details = {"conversations": len(texts), "real_tokens": int(sum(len(s) for s in seqs)), "blocks": len(blocks),
+               "longest_conversation": max(len(s) for s in seqs), "block": block, "batch": micro * gas}  # fmt: skip
+    return [
+        _result("train: base tf vs TRL SFTTrainer (its packing)", got, "trl", model, source,
+                {**details, "peer_setup": TRL_TF.format(block=block)}),
+        _result("train: base tf vs HF Trainer (same blocks)", got, "hf", model, source,
+                {**details, "peer_setup": "HF Trainer, the same packed blocks"}),
+    ]  # fmt: skip
 
 
-def _result(name, ours, ref, mfus, model, source, details) -> dict:
-    """The best step of each (the least disturbed by other work on the machine) and the medians."""
+HF_LINES = "HF Trainer, every line padded to 512 tokens (the reference's setup)"
+TRL_LINES = "TRL SFTTrainer, padding_free=True, completion-only loss (completion_mask = dorl's response tokens)"
+TRL_TF = ("TRL SFTTrainer, packing=True (best-fit decreasing, whole conversations, rows <= {block} tokens, "
+          "padding-free, no attention across conversations); dorl: conversations back to back cut into "
+          "{block}-token blocks (attention crosses conversation ends, as run_clm)")  # fmt: skip
+
+
+def _result(name, got, peer, model, source, details) -> dict:
+    """dorl vs `peer`: each one's best step (the least disturbed by other work on the machine), the medians,
+    and the spread of the per-round ratios (best step of dorl / best step of the peer in the same round)."""
     import torch
 
+    ours = [x for rates, _, _ in got["dorl"] for x in rates]
+    ref = [x for rates, _, _ in got[peer] for x in rates]
+    per_round = [max(a[0]) / max(b[0]) for a, b in zip(got["dorl"], got[peer], strict=True)]
+    mfus = [m for _, _, m in got["dorl"] if m is not None]
     dorl, reference = max(ours), max(ref)
     out = {
         "name": name,
+        "peer": peer,
         "unit": "real tokens/s",
         "dorl": round(dorl, 1),
         "reference": round(reference, 1),
         "ratio": round(dorl / reference, 2),
+        "round_ratios": [round(x, 2) for x in per_round],
         "dorl_median": round(statistics.median(ours), 1),
         "reference_median": round(statistics.median(ref), 1),
         "ratio_of_medians": round(statistics.median(ours) / statistics.median(ref), 2),
         "steps_timed": [len(ours), len(ref)],
+        "real_tokens_per_step": [
+            round(statistics.mean(t for _, ts, _ in got[w] for t in ts), 1) for w in ("dorl", peer)
+        ],  # noqa: E501
         "hardware": hardware(),
         "model": model + (", bf16" if torch.cuda.is_available() else ", fp32"),
         "data": source,
         **details,
     }
-    if any(m is not None for m in mfus):
-        out["dorl_mfu"] = statistics.median([m for m in mfus if m is not None])
+    if mfus:
+        out["dorl_mfu"] = statistics.median(mfus)
     return out
 
 
@@ -313,7 +426,7 @@ def main() -> None:
     args = ap.parse_args()
     for r in run(args.quick, args.threads or None, args.model):
         print(json.dumps(r))
-        print(f"{r['name']}: dorl {r['dorl']:,.0f} vs reference {r['reference']:,.0f} {r['unit']} = {r['ratio']}x "
+        print(f"{r['name']}: dorl {r['dorl']:,.0f} vs {r['peer']} {r['reference']:,.0f} {r['unit']} = {r['ratio']}x "
               f"({r['model']}; {r['hardware']})", file=sys.stderr)  # fmt: skip
 
 

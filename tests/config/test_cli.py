@@ -21,7 +21,7 @@ def test_keys_show_the_resolved_defaults():
     shown = yaml.safe_load(run_dorl("config", "show").stdout)
     defaults = keys_defaults("")
     checked = 0
-    for section in ("methods", "ilql", "k8s", "tf"):
+    for section in ("finetune", "ilql", "k8s", "tf"):
         for key, value in shown[section].items():
             if isinstance(value, dict | list):
                 continue

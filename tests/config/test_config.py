@@ -74,6 +74,35 @@ def test_config_keys_lists_help():
     assert "ilql.tau" in r.stdout and "Expectile" in r.stdout
 
 
+def test_set_a_str_field_to_digits_keeps_the_text():
+    cfg = config.load(sets=["run=001", "data.source=null", "k8s.namespace=true", "tf.epochs=3", "tf.lr=5e-4"])
+    assert cfg.run == "001" and cfg.data.source is None and cfg.k8s.namespace == "true"
+    assert cfg.tf.epochs == 3 and cfg.tf.lr == 5e-4
+    with pytest.raises(ConfigError, match="config key 'tf.epochs': expected int, got str '001x'"):
+        config.load(sets=["tf.epochs=001x"])
+
+
+def test_config_keys_json():
+    import json
+
+    r = run_dorl("config", "keys", "--json", "report.")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["key"] for x in rows] == [
+        "report.k",
+        "report.bootstrap",
+        "report.confidence",
+        "report.seed",
+        "report.baseline",
+    ]
+    assert rows[2] == {
+        "key": "report.confidence",
+        "type": "float",
+        "default": 0.95,
+        "help": "Confidence level of the intervals.",
+    }
+
+
 def test_a_renamed_key_names_its_new_name():
     with pytest.raises(ConfigError, match="config key 'methods' was renamed to 'finetune'"):
         config.load(sets=["methods.lr=1e-4"])

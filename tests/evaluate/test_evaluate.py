@@ -28,7 +28,10 @@ def test_predictions_and_metrics(cfg, tiny_model_artifact, data_artifact, tmp_pa
     sample = test.sample(n=8, random_state=1)  # the reference's sample
     assert pred["context"].tolist() == sample["context"].tolist()
     assert pred["true_response"].tolist() == sample["response"].tolist()
-    expected_cols = ["context", "true_response"]
+    # The example's identity, so the report can join every method's responses on it.
+    assert pred["dialogue_id"].astype(str).tolist() == sample["dialogue_id"].astype(str).tolist()
+    assert pred["turn_index"].tolist() == sample["turn_index"].tolist()
+    expected_cols = ["dialogue_id", "turn_index", "context", "true_response"]
     for k in (1, 2, 3):
         expected_cols += [f"response_{k}", f"bertscore_{k}", f"meteor_{k}", f"bleu_{k}"]
     assert list(pred.columns) == expected_cols

@@ -88,6 +88,11 @@ class FakeCluster:
 
     def _tick(self) -> None:
         for (plural, name), job in self.objects.items():
+            if plural == "jobsets" and not job["status"]:
+                self.age[name] = self.age.get(name, 0) + 1
+                if self.age[name] >= self.finish_after:
+                    job["status"] = {"terminalState": "Completed"}
+                continue
             if plural != "jobs" or job["status"].get("conditions"):
                 continue
             self.age[name] = self.age.get(name, 0) + 1
@@ -133,7 +138,7 @@ class FakeCluster:
         parsed = urlparse(url)
         path, query = parsed.path, parse_qs(parsed.query)
         selector = query.get("labelSelector", [None])[0]
-        m = re.fullmatch(r"/(?:api/v1|apis/[\w.]+/\w+)/namespaces/([\w-]+)/(\w+)(?:/([\w.-]+))?(?:/(\w+))?", path)
+        m = re.fullmatch(r"/(?:api/v1|apis/[\w.-]+/\w+)/namespaces/([\w-]+)/(\w+)(?:/([\w.-]+))?(?:/(\w+))?", path)
         if not m:
             return 404, _status(404, "NotFound", f"no route {path}")
         ns, plural, name, sub = m.groups()
@@ -144,7 +149,7 @@ class FakeCluster:
             if (plural, meta["name"]) in self.objects:
                 return 409, _status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
             meta.update({"namespace": ns, "resourceVersion": "1", "creationTimestamp": _now(), "uid": meta["name"]})
-            if plural == "jobs":
+            if plural in ("jobs", "jobsets"):
                 body["status"] = {}
                 done = {n for (p, n) in self.objects if p == "jobs" and self.job_state(n) == "Complete"}
                 self.complete_when_created[meta["name"]] = done
@@ -166,7 +171,7 @@ class FakeCluster:
             obj = self.objects.get((plural, name))
             return (200, obj) if obj else (404, _status(404, "NotFound", f'{plural} "{name}" not found'))
         if method == "GET":
-            if plural == "jobs":
+            if plural in ("jobs", "jobsets"):
                 self._tick()
             if plural == "pods":
                 items = [p for (k, _), j in self.objects.items() if k == "jobs" for p in self._pods(j)]

@@ -50,7 +50,7 @@ def test_committed_manifests_are_current(tmp_path):
 def test_every_overlay_builds_into_valid_objects(overlay):
     docs = build(K8S / "overlays" / overlay)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap"] + ["Job"] * 14
+    assert kinds == ["ConfigMap"] + ["Job"] * 14 + ["Role"] * 2 + ["RoleBinding"] * 2 + ["ServiceAccount"] * 2
     for d in docs:
         kubernetes_validate.validate(d, "1.32.0", strict=True)
     for job in jobs(docs).values():  # the overlays keep the base's policies
@@ -82,7 +82,9 @@ def test_multi_gpu_overlay_matches_what_render_makes_for_four_gpus():
         assert c.get("command") == r.get("command"), name  # torchrun --nproc_per_node=4 on training Jobs only
         assert c["args"] == r["args"]
         assert c["resources"]["limits"].get("nvidia.com/gpu") == r["resources"]["limits"].get("nvidia.com/gpu")
-    assert container(built["dorl-example-abcd-train-tf"])["command"][:3] == [
+    assert container(built["dorl-example-abcd-train-tf"])["command"][:5] == [
+        "dorl",
+        "launch",
         "torchrun",
         "--standalone",
         "--nproc_per_node=4",

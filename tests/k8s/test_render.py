@@ -14,6 +14,7 @@ from dorl.errors import ConfigError
 from dorl.k8s.render import render
 from tests.conftest import run_dorl
 from tests.k8s.conftest import EXAMPLE
+from tests.k8s.schemas import errors
 
 K8S_VERSION = "1.32.0"
 
@@ -34,7 +35,16 @@ VARIANTS = {
         "k8s.endpoint_url=http://minio.minio:9000",
         "pipeline.datasets=[abcd, multiwoz22, taskmaster3]",
         "pipeline.methods=[ilql]",
+        "k8s.queue=team-a",
+        "k8s.scheduler_name=volcano",
+        "k8s.labels={team: nlp}",
+        "k8s.annotations={owner: nlp}",
+        "k8s.tolerations=[{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]",
+        "k8s.extra_resources={vpc.amazonaws.com/efa: '4'}",
+        "k8s.models_uri=s3://models/hub",
+        "k8s.models_pvc=hf-models",
     ],
+    "multi-node, queue": ["k8s.nodes=4", "k8s.gpus=8", "k8s.queue=team-a", "k8s.extra_resources={rdma/ib: '8'}"],
 }
 
 
@@ -43,15 +53,17 @@ def load(*sets: str):
 
 
 def objects(m):
-    return [m.config_map, *m.services.values(), *m.jobs.values()]
+    return [m.config_map, *m.rbac, *m.jobs.values(), *m.jobsets.values()]
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_rendered_object_validates_strictly(variant):
+    """Core kinds: kubernetes-validate strict 1.32; JobSets: the JobSet CRD's schema (closed) and their Job."""
     m = render(load(*VARIANTS[variant]))
     for obj in objects(m):
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-    assert len(m.jobs) == len(m.steps)
+        assert errors(obj) == [], obj["metadata"]["name"]
+    assert len(m.jobs) + len(m.jobsets) == len(m.steps)
+    assert {o["kind"] for o in m.rbac} == {"ServiceAccount", "Role", "RoleBinding"}
 
 
 def test_strict_validation_would_catch_a_misspelled_or_mistyped_key():
@@ -72,10 +84,16 @@ def test_jobs_fail_fast_on_user_errors_and_run_locked_down():
         spec = job["spec"]
         pod = spec["template"]["spec"]
         assert pod["restartPolicy"] == "Never"
-        assert spec["backoffLimit"] == 3 and spec["activeDeadlineSeconds"] == 172800
+        assert (
+            spec.get("backoffLimit", spec.get("backoffLimitPerIndex")) == 3 and spec["activeDeadlineSeconds"] == 172800
+        )
         assert spec["ttlSecondsAfterFinished"] == 259200
-        fail, ignore = spec["podFailurePolicy"]["rules"]
+        fail, transient, ignore = spec["podFailurePolicy"]["rules"]  # the exit-code contract
         assert fail == {"action": "FailJob", "onExitCodes": {"containerName": "dorl", "operator": "In", "values": [2]}}
+        assert transient == {
+            "action": "Ignore",
+            "onExitCodes": {"containerName": "dorl", "operator": "In", "values": [75]},
+        }
         assert ignore["action"] == "Ignore" and ignore["onPodConditions"][0]["type"] == "DisruptionTarget"
         sec = pod["securityContext"]
         assert sec["runAsNonRoot"] is True and sec["runAsUser"] == 10001
@@ -189,9 +207,10 @@ def test_multi_gpu_training_uses_a_launcher_in_one_pod():
         return job["spec"]["template"]["spec"]["containers"][0].get("command")
 
     assert command() is None  # one GPU: the image's entrypoint, `dorl`
-    assert command("k8s.gpus=4") == ["torchrun", "--standalone", "--nproc_per_node=4", "-m", "dorl"]
+    # `dorl launch` keeps the exit-code contract through the launcher
+    assert command("k8s.gpus=4") == ["dorl", "launch", "torchrun", "--standalone", "--nproc_per_node=4", "-m", "dorl"]
     assert command("k8s.gpus=8", "k8s.launcher=deepspeed") == [
-        "deepspeed", "--num_gpus=8", "--no_local_rank", "--module", "dorl"
+        "dorl", "launch", "deepspeed", "--num_gpus=8", "--no_local_rank", "--module", "dorl"
     ]  # fmt: skip
     m = render(load("k8s.gpus=4"))
     limits = m.jobs["dorl-example-abcd-train-dt"]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -200,33 +219,76 @@ def test_multi_gpu_training_uses_a_launcher_in_one_pod():
     assert eval_limits["limits"]["nvidia.com/gpu"] == "1"
 
 
-def test_multi_node_training_is_an_indexed_job_behind_a_headless_service():
-    m = render(load("k8s.nodes=3", "k8s.gpus=8"))
+def test_multi_node_training_is_a_jobset_restarted_as_a_group():
+    m = render(load("k8s.nodes=3", "k8s.gpus=8", "k8s.queue=team-a", "k8s.scheduler_name=kueue-gang"))
     name = "dorl-example-abcd-train-ilql"
-    job, svc = m.jobs[name], m.services[name]
-    assert set(m.services) == {n for n in m.jobs if "-train-" in n}  # every training stage, nothing else
-    assert job["spec"]["completionMode"] == "Indexed"
-    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
-    pod = job["spec"]["template"]["spec"]
-    assert pod["subdomain"] == name  # pods resolve as <job>-<index>.<service>
-    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
-    assert svc["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+    js = m.jobsets[name]
+    assert set(m.jobsets) == {s.name for s in m.steps if s.stage == "train"} and name not in m.jobs
+    assert js["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+    assert js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"  # gang admission by Kueue
+    spec = js["spec"]
+    assert spec["network"] == {"enableDNSHostnames": True, "publishNotReadyAddresses": True}  # its own Service
+    policy = spec["failurePolicy"]
+    assert policy["maxRestarts"] == 3 and policy["restartStrategy"] == "Recreate"
+    user, transient = policy["rules"]
+    assert user["action"] == "FailJobSet" and user["onJobFailureMessagePatterns"] == [
+        "failed with exit code 2 matching"
+    ]
+    assert transient["action"] == "RestartJobSetAndIgnoreMaxRestarts"
+    [rj] = spec["replicatedJobs"]
+    job = rj["template"]["spec"]
+    assert rj["replicas"] == 1 and job["completions"] == job["parallelism"] == 3 and job["backoffLimit"] == 0
+    codes = [r["onExitCodes"]["values"] for r in job["podFailurePolicy"]["rules"] if "onExitCodes" in r]
+    assert codes == [[2], [75]]
+    pod = job["template"]["spec"]
+    assert pod["schedulerName"] == "kueue-gang"
     c = pod["containers"][0]
     assert c["command"] == [
-        "torchrun", "--nnodes=3", "--nproc_per_node=8", "--node_rank=$(JOB_COMPLETION_INDEX)",
-        f"--master_addr={name}-0.{name}", "--master_port=29500", "-m", "dorl",
+        "dorl", "launch", "torchrun", "--nnodes=3", "--nproc_per_node=8", "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={name}-n-0-0.{name}:29500", f"--rdzv_id={name}", "--rdzv_conf=join_timeout=1800",
+        "--max_restarts=0", "-m", "dorl",
     ]  # fmt: skip
     assert c["args"][:2] == ["train", "--method"]
     assert c["ports"] == [{"name": "rendezvous", "containerPort": 29500, "protocol": "TCP"}]
-    assert len(f"{name}-2") <= 63
-    assert m.workflow_template is None  # an Argo step is one pod: multi-node runs as Jobs
+    # cpu, memory and /dev/shm scale with the GPUs of the pod (8 x the per-GPU train_pod figures)
+    assert c["resources"]["requests"]["cpu"] == "64" and c["resources"]["limits"]["memory"] == "512Gi"
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["sizeLimit"] == "128Gi"
+    assert len(f"{name}-n-0-2") <= 63
+    assert m.workflow_template is not None  # Argo creates the JobSets (resource templates)
+
+
+def test_relabel_shards_have_their_own_retries():
+    job = render(load()).jobs["dorl-example-abcd-relabel"]["spec"]
+    assert job["backoffLimitPerIndex"] == 3 and job["maxFailedIndexes"] == 0 and "backoffLimit" not in job
+    assert job["completions"] == 4 and job["completionMode"] == "Indexed"
+
+
+def test_cluster_specifics_come_from_the_run_config():
+    m = render(load(
+        "k8s.labels={team: nlp}", "k8s.annotations={owner: nlp}", "k8s.priority_class=batch-low",
+        "k8s.tolerations=[{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]",
+        "k8s.extra_resources={vpc.amazonaws.com/efa: '4'}", "k8s.scheduler_name=volcano", "k8s.queue=q",
+        "k8s.train_pod.cpu='6'", "k8s.gpus=2",
+    ))  # fmt: skip
+    train = m.jobs["dorl-example-abcd-train-dt"]
+    pod = train["spec"]["template"]
+    assert train["metadata"]["labels"]["team"] == "nlp" and pod["metadata"]["labels"]["team"] == "nlp"
+    assert train["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "q"
+    assert pod["metadata"]["annotations"] == {"owner": "nlp"}
+    spec = pod["spec"]
+    assert spec["schedulerName"] == "volcano" and spec["priorityClassName"] == "batch-low"
+    assert {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"} in spec["tolerations"]
+    res = spec["containers"][0]["resources"]
+    assert res["limits"]["vpc.amazonaws.com/efa"] == "4" and res["requests"]["cpu"] == "12"
+    assert "vpc.amazonaws.com/efa" not in str(m.jobs["dorl-example-abcd-eval-dt"])  # training pods only
 
 
 def test_names_fit_kubernetes_limits_and_bad_names_are_refused():
     run = "a" * 24
     m = render(load(f"run={run}", "pipeline.datasets=[taskmaster3]", "k8s.nodes=16"))
-    for name in m.jobs:
-        assert len(name) + len("-15") <= 63, name  # the hostname of the last node's pod
+    for name in m.jobsets:
+        assert len(name) + len("-n-0-15") <= 63, name  # the hostname of the last node's pod
     with pytest.raises(ConfigError, match="config key 'run'"):
         render(load("run=" + "a" * 25))
     with pytest.raises(ConfigError, match="config key 'run'"):
@@ -266,14 +328,11 @@ def test_render_cli_writes_a_kustomize_base_in_dependency_order(tmp_path):
     assert len(files) == 14
     seen: set[str] = set()
     for f in files:  # each Job file comes after the Jobs it waits for
-        docs = list(yaml.safe_load_all(f.read_text()))
-        job = docs[-1]
-        after = job["metadata"].get("annotations", {}).get("dorl.dev/after", "")
+        [obj] = list(yaml.safe_load_all(f.read_text()))
+        after = obj["metadata"].get("annotations", {}).get("dorl.dev/after", "")
         assert set(filter(None, after.split(","))) <= seen, f.name
-        seen.add(job["metadata"]["name"])
-        if "-train-" in f.name:
-            assert [d["kind"] for d in docs] == ["Service", "Job"]
+        seen.add(obj["metadata"]["name"])
+        assert obj["kind"] == ("JobSet" if "-train-" in f.name else "Job")
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["configmap.yaml"] + [f"jobs/{f.name}" for f in files]
-    assert not (out / "argo").exists() or not list((out / "argo").iterdir())  # multi-node: no Workflow
-    assert "Argo: not rendered" in " ".join(r.stderr.split())
+    assert kustomization["resources"] == ["configmap.yaml", "rbac.yaml"] + [f"jobs/{f.name}" for f in files]
+    assert (out / "argo" / "workflowtemplate.yaml").exists()  # multi-node too: JobSet resource templates

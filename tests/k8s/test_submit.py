@@ -44,14 +44,16 @@ def test_jobs_are_created_only_once_their_inputs_succeeded(fake, small_run):
     # and as early as possible: with data done, both datasets' tf started before either relabel
     first_tf = min(created.index("dorl-t1-abcd-train-tf"), created.index("dorl-t1-multiwoz22-train-tf"))
     assert created.index("dorl-t1-multiwoz22-data") < first_tf
-    assert fake.created("configmaps") == ["dorl-t1-config"]
+    [cm_name] = fake.created("configmaps")
+    assert cm_name.startswith("dorl-t1-config-")  # named by the hash of the config it holds
     assert created[-1] == "dorl-t1-report"
     assert "run t1: 19 Jobs succeeded" in r.stderr
     assert "dorl artifacts ls s3://bucket/runs/t1/report" in r.stderr
     # what was sent is the rendered Job: the relabel shards as an Indexed Job of 2
     job = fake.objects[("jobs", "dorl-t1-abcd-relabel")]
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
-    cm = fake.objects[("configmaps", "dorl-t1-config")]
+    cm = fake.objects[("configmaps", cm_name)]
+    assert cm["immutable"] is True
     assert yaml.safe_load(cm["data"]["run.yaml"])["pipeline"]["methods"] == ["dt", "ilql"]
 
 
@@ -75,8 +77,55 @@ def test_submitting_again_watches_existing_jobs_instead_of_recreating(fake, smal
     r = run_dorl("k8s", "submit", "--config", str(small_run))
     assert r.returncode == 0, r.stderr
     assert fake.created("jobs") == first  # the second submit created no Job (each POST got 409)
-    assert ("PUT", "/api/v1/namespaces/dorl/configmaps/dorl-t1-config") in fake.writes()
+    assert not [w for w in fake.writes() if w[0] == "PUT" and "configmaps" in w[1]]  # immutable: never replaced
     assert "already exists: watching it" in r.stderr
+
+
+def test_a_resubmit_after_an_edit_is_refused_naming_what_changed(fake, small_run, tmp_path):
+    assert run_dorl("k8s", "submit", "--config", str(small_run)).returncode == 0
+    jobs = fake.created("jobs")
+    edited = write_run(tmp_path, {**SMALL_RUN, "tf": {"lr": 1.0e-4}}, "edited.yaml")
+    r = run_dorl("k8s", "submit", "--config", str(edited))
+    assert r.returncode == 2, r.stderr
+    err = " ".join(r.stderr.split())
+    assert "were made from another config (changed keys: tf.lr)" in err and "new 'run'" in err
+    assert fake.created("jobs") == jobs and len(fake.created("configmaps")) == 1  # nothing created
+    # the same edit as a new run is a new run
+    renamed = write_run(tmp_path, {**SMALL_RUN, "run": "t2", "tf": {"lr": 1.0e-4}}, "renamed.yaml")
+    assert run_dorl("k8s", "submit", "--config", str(renamed)).returncode == 0
+
+
+def test_multi_node_training_is_submitted_as_jobsets(fake, tmp_path):
+    run = write_run(tmp_path, {**SMALL_RUN, "k8s": {**SMALL_RUN["k8s"], "nodes": 2}})
+    r = run_dorl("k8s", "submit", "--config", str(run))
+    assert r.returncode == 0, r.stderr
+    jobsets = fake.created("jobsets")
+    assert sorted(jobsets) == sorted(n for n in all_expected() if "-train-" in n)
+    assert not [n for n in fake.created("jobs") if "-train-" in n]
+    assert fake.objects[("jobsets", "dorl-t1-abcd-train-tf")]["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+
+
+@pytest.mark.skipif(__import__("shutil").which("kubectl") is None, reason="kubectl is not installed")
+def test_submit_applies_the_named_kustomize_component(fake, small_run, tmp_path):
+    comp = tmp_path / "gpu-nodes"
+    comp.mkdir()
+    (comp / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+        "commonAnnotations: {team: nlp}\n"
+        "images: [{name: ghcr.io/dorl/dorl, newTag: '9.9'}]\n"
+    )
+    r = run_dorl("k8s", "submit", "--config", str(small_run), "--overlay", str(comp))
+    assert r.returncode == 0, r.stderr
+    job = fake.objects[("jobs", "dorl-t1-abcd-data")]
+    assert job["metadata"]["annotations"]["team"] == "nlp"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/dorl/dorl:9.9"
+    not_component = tmp_path / "plain"
+    not_component.mkdir()
+    (not_component / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    )
+    r = run_dorl("k8s", "submit", "--config", str(small_run), "--overlay", str(not_component))
+    assert r.returncode == 2 and "takes a kustomize Component" in " ".join(r.stderr.split())
 
 
 def test_argo_mode_creates_the_template_and_a_workflow(fake, small_run):
@@ -120,13 +169,13 @@ def test_status_and_logs(fake, small_run, monkeypatch, capsys):
 
 BAD = {
     "unknown dataset": ({"pipeline": {"datasets": ["abcd", "dstc8"]}}, "pipeline.datasets[1]"),
-    "gpus zero": ({"k8s": {"gpus": 0}}, "k8s.gpus': must be a positive integer"),
-    "gpus negative": ({"k8s": {"gpus": -2}}, "k8s.gpus': must be a positive integer"),
+    "gpus zero": ({"k8s": {"gpus": 0}}, "k8s.gpus': 0 is out of range; allowed: >= 1"),
+    "gpus negative": ({"k8s": {"gpus": -2}}, "k8s.gpus': -2 is out of range; allowed: >= 1"),
     "gpus not an int": ({"k8s": {"gpus": 1.5}}, "k8s.gpus': expected int"),
     "gpus a word": ({"k8s": {"gpus": "two"}}, "k8s.gpus': expected int"),
     "bucket missing": ({"root": None}, "root must be s3://bucket/prefix, got 'runs'"),
     "local root": ({"root": "/data/runs"}, "root must be s3://bucket/prefix"),
-    "no bucket": ({"root": "s3:///runs"}, "no bucket in 's3:///runs'"),
+    "no bucket": ({"root": "s3:///runs"}, "s3:///runs: an S3 URI needs a bucket"),
 }
 
 

@@ -1,48 +1,18 @@
-"""The Argo WorkflowTemplate: valid against a strict schema generated from hera's models (unknown keys
-rejected), the DAG the pipeline needs, retries that skip user errors, URIs passed as parameters."""
+"""The Argo WorkflowTemplate: valid against Argo's official JSON schema (api/jsonschema/schema.json, unknown keys
+rejected), the DAG the pipeline needs, retries by the exit-code contract, URIs passed as parameters, multi-node
+training as a JobSet resource template."""
 
 from __future__ import annotations
 
 import copy
-import functools
 
-import jsonschema
 import pytest
+import yaml
 
 from dorl import config
-from dorl.errors import ConfigError
-from dorl.k8s.workflow import RETRY_EXPRESSION, require_argo, workflow, workflow_template
+from dorl.k8s.workflow import workflow, workflow_template
 from tests.k8s.conftest import EXAMPLE
-
-
-def _close(node):
-    """additionalProperties: false on every object with declared properties, so misspelled keys fail."""
-    if isinstance(node, dict):
-        if node.get("type") == "object" and "properties" in node:
-            node["additionalProperties"] = False
-        for v in node.values():
-            _close(v)
-    elif isinstance(node, list):
-        for v in node:
-            _close(v)
-    return node
-
-
-@functools.cache
-def validator(kind: str) -> jsonschema.Draft202012Validator:
-    from hera.workflows.models.io.argoproj.workflow.v1alpha1 import Workflow, WorkflowTemplate
-
-    model = {"WorkflowTemplate": WorkflowTemplate, "Workflow": Workflow}[kind]
-    return jsonschema.Draft202012Validator(_close(model.model_json_schema(by_alias=True)))
-
-
-def _leaves(e) -> list[str]:
-    # anyOf (every optional field is "X or null") hides the real cause in nested contexts
-    return [m for c in e.context for m in _leaves(c)] if e.context else [e.message]
-
-
-def errors(doc: dict) -> list[str]:
-    return [m for e in validator(doc["kind"]).iter_errors(doc) for m in _leaves(e)]
+from tests.k8s.schemas import errors
 
 
 def load(*sets: str):
@@ -64,7 +34,13 @@ VARIANTS = {
         "k8s.endpoint_url=http://minio.minio:9000",
         "k8s.launcher=deepspeed",
         "k8s.gpus=2",
+        "k8s.queue=team-a",
+        "k8s.scheduler_name=volcano",
+        "k8s.annotations={team: nlp}",
+        "k8s.tolerations=[{key: dedicated, operator: Equal, value: ml, effect: NoSchedule}]",
+        "k8s.models_uri=s3://models/hub",
     ],
+    "multi-node": ["k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"],
 }
 
 
@@ -155,23 +131,28 @@ def test_artifacts_are_passed_as_s3_uri_parameters():
     assert "{{inputs.parameters.shard}}/4" in shard["container"]["args"]
 
 
-def test_every_step_retries_transient_failures_but_not_user_errors():
+def test_every_step_retries_by_the_exit_code_contract():
     wt = workflow_template(load())
     containers = [t for t in wt["spec"]["templates"] if "container" in t]
     assert {t["name"] for t in containers} == {
         "data", "train-tf", "relabel", "relabel-assemble", "train", "evaluate", "report",
     }  # fmt: skip
-    assert RETRY_EXPRESSION == 'lastRetry.status == "Error" || asInt(lastRetry.exitCode) != 2'
     for t in containers:
         retry = t["retryStrategy"]
-        assert retry["retryPolicy"] == "Always" and retry["limit"] == 3
-        assert retry["expression"] == RETRY_EXPRESSION
-        assert t["activeDeadlineSeconds"] == 172800
+        assert retry["retryPolicy"] == "Always" and retry["limit"] == "12"
+        assert retry["expression"] == (
+            'asInt(lastRetry.exitCode) != 2 && (lastRetry.status == "Error" || '
+            "asInt(lastRetry.exitCode) == 75 || asInt(retries) < 3)"
+        )
+        assert "maxDuration" not in retry["backoff"]  # it counts from the first attempt
+        assert retry["backoff"] == {"duration": "1m", "factor": "2", "cap": "30m"}
+        assert t["activeDeadlineSeconds"] == "172800"
         c = t["container"]
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["envFrom"] == [{"secretRef": {"name": "dorl-s3"}}]
     spec = wt["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["serviceAccountName"] == "dorl-example-workflow"  # rendered with the executor's Role (rbac.yaml)
     assert {v["name"] for v in spec["volumes"]} == {"config", "dshm", "scratch"}
     gpu = {t["name"]: t["container"]["resources"]["limits"].get("nvidia.com/gpu") for t in containers}
     assert gpu == {
@@ -180,8 +161,45 @@ def test_every_step_retries_transient_failures_but_not_user_errors():
     }  # fmt: skip
 
 
-def test_multi_node_runs_are_refused_for_argo():
-    cfg = load("k8s.nodes=2")
-    assert workflow_template(cfg) is None
-    with pytest.raises(ConfigError, match="--mode jobs"):
-        require_argo(cfg)
+def _expr_retry(expression: str, exit_code: int, status: str, retries: int) -> bool:
+    """Evaluate the retry expression the way Argo's expr does for these operators (&&, ||, ==, !=, <)."""
+    py = expression.replace("&&", " and ").replace("||", " or ")
+    py = py.replace("asInt(lastRetry.exitCode)", str(exit_code)).replace("asInt(retries)", str(retries))
+    py = py.replace("lastRetry.status", repr(status))
+    return eval(py)  # noqa: S307 - our own constant expression, values substituted above
+
+
+def test_the_retry_expression_means_the_contract():
+    expr = workflow_template(load())["spec"]["templates"][-1]["retryStrategy"]["expression"]
+    assert not _expr_retry(expr, 2, "Failed", 0)  # user error: never
+    assert _expr_retry(expr, 75, "Failed", 10)  # transient: up to the limit (12)
+    assert _expr_retry(expr, -1, "Error", 10)  # the pod was lost
+    assert _expr_retry(expr, 1, "Failed", 2) and not _expr_retry(expr, 1, "Failed", 3)  # crash: 3 retries
+
+
+def test_multi_node_training_is_a_jobset_resource_template():
+    wt = workflow_template(load("k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"))
+    templates = {t["name"]: t for t in wt["spec"]["templates"]}
+    for name in ("train-tf", "train"):
+        res = templates[name]["resource"]
+        assert "retryStrategy" not in templates[name]  # the JobSet restarts its own group
+        assert res["action"] == "create" and res["setOwnerReference"] is True
+        assert res["successCondition"] == "status.terminalState == Completed"
+        assert res["failureCondition"] == "status.terminalState == Failed"
+        js = yaml.safe_load(res["manifest"])
+        assert js["kind"] == "JobSet" and js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        # the manifest validates once Argo has put in the parameters
+        text = res["manifest"].replace("{{=sprig.replace('_', '-', inputs.parameters.method)}}", "tf-top")
+        for p in ("dataset", "method", "data", "base", "out"):
+            text = text.replace(
+                "{{inputs.parameters." + p + "}}", {"dataset": "abcd", "method": "tf_top"}.get(p, "s3://b/x")
+            )
+        assert errors(yaml.safe_load(text)) == []
+    rbac = {
+        r["metadata"]["name"]: r
+        for r in __import__("dorl.k8s.rbac", fromlist=["x"]).objects(load())
+        if r["kind"] == "Role"
+    }
+    assert {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"]}.items() <= rbac["dorl-example-workflow"][
+        "rules"
+    ][1].items()

@@ -78,6 +78,21 @@ def test_manifest_facts(relabelled):
     assert not any(f.startswith(("checkpoints/", "shards/")) for f in relabelled.files)
 
 
+def test_committed_folder_holds_only_its_files(relabelled):
+    """The chunk checkpoints are gone once committed: every parquet file in the folder is one of the artifact's,
+    so `datasets` reading the folder gets the real files only."""
+    from pathlib import Path
+
+    from datasets import load_dataset
+
+    root = Path(relabelled.uri)
+    assert not (root / "checkpoints").exists()
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+    assert on_disk == {f for f in relabelled.files if f.endswith(".parquet")}
+    ds = load_dataset("parquet", data_dir=str(root / "candidates"))
+    assert ds["test"].num_rows == len(pd.read_parquet(relabelled.path("candidates/test.parquet")))
+
+
 def test_bad_example_names_file_record_and_field(tmp_path, tiny_model_artifact, relabel_cfg):
     def body(ctx):
         frame = pd.DataFrame(

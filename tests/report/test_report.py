@@ -60,7 +60,7 @@ def test_every_number_recomputed(evals, tmp_path):
     cfg = config.load(sets=["report.bootstrap=400", "report.seed=3"])
     art = report(cfg, eval_uris=list(uris.values()), out_uri=str(tmp_path / "report")).artifact
     table = pd.read_csv(art.path("results.csv"))
-    assert set(art.files) == {"results.md", "results.csv", "results.json", "results.png"}
+    assert {"results.md", "results.csv", "results.json", "results.png"} <= set(art.files)
     assert art.path("results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method, (bert, met) in raw.items():
         for metric, values in {
@@ -91,6 +91,7 @@ def test_every_number_recomputed(evals, tmp_path):
             dm = _boot(diff, 400, 3)
             p = 1.0 if np.all(diff == 0) else min(1.0, 2 * min(np.mean(dm <= 0), np.mean(dm >= 0)))
             assert row["p_value"] == pytest.approx(p)
+            assert row["seeds"] == 1 and np.isnan(row["seed_low"])
     # dt is significantly better on BERTScore, tf_top worse, METEOR identical (p = 1).
     dt_b = table[(table.method == "dt") & (table.metric == "bertscore")].iloc[0]
     top_b = table[(table.method == "tf_top") & (table.metric == "bertscore")].iloc[0]
@@ -121,4 +122,69 @@ def test_cli_errors(tmp_path):
     bert = np.full(N, 0.5)
     uri = _eval_artifact(str(tmp_path / "tf"), "abcd", "tf", bert, bert).uri
     r = run_dorl("report", "--eval", uri, "--eval", uri, "--out", str(tmp_path / "r"))
-    assert r.returncode == 2 and "two evaluations of tf on abcd" in r.stderr
+    assert r.returncode == 2 and "is given twice" in r.stderr
+
+
+def test_holm_adjusted_p_values():
+    # statsmodels.stats.multitest.multipletests([0.01, 0.04, 0.03, 0.005], method="holm")[1]
+    from dorl.report.bootstrap import holm
+
+    got = holm([0.01, 0.04, np.nan, 0.03, 0.005])
+    assert got[[0, 1, 3, 4]] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(got[2])
+
+
+def test_mark_follows_confidence_and_holm(evals, tmp_path):
+    """A difference significant at p < 0.05 alone but not after Holm's correction across comparisons is unmarked;
+    report.confidence sets the level."""
+    uris, raw = evals
+    rng = np.random.default_rng(11)
+    bert = raw["tf"][0]
+    # A small, noisy gain, 2.5 standard errors: raw p about 0.01, above 0.05 after Holm's correction.
+    noise = rng.normal(size=N)
+    gain = 0.05 * (noise - noise.mean()) / noise.std() + 0.05 * 2.5 / np.sqrt(N)
+    small = _eval_artifact(str(tmp_path / "all"), "abcd", "tf_all", bert + gain, raw["tf"][1]).uri
+    cfg = config.load(sets=["report.bootstrap=2000"])
+    art = report(cfg, eval_uris=[*uris.values(), small], out_uri=str(tmp_path / "r95")).artifact
+    t = pd.read_csv(art.path("results.csv"))
+    row = t[(t.method == "tf_all") & (t.metric == "bertscore")].iloc[0]
+    assert 0.0 < row["p_value"] < 0.05 <= row["p_holm"] < 0.2, (row["p_value"], row["p_holm"])
+    lines = {ln.split("|")[1].strip(): ln for ln in art.read_bytes("results.md").decode().splitlines() if "|" in ln}
+    assert not lines["tf_all"].split("|")[2].strip().endswith("*")
+    assert lines["dt"].split("|")[2].strip().endswith("*")
+    assert "Holm-adjusted p < 0.05" in art.read_bytes("results.md").decode()
+    # At 80% the same comparison is marked.
+    cfg = config.load(sets=["report.bootstrap=2000", "report.confidence=0.8"])
+    art = report(cfg, eval_uris=[*uris.values(), small], out_uri=str(tmp_path / "r80")).artifact
+    md = art.read_bytes("results.md").decode()
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if "|" in ln}
+    assert lines["tf_all"].split("|")[2].strip().endswith("*") and "Holm-adjusted p < 0.2" in md
+
+
+def test_seeds(tmp_path):
+    """Three seeds of dt and two of tf: per-example means over seeds for the interval over examples and the paired
+    test, the t-interval over the seeds' means."""
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    tf = [rng.uniform(0.3, 0.7, N) for _ in range(2)]
+    dt = [t + d for t, d in zip([tf[0], tf[1], tf[0]], (0.05, 0.08, 0.11))]
+    uris = [_eval_artifact(str(tmp_path / f"tf{i}"), "abcd", "tf", b, b).uri for i, b in enumerate(tf)]
+    uris += [_eval_artifact(str(tmp_path / f"dt{i}"), "abcd", "dt", b, b).uri for i, b in enumerate(dt)]
+    art = report(config.load(sets=["report.bootstrap=300"]), eval_uris=uris, out_uri=str(tmp_path / "r")).artifact
+    t = pd.read_csv(art.path("results.csv"))
+    row = t[(t.method == "dt") & (t.metric == "bertscore")].iloc[0]
+    per_example = np.mean(dt, axis=0)
+    seed_means = np.array([d.mean() for d in dt])
+    half = stats.t.ppf(0.975, 2) * seed_means.std(ddof=1) / np.sqrt(3)
+    assert row["seeds"] == 3 and row["mean"] == pytest.approx(per_example.mean())
+    assert row["seed_low"] == pytest.approx(seed_means.mean() - half)
+    assert row["seed_high"] == pytest.approx(seed_means.mean() + half)
+    assert row["ci_low"] == pytest.approx(np.quantile(_boot(per_example, 300, 0), 0.025))
+    assert row["delta"] == pytest.approx((per_example - np.mean(tf, axis=0)).mean())
+    assert t[(t.method == "tf") & (t.metric == "bertscore")].iloc[0]["seeds"] == 2
+    md = art.read_bytes("results.md").decode()
+    dt_cell = [ln for ln in md.splitlines() if ln.startswith("| dt ")][0].split("|")[2].strip()
+    assert dt_cell == f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] ±{half:.3f}*"
+    assert "Several seeds (tf: 2, dt: 3)" in md
+    assert {"eval_abcd_dt", "eval_abcd_dt_1", "eval_abcd_dt_2"} <= set(art.manifest["inputs"])

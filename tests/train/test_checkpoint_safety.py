@@ -37,7 +37,7 @@ def test_planted_pickle_in_a_checkpoint_never_runs(backend, tmp_path, data_artif
         out = f"s3://{bucket}/runs/tf"
     else:
         out = str(tmp_path / "tf")
-    train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, out)
+    train(config.load(preset="tiny", sets=SETS), method="tf", data_uri=data_artifact.uri, out_uri=out)
     if backend == "local":
         from pathlib import Path
 
@@ -62,7 +62,7 @@ def test_planted_pickle_in_a_checkpoint_never_runs(backend, tmp_path, data_artif
             s3.upload_file(str(local), bucket, k)
         s3.delete_object(Bucket=bucket, Key="runs/tf/manifest.json")
     with pytest.raises(StoreError, match=r"\.pt: refused to load a checkpoint file .*it calls exec"):
-        train(config.load(preset="tiny", sets=SETS), "tf", data_artifact.uri, out)
+        train(config.load(preset="tiny", sets=SETS), method="tf", data_uri=data_artifact.uri, out_uri=out)
     assert not marker.exists(), "the planted payload ran"
 
 
@@ -78,7 +78,9 @@ def test_full_disk_mid_checkpoint_is_a_clear_error_and_never_resumed_from(fault,
 
     from safetensors.torch import load_file
 
-    ref = train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(tmp_path / "ref"))
+    ref = train(
+        config.load(preset="tiny", sets=DISK), method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "ref")
+    ).artifact
     out = tmp_path / "tf"
     real_save, calls = torch.save, {"n": 0}
 
@@ -96,11 +98,11 @@ def test_full_disk_mid_checkpoint_is_a_clear_error_and_never_resumed_from(fault,
     if fault == "cut_short":
         match = r"step-00000003/ds/.*\.pt: the checkpoint file is incomplete"
     with pytest.raises(StoreError, match=match):
-        train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(out))
+        train(config.load(preset="tiny", sets=DISK), method="tf", data_uri=data_artifact.uri, out_uri=str(out))
     assert calls["n"] >= 1
     assert (out / "checkpoints" / "latest").read_text() == "step-00000002"
     monkeypatch.setattr(torch, "save", real_save)
-    train(config.load(preset="tiny", sets=DISK), "tf", data_artifact.uri, str(out))
+    train(config.load(preset="tiny", sets=DISK), method="tf", data_uri=data_artifact.uri, out_uri=str(out))
     got, want = load_file(out / "model.safetensors"), load_file(tmp_path / "ref" / "model.safetensors")
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)

@@ -134,7 +134,7 @@ def test_each_epoch_has_its_own_order(tmp_path, data_artifact, monkeypatch):
     cfg = config.load(
         preset="tiny", sets=["tf.max_length=16", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.epochs=3"]
     )
-    art = train(cfg, "tf", data_artifact.uri, str(tmp_path / "tf"))
+    art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     spe = art.info["steps_per_epoch"]
     assert len(seen) == 3 * spe
     epochs = [seen[e * spe : (e + 1) * spe] for e in range(3)]

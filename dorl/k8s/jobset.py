@@ -1,0 +1,140 @@
+"""Multi-node training as a JobSet (jobset.x-k8s.io/v1alpha2): one replicated Job of N pods, restarted as a group.
+
+Why a JobSet and not an Indexed Job: a replaced pod cannot rejoin a running torch group, so any lost pod must
+restart every pod (failurePolicy: Recreate, up to maxRestarts), and every restarted pod resumes from the last
+checkpoint in S3. The pods meet through torchrun's c10d rendezvous on pod 0 (hostname
+<jobset>-n-0-0.<jobset>, DNS from JobSet's own headless Service, deleted with the JobSet) with a join
+timeout that covers image pulls and node start-up. Kueue admits the JobSet as one unit (gang admission)
+from the queue named by `kueue.x-k8s.io/queue-name`.
+
+Failure rules follow the exit-code contract (dorl/errors.py): a user error (2) in any pod fails the JobSet
+at once; a transient fault (75) or a disrupted pod (preemption, drain) restarts the group without counting
+against maxRestarts; a crash restarts it, counted.
+"""
+
+from __future__ import annotations
+
+from dorl.config import RunConfig
+from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR
+from dorl.k8s import pod
+from dorl.k8s.plan import Step
+
+API_VERSION = "jobset.x-k8s.io/v1alpha2"
+GROUP, VERSION, PLURAL = "jobset.x-k8s.io", "v1alpha2", "jobsets"
+REPLICATED_JOB = "n"  # short: a pod hostname, <jobset>-n-<job>-<pod>, must fit in 63 characters
+
+
+def host(name: str, index: int = 0) -> str:
+    """The stable DNS name of pod `index` of a JobSet (JobSet's headless Service is named after the JobSet)."""
+    return f"{name}-{REPLICATED_JOB}-0-{index}.{name}"
+
+
+def torchrun_command(cfg: RunConfig, step: Step, master: str | None = None) -> list[str]:
+    """torchrun with a c10d rendezvous on pod 0 (ranks by arrival; the store's checkpoints make them equal)."""
+    k = cfg.k8s
+    procs = pod.gpu_count(cfg, "train") or 1
+    endpoint = master or host(step.name)
+    return [
+        "dorl",
+        "launch",
+        "torchrun",
+        f"--nnodes={step.nodes}",
+        f"--nproc_per_node={procs}",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={endpoint}:{k.master_port}",
+        f"--rdzv_id={step.name}",
+        f"--rdzv_conf=join_timeout={k.rendezvous_timeout}",
+        f"--max_restarts={k.torchrun_max_restarts}",
+        "-m",
+        "dorl",
+    ]
+
+
+def _job_failure_policy() -> dict:
+    """A child Job fails on the first failed pod (backoffLimit 0), with a reason the JobSet rules can read."""
+    exit_rule = {"action": "FailJob", "onExitCodes": {"containerName": pod.CONTAINER, "operator": "In"}}
+    return {
+        "rules": [
+            {**exit_rule, "onExitCodes": {**exit_rule["onExitCodes"], "values": [EXIT_USER_ERROR]}},
+            {**exit_rule, "onExitCodes": {**exit_rule["onExitCodes"], "values": [EXIT_TRANSIENT]}},
+            {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
+def failure_policy(cfg: RunConfig) -> dict:
+    """Match the Job controller's messages: 'Container dorl for pod NS/P failed with exit code 2 matching
+    FailJob rule at index 0' and 'Pod NS/P has condition DisruptionTarget matching FailJob rule at index 2'."""
+    reasons = ["PodFailurePolicy"]
+    return {
+        "maxRestarts": cfg.k8s.max_restarts,
+        "restartStrategy": "Recreate",
+        "rules": [
+            {
+                "name": "UserError",
+                "action": "FailJobSet",
+                "onJobFailureReasons": reasons,
+                "onJobFailureMessagePatterns": [f"failed with exit code {EXIT_USER_ERROR} matching"],
+            },
+            {
+                "name": "TransientOrDisrupted",
+                "action": "RestartJobSetAndIgnoreMaxRestarts",
+                "onJobFailureReasons": reasons,
+                "onJobFailureMessagePatterns": [
+                    f"failed with exit code {EXIT_TRANSIENT} matching",
+                    "has condition DisruptionTarget matching",
+                ],
+            },
+        ],
+    }
+
+
+def jobset(cfg: RunConfig, step: Step, args: list[str] | None = None, name: str | None = None) -> dict:
+    """The JobSet of a multi-node training step (`args`/`name` given: the Argo resource template's, with
+    {{inputs.parameters.*}} placeholders)."""
+    from dorl.k8s.render import pod_spec
+
+    k = cfg.k8s
+    name = name or step.name
+    labels = pod.step_labels(cfg, step)
+    spec = pod_spec(cfg, step, args if args is not None else step.args, torchrun_command(cfg, step, host(name)))
+    spec["containers"][0]["ports"] = [{"name": "rendezvous", "containerPort": k.master_port, "protocol": "TCP"}]
+    job_spec = {
+        "completionMode": "Indexed",
+        "completions": step.nodes,
+        "parallelism": step.nodes,
+        "backoffLimit": 0,  # one lost pod restarts the group (failurePolicy), not just itself
+        "activeDeadlineSeconds": k.active_deadline_seconds,
+        "podFailurePolicy": _job_failure_policy(),
+        "template": {"metadata": pod.pod_metadata(cfg, labels), "spec": spec},
+    }
+    meta = {"name": name, "namespace": k.namespace, "labels": {**labels, **pod.queue_labels(cfg)}}
+    if step.after:
+        meta["annotations"] = {"dorl.dev/after": ",".join(step.after)}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "JobSet",
+        "metadata": meta,
+        "spec": {
+            "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True},
+            "failurePolicy": failure_policy(cfg),
+            "successPolicy": {"operator": "All"},
+            "ttlSecondsAfterFinished": k.ttl_seconds_after_finished,
+            # labelled like the pods, so `dorl k8s status` and `logs` find the child Job and its pods
+            "replicatedJobs": [
+                {"name": REPLICATED_JOB, "replicas": 1, "template": {"metadata": {"labels": labels}, "spec": job_spec}}
+            ],
+        },
+    }
+
+
+def check_names(cfg: RunConfig, steps: list[Step]) -> None:
+    """A JobSet pod's hostname, <jobset>-n-0-<index>, must fit in a 63-character DNS label."""
+    from dorl.errors import ConfigError
+
+    for step in steps:
+        if step.nodes > 1 and len(host(step.name, step.nodes - 1).split(".")[0]) > 63:
+            raise ConfigError(
+                f"config key 'run': with k8s.nodes={step.nodes} the pod hostname of {step.name} exceeds 63 "
+                "characters; choose a shorter run id"
+            )
