@@ -102,7 +102,9 @@ class ILQLModel(nn.Module):
         else:
             q = self.heads.q(hs, emb, actions)
         logits, ce = None, None
-        if isinstance(self.lm_head, nn.Linear):  # CE(logits, a) without keeping the |V|-wide logits
+        # CE(logits, a) without keeping the |V|-wide logits; under ZeRO-3 (ds_id) the LM head's own
+        # forward must run, which gathers its partitioned weight
+        if isinstance(self.lm_head, nn.Linear) and not hasattr(self.lm_head.weight, "ds_id"):
             taken, lse = lse_and_taken(hs, self.lm_head.weight, actions, self.lm_head.bias)
             ce = lse - taken
         else:
