@@ -111,7 +111,7 @@ def test_group_restart_of_the_rendered_jobset_resumes_to_the_same_weights(tmp_pa
 
     # an uninterrupted run of the same config (one process, same effective batch; see tests/train/test_multinode.py)
     data = layout.stage_uri(cfg, "abcd", "data")
-    one = train(config.load(preset="tiny", sets=SETS), "tf", data, str(tmp_path / "one"))
+    one = train(config.load(preset="tiny", sets=SETS), method="tf", data_uri=data, out_uri=str(tmp_path / "one")).artifact
     got, want = load_file(art.path("model.safetensors")), load_file(one.path("model.safetensors"))
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-4)
