@@ -39,6 +39,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from dorl.ilql.lse import lse_and_taken
+
 HeadsKind = Literal["efficient", "reference"]
 
 
@@ -93,6 +95,12 @@ class QHeads(nn.Module):
     def q(self, h: Tensor, emb: Tensor, actions: Tensor | None = None) -> list[Tensor]:
         """Q_i(s, a_taken) (...) per head, or Q_i(s, ·) (..., |V|) when `actions` is None."""
         return [self.q_of(head, h, emb, actions) for head in self.q_heads]
+
+    def q_lse(self, h: Tensor, emb: Tensor, actions: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Per Q head, Q_i(s, a_taken) (...) and logsumexp_a Q_i(s, a) (...): what the Q regression
+        and CQL's cross-entropy need of Q over the vocabulary."""
+        q_all = self.q(h, emb)
+        return [qa.gather(-1, actions.unsqueeze(-1)).squeeze(-1) for qa in q_all], [qa.logsumexp(-1) for qa in q_all]
 
     def attach_embedding(self, emb: nn.Parameter) -> None:
         """Tell the heads which output embedding the LM has (heads that read it keep a target copy)."""
@@ -163,6 +171,14 @@ class EfficientHeads(QHeads):
 
     def make_q(self) -> nn.Module:
         return TiedQ(self.d, self.vocab)
+
+    def q_lse(self, h: Tensor, emb: Tensor, actions: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        # The heads' queries in one matmul against E, reduced on the fly (no |V|-wide Q is kept).
+        z = torch.cat([head.project(h) for head in self.q_heads])
+        bias = torch.stack([head.bias for head in self.q_heads])
+        taken, lse = lse_and_taken(z, emb.detach(), actions, bias)
+        n = len(self.q_heads)
+        return list(taken.chunk(n)), list(lse.chunk(n))
 
     def q_of(self, head: nn.Module, h: Tensor, emb: Tensor, actions: Tensor | None) -> Tensor:
         return head(h, emb.detach(), actions)

@@ -67,10 +67,12 @@ def ilql_loss(
     loss_v = expectile(u, cfg.tau).mean()
 
     loss_cql = torch.zeros((), device=out.v.device)
-    if out.q_all is not None:
+    if out.q_lse is not None:  # CE(Q_i(s, ·), a) = logsumexp Q_i(s, ·) - Q_i(s, a)
+        loss_cql = sum((lse.float() - q).mean() for lse, q in zip(out.q_lse, qs, strict=True))
+    elif out.q_all is not None:
         loss_cql = sum(F.cross_entropy(qa.float(), out.actions) for qa in out.q_all)
 
-    ce = F.cross_entropy(out.logits.float(), out.actions, reduction="none")
+    ce = out.ce.float() if out.ce is not None else F.cross_entropy(out.logits.float(), out.actions, reduction="none")
     weight = torch.ones_like(ce)
     if cfg.awac:
         weight = torch.exp(cfg.awac_beta * u.detach().float()).clamp(max=cfg.awac_max_weight)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from dorl.ilql.heads import HeadsKind, QHeads, make_heads
+from dorl.ilql.lse import lse_and_taken
 
 
 @dataclass
@@ -38,13 +39,15 @@ class ILQLMeta:
 class ILQLOutput:
     """Values at the N action states of a batch, flattened row by row (each row's states in order)."""
 
-    logits: Tensor  # (N, |V|) LM logits
+    logits: Tensor | None  # (N, |V|) LM logits (tests; the model gives ce instead)
     v: Tensor  # (N,) V(s_t)
     q: list[Tensor]  # per Q head, (N,) Q_i(s_t, a_t)
-    q_all: list[Tensor] | None  # per Q head, (N, |V|) Q_i(s_t, ·) (only when CQL needs it)
+    q_all: list[Tensor] | None  # per Q head, (N, |V|) Q_i(s_t, ·) (tests; the model gives q_lse instead)
     target_q: Tensor  # (N,) min_i target-Q_i(s_t, a_t), no gradient
     actions: Tensor  # (N,) a_t = the token that follows the state
     rows: Tensor  # (N,) batch row of each state
+    q_lse: list[Tensor] | None = None  # per Q head, (N,) logsumexp_a Q_i(s_t, a) (what CQL needs of q_all)
+    ce: Tensor | None = None  # (N,) the LM's cross-entropy at a_t (what the loss needs of logits)
 
 
 class ILQLModel(nn.Module):
@@ -93,16 +96,26 @@ class ILQLModel(nn.Module):
         hs = h[rows, cols]  # (N, d)
         actions = input_ids[rows, cols + 1]
         emb = self.lm_head.weight
-        if cql:  # Q over the vocabulary is needed anyway: take the actions' values from it
-            q_all = self.heads.q(hs, emb)
-            q = [qa.gather(-1, actions.unsqueeze(-1)).squeeze(-1) for qa in q_all]
+        q_lse = None
+        if cql:  # Q over the vocabulary is needed anyway: the actions' values and the log-sum-exps from it
+            q, q_lse = self.heads.q_lse(hs, emb, actions)
         else:
-            q_all, q = None, self.heads.q(hs, emb, actions)
+            q = self.heads.q(hs, emb, actions)
+        logits, ce = None, None
+        # CE(logits, a) without keeping the |V|-wide logits; under ZeRO-3 (ds_id) the LM head's own
+        # forward must run, which gathers its partitioned weight
+        if isinstance(self.lm_head, nn.Linear) and not hasattr(self.lm_head.weight, "ds_id"):
+            taken, lse = lse_and_taken(hs, self.lm_head.weight, actions, self.lm_head.bias)
+            ce = lse - taken
+        else:
+            logits = self.lm_head(hs)
         return ILQLOutput(
-            logits=self.lm_head(hs),
+            logits=logits,
             v=self.heads.v(hs),
             q=q,
-            q_all=q_all,
+            q_all=None,
+            q_lse=q_lse,
+            ce=ce,
             target_q=self.heads.target_q(hs, emb, actions),
             actions=actions,
             rows=rows,

@@ -187,8 +187,10 @@ def test_zero3_partitions_the_tied_embedding_and_resumes_exactly(
     # ZeRO-3 swaps F.linear process-wide; later stages in this process must compute as before
     assert torch.nn.functional.linear is linear
     assert zero0.keys() == zero3.keys()
+    # ZeRO-3 computes the LM's cross-entropy unfused (its head must gather the partitioned weight),
+    # ZeRO-0 with dorl.ilql.lse: the same math, apart by fp32 rounding (measured 3.6e-6 after training)
     for k in zero0:
-        torch.testing.assert_close(zero3[k], zero0[k], rtol=0, atol=2e-6)
+        torch.testing.assert_close(zero3[k], zero0[k], rtol=0, atol=1e-5)
 
     # bf16 + ZeRO-3, killed at step 5 (after the step-3 checkpoint; a validation at step 2 came before it)
     z3bf16 = ("ilql.train.zero_stage=3", "ilql.train.precision=bf16")

@@ -23,12 +23,13 @@ def test_forward_at_action_states(lm, kind):
     # right padding needs no mask: the values at the states equal those of a masked forward
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
     full = lm(input_ids=b["input_ids"], attention_mask=mask).logits
-    assert torch.allclose(out.logits, full[[0, 0, 0, 1, 1], [2, 3, 4, 1, 2]], atol=1e-5)
+    ce = torch.nn.functional.cross_entropy(full[[0, 0, 0, 1, 1], [2, 3, 4, 1, 2]], out.actions, reduction="none")
+    assert torch.allclose(out.ce, ce, atol=1e-5)  # the LM's CE at the states (the logits are not kept)
     masked = model(b["input_ids"], b["state_mask"], attention_mask=mask)
     assert torch.allclose(masked.v, out.v, atol=1e-5) and torch.allclose(masked.target_q, out.target_q, atol=1e-5)
-    assert out.v.shape == out.target_q.shape == (5,) and len(out.q) == len(out.q_all) == 2
+    assert out.v.shape == out.target_q.shape == (5,) and len(out.q) == len(out.q_lse) == 2
     no_cql = model(b["input_ids"], b["state_mask"], cql=False)
-    assert no_cql.q_all is None
+    assert no_cql.q_lse is None
     for q, q2 in zip(out.q, no_cql.q, strict=True):
         assert torch.allclose(q, q2, atol=1e-5)
 
