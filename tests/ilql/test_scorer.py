@@ -45,7 +45,8 @@ def test_dorl_evaluate_ilql_scorer_orders_the_candidates_by_v(trained, tiny_mode
     tok = load_tokenizer(trained.local_dir())
     for context, row in zip(pred["context"], pred[cols].to_numpy().tolist(), strict=True):
         values = score_texts(model, tok, [prompt(context)] * 3, row, prompt_tokens=96)
-        assert values == sorted(values, reverse=True)
+        # near-ties may swap between batchings (fp32 rounding of the padded forward): 1e-6 tolerance
+        assert all(a >= b - 1e-6 for a, b in zip(values, values[1:])), values
     # best-of-1 is the top-valued candidate's score
     assert metrics["best_of_k"]["bleu"][0] == pytest.approx(pred["bleu_1"].mean())
 
