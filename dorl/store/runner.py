@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dorl.config import digest
-from dorl.errors import StoreError
+from dorl.errors import StoreError, TransientStoreError
 from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest
 from dorl.store.location import atomic_write
 
@@ -85,6 +85,8 @@ def run_stage(
     if writer.loc.exists(MANIFEST):
         try:
             existing = Artifact(writer.loc)
+        except TransientStoreError:
+            raise  # S3 unreachable or throttling: exit 75 (retried), not a broken artifact
         except StoreError as e:
             if not force:
                 raise StoreError(f"{e}; use --force to replace it") from None
