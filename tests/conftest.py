@@ -64,6 +64,15 @@ def s3(moto_server, monkeypatch):
     location._S3Backend._clients.clear()
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (rendezvous and master ports of multi-process tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_dorl(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
     """Run the real `dorl` entrypoint in a subprocess: exit code, stdout, stderr."""
     return subprocess.run(

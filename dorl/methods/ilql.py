@@ -33,7 +33,7 @@ from dorl.config import TrainConfig
 from dorl.errors import ConfigError, DataError
 from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device
-from dorl.methods.lines import context_length_of
+from dorl.methods.lines import check_relabel_inputs
 from dorl.store import Artifact
 from dorl.text import REP_END, prompt
 
@@ -99,14 +99,7 @@ class ILQL(Method):
         return [f"methods/ilql/{split}.parquet" for split in SPLITS]
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
-        for name in self.files():
-            if name not in data.files:
-                raise DataError(f"{data.uri} has no {name}: is it a `dorl relabel` artifact (with the ilql set)?")
-        limit = context_length_of(base)
-        if limit is not None and self.train_config().max_length > limit:
-            raise ConfigError(
-                f"ilql.train.max_length={self.train_config().max_length} exceeds the {limit} positions of {base.uri}"
-            )
+        check_relabel_inputs(self, data, base, "ilql.train.max_length", " (with the ilql set)")
         check_hyperparameters(self.cfg.ilql)
 
     # ---------------------------------------------------------------- data

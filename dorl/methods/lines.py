@@ -89,15 +89,7 @@ class Lines(Method):
         return [f"methods/{self.name}/{split}.parquet" for split in SPLITS]
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
-        for name in self.files():
-            if name not in data.files:
-                raise DataError(f"{data.uri} has no {name}: is it a `dorl relabel` artifact?")
-        limit = context_length_of(base)
-        if limit is not None and self.train_config().max_length > limit:
-            raise ConfigError(
-                f"{self.config_section}.max_length={self.train_config().max_length} exceeds the {limit} positions "
-                f"of {base.uri}"
-            )
+        check_relabel_inputs(self, data, base, f"{self.config_section}.max_length")
 
     def datasets(self, data: Artifact, tok):
         sets = []
@@ -110,6 +102,16 @@ class Lines(Method):
 
     def info(self) -> dict:
         return {"data": self._info}
+
+
+def check_relabel_inputs(method: Method, data: Artifact, base: Artifact | None, key: str, what: str = "") -> None:
+    """The method's files are in the relabel artifact, and its lines fit the base model's positions."""
+    for name in method.files():
+        if name not in data.files:
+            raise DataError(f"{data.uri} has no {name}: is it a `dorl relabel` artifact{what}?")
+    limit = context_length_of(base)
+    if limit is not None and method.train_config().max_length > limit:
+        raise ConfigError(f"{key}={method.train_config().max_length} exceeds the {limit} positions of {base.uri}")
 
 
 def context_length_of(base: Artifact | None) -> int | None:

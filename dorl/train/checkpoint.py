@@ -92,8 +92,9 @@ def safe_load(path, map_location=None):
 
 
 def safe_checkpoint_loads(engine) -> None:
-    """Make DeepSpeed read its checkpoint files through `safe_load`: its TorchCheckpointEngine calls
-    `torch.load(weights_only=False)`, and every read of `load_checkpoint` goes through that engine."""
+    """Make DeepSpeed read its checkpoint files through `safe_load` (weights only): its own
+    TorchCheckpointEngine unpickles arbitrary objects, and every read of `load_checkpoint` goes through
+    that engine, so replacing its `load` covers them all."""
     ce = engine.checkpoint_engine
     if ce is not None:
         ce.load = lambda path, map_location=None: safe_load(path, map_location)

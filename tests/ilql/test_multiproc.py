@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,16 +15,10 @@ from safetensors.torch import load_file
 from dorl.ilql import io
 from dorl.store import Artifact, run_stage
 from dorl.train.stage import train
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.ilql.conftest import ENGINE_SETS, ilql_config
 
 SETS = ["ilql.train.max_steps=6", "ilql.train.log_every=2", "ilql.polyak_every=1", "ilql.polyak_alpha=0.1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _base_without_dropout(uri: str):
@@ -44,7 +37,7 @@ def _base_without_dropout(uri: str):
 def test_two_processes_train_the_model_one_process_trains(tmp_path, ilql_relabel):
     base = _base_without_dropout(str(tmp_path / "tf"))
     out = tmp_path / "two"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     args += ["-m", "dorl", "train", "--method", "ilql", "--data", ilql_relabel.uri, "--base", base.uri]
     args += ["--out", str(out), "--preset", "tiny", "--set", "ilql.train.zero_stage=1"]
     args += [a for s in ENGINE_SETS + SETS for a in ("--set", s)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,10 @@ from dorl import config, layout
 from dorl.k8s.render import render
 from dorl.store import Artifact, Location
 from dorl.train.stage import train
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=12", "tf.checkpoint_every=2"]
 SETS += ["model.dropout=0.0", "tf.zero_stage=1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pod_processes(js: dict, run_yaml, tmp_path, attempt: str, port: int) -> list[subprocess.Popen]:
@@ -90,7 +83,7 @@ def test_group_restart_of_the_rendered_jobset_resumes_to_the_same_weights(tmp_pa
     out = layout.stage_uri(cfg, "abcd", "tf")
     store = Location(out)
 
-    pods = _pod_processes(js, run_yaml, tmp_path, "first", _free_port())
+    pods = _pod_processes(js, run_yaml, tmp_path, "first", free_port())
     try:
         _first_attempt(pods, store, tmp_path)
     finally:
@@ -99,7 +92,7 @@ def test_group_restart_of_the_rendered_jobset_resumes_to_the_same_weights(tmp_pa
     assert not store.exists("manifest.json"), "the run finished before a pod could be killed"
     killed_at = int(store.read_bytes("checkpoints/latest").decode().split("-")[1])
 
-    pods = _pod_processes(js, run_yaml, tmp_path, "restart", _free_port())  # fresh pods, fresh disks
+    pods = _pod_processes(js, run_yaml, tmp_path, "restart", free_port())  # fresh pods, fresh disks
     try:
         codes = [p.wait(timeout=600) for p in pods]
     finally:

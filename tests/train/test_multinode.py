@@ -3,7 +3,6 @@ checkpoint, and the same command on two fresh machines resumes from S3 and commi
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,14 @@ from safetensors.torch import load_file
 from dorl import config
 from dorl.store import Artifact, Location
 from dorl.train.stage import train
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=60", "tf.checkpoint_every=3"]
 SETS += ["model.dropout=0.0", "tf.zero_stage=1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(tmp_path, tag: str, data_uri: str, out: str) -> list[subprocess.Popen]:
-    port, procs = _free_port(), []
+    port, procs = free_port(), []
     for node in (0, 1):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node)]
         cmd += ["--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", str(port)]

@@ -2,7 +2,6 @@
 trains with the same effective batch (gradient accumulation makes up for the missing process)."""
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,23 +11,17 @@ from safetensors.torch import load_file
 from dorl import config
 from dorl.store import Artifact
 from dorl.train.stage import train
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=6", "tf.log_every=2"]
 SETS += ["model.dropout=0.0"]  # dropout masks depend on the process layout; the arithmetic must not
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_torchrun_two_processes_train_the_same_model(tmp_path, data_artifact):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "tf2"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     args += ["-m", "dorl", "train", "--method", "tf", "--data", data_artifact.uri, "--out", str(out)]
     args += ["--preset", "tiny", *[a for s in SETS for a in ("--set", s)]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
