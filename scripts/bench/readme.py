@@ -44,6 +44,8 @@ def block(result: dict) -> str:
     mode = "quick" if result.get("quick") else "full"
     head = f"Latest `make bench` ({mode} mode), measured {result.get('measured', '?')} on {where}"
     head += f", torch {hw.get('torch', '?')}"
+    if result.get("durations_s"):
+        head += f", in {sum(result['durations_s'].values()) / 60:.0f} min"
     if load:
         head += f"; load average {' → '.join(f'{x:.1f}' for x in load)} (before → after)"
     if loaded:

@@ -193,6 +193,7 @@ def main() -> None:
     hw["load_before"] = round(os.getloadavg()[0], 2)  # others' work on a shared machine slows every figure
     rows: list[dict] = []
     raw: dict[str, list[dict]] = {}
+    durations: dict[str, float] = {}
     for name in names:
         try:
             module = importlib.import_module(name)
@@ -207,7 +208,8 @@ def main() -> None:
             if rows[-1]["goal"]:
                 print(f"[bench] {name}: {row['figure']}: {fmt(row.get('ratio'))}x, goal {verdict(rows[-1])}",
                       file=sys.stderr, flush=True)  # fmt: skip
-        print(f"[bench] {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        durations[name] = round(time.perf_counter() - started, 1)
+        print(f"[bench] {name} done in {durations[name]:.0f} s", file=sys.stderr, flush=True)
     hw["load_after"] = round(os.getloadavg()[0], 2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +217,7 @@ def main() -> None:
         "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "quick": args.quick,
         "hardware": hw,
+        "durations_s": durations,
         "versions": library_versions(),
         "rows": rows,
         "raw": raw,

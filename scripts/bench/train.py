@@ -283,8 +283,16 @@ def run(quick: bool, threads: int | None = 1, size: str | None = None) -> list[d
     import torch
 
     gpu = torch.cuda.is_available()
+    before = torch.get_num_threads()
     if not gpu and threads:
         torch.set_num_threads(threads)
+    try:
+        return _run(quick, gpu, size)
+    finally:
+        torch.set_num_threads(before)  # the benchmarks after this one in `make bench` run with the machine's default
+
+
+def _run(quick: bool, gpu: bool, size: str | None) -> list[dict]:
     spec = {"repeats": 2 if quick else 4, "steps": 2 if quick else 6, "gpu": gpu}
     convs, source = conversations()
     tmp = Path(tempfile.mkdtemp(prefix="dorl-bench-train-"))
