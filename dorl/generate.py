@@ -50,6 +50,7 @@ class DecodeConfig:
     temperature: float = 1.0  # ILQL sampling: temperature of the LM logits (see `dorl.ilql.decode`)
     seed: int = 0  # ILQL sampling: seed of the generator
     engine: str = "dorl"  # beam search: "dorl" (batched, same candidates) or "hf" (model.generate)
+    lm_head: str = "auto"  # engine dorl on a CPU: "auto" = the vocabulary projection through oneDNN (dorl.onednn)
 
     def but(self, **changes) -> DecodeConfig:
         return replace(self, **changes)
@@ -91,6 +92,7 @@ def generate(
     import torch
 
     from dorl import log as dlog
+    from dorl import onednn
 
     num_beams, num_return, engine = decode.num_beams, decode.num_return, decode.engine
     max_new_tokens, batch_size = decode.max_new_tokens, decode.batch_size
@@ -98,6 +100,8 @@ def generate(
         raise ConfigError(f"num_return ({num_return}) cannot exceed num_beams ({num_beams})")
     if engine not in ("dorl", "hf"):
         raise ConfigError(f"unknown generation engine {engine!r}; choose dorl or hf")
+    if decode.lm_head not in onednn.KERNELS:
+        raise ConfigError(f"unknown lm_head kernel {decode.lm_head!r}; choose {' or '.join(onednn.KERNELS)}")
     started = time.perf_counter()
     eos = stop_token_ids(tokenizer, stop_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[-1]
@@ -115,7 +119,9 @@ def generate(
     model.eval()
     # No bar of its own inside a caller's bar (rich allows one live display at a time).
     bar = dlog.progress(transient=True) if progress else contextlib.nullcontext()
-    with torch.inference_mode(), bar:
+    # oneDNN's projection only for dorl's engine: 'hf' stays transformers' generate as it is
+    head = onednn.lm_head(model, decode.lm_head if engine == "dorl" else "torch")
+    with torch.inference_mode(), bar, head:
         task = bar.add_task(desc, total=len(distinct)) if progress else None
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]

@@ -40,7 +40,11 @@ def decode_config(cfg: RunConfig, m) -> DecodeConfig:
     """eval.* and the method's own decoding settings (ILQL: beta, top_k, temperature)."""
     ec = cfg.eval
     return DecodeConfig(
-        prompt_tokens=ec.prompt_tokens, max_new_tokens=ec.max_new_tokens, batch_size=ec.batch_size, **m.decoding()
+        prompt_tokens=ec.prompt_tokens,
+        max_new_tokens=ec.max_new_tokens,
+        batch_size=ec.batch_size,
+        lm_head=ec.lm_head,
+        **m.decoding(),
     )
 
 

@@ -42,6 +42,7 @@ def decode_config(cfg: RelabelConfig) -> DecodeConfig:
         num_beams=cfg.num_beams,
         num_return=cfg.num_candidates,
         engine=cfg.generator,
+        lm_head=cfg.lm_head,
     )
 
 
