@@ -43,7 +43,7 @@ SHAPES = {
     "full": {"name": "distilgpt2 shape (6x768)", "n_layer": 6, "n_embd": 768, "n_head": 12},
     "quick": {"name": "GPT-2 2x256", "n_layer": 2, "n_embd": 256, "n_head": 4},
 }
-TRAIN = {"batch": 4, "length": 256, "response": 32, "steps": 3, "rounds": 3}
+TRAIN = {"batch": 4, "length": 256, "response": 32, "steps": 5, "rounds": 3}
 DECODE = {"batch": 8, "prompt": 96, "new": 32, "rounds": 3}
 KINDS = ("tf", "efficient", "reference")
 
