@@ -20,6 +20,7 @@ linears) gives the plain matmul's result on a probe; anywhere else the model is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 
 import torch
@@ -38,29 +39,45 @@ class PackedLinear(nn.Module):
         self.packed = linear.weight.detach().to_mkldnn()
         self.bias = None if linear.bias is None else linear.bias.detach()
 
+    @property
+    def weight(self) -> torch.Tensor:  # for code that reads the output layer's weight inside the block
+        return self.inner[0].weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:  # e.g. under CPU autocast: the plain layer
+            return self.inner[0](x)
         flat = x.reshape(-1, x.shape[-1]).contiguous()
         out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
         return out.view(*x.shape[:-1], out.shape[-1])
 
 
-def _usable(head) -> bool:
-    if not isinstance(head, nn.Linear) or head.weight.device.type != "cpu" or head.weight.dtype != torch.float32:
-        return False
-    if torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
-        return False
-    try:  # a probe: the op exists in this build and computes the matmul
+@functools.cache
+def _op_works() -> bool:
+    """A probe (fixed inputs, no random state touched): the op exists in this build and computes the matmul."""
+    try:
         probe = nn.Linear(8, 16).requires_grad_(False)
-        x = torch.randn(3, 8)
+        with torch.no_grad():
+            probe.weight.copy_(torch.arange(128.0).view(16, 8).sin())
+            probe.bias.copy_(torch.arange(16.0).cos())
+        x = torch.arange(24.0).view(3, 8).cos()
         return torch.allclose(PackedLinear(probe)(x), probe(x), rtol=1e-5, atol=1e-6)
     except (RuntimeError, AttributeError):
         return False
 
 
+def _usable(head) -> bool:
+    if not isinstance(head, nn.Linear) or head.weight.device.type != "cpu" or head.weight.dtype != torch.float32:
+        return False
+    if torch.is_grad_enabled() or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    return _op_works()
+
+
 @contextlib.contextmanager
 def lm_head(model, kernel: str = "auto"):
     """Within the block, `model`'s output layer runs through oneDNN where that applies (kernel 'auto');
-    kernel 'torch' leaves it alone. The model is restored on exit."""
+    kernel 'torch' leaves it alone. The model is restored on exit. The swap changes the model object:
+    no other thread should train or read the same model meanwhile."""
     head = model.get_output_embeddings()
     if kernel != "auto" or not _usable(head):
         yield model

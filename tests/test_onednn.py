@@ -62,3 +62,28 @@ def test_an_unknown_kernel_is_refused(lm):
     model, tok = lm
     with pytest.raises(ConfigError, match="lm_head kernel 'mkl'"):
         generate(model, tok, ["hi"], DecodeConfig(lm_head="mkl"), progress=False)
+
+
+@needs_onednn
+def test_generate_projects_through_onednn_only_when_asked(lm, monkeypatch):
+    model, tok = lm
+    calls = []
+    forward = onednn.PackedLinear.forward
+    monkeypatch.setattr(onednn.PackedLinear, "forward", lambda self, x: calls.append(1) or forward(self, x))
+    dc = DecodeConfig(num_beams=2, num_return=2, max_new_tokens=4, batch_size=2)
+    for settings, used in (({}, True), ({"lm_head": "torch"}, False), ({"engine": "hf"}, False)):
+        calls.clear()
+        generate(model, tok, ["hello there", "hi"], dc.but(**settings), progress=False)
+        assert bool(calls) == used, settings
+        assert isinstance(model.get_output_embeddings(), torch.nn.Linear)  # restored
+
+
+def test_relabel_and_eval_pass_their_lm_head_setting():
+    from dorl import config, methods
+    from dorl.evaluate.stage import decode_config as eval_decode
+    from dorl.relabel.candidates import decode_config as relabel_decode
+
+    cfg = config.load(preset="tiny", sets=["relabel.lm_head=torch", "eval.lm_head=torch"])
+    assert relabel_decode(cfg.relabel).lm_head == "torch"
+    assert eval_decode(cfg, methods.get("tf", cfg)).lm_head == "torch"
+    assert relabel_decode(config.load(preset="tiny").relabel).lm_head == "auto"

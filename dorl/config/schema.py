@@ -324,7 +324,8 @@ class EvalConfig:
     batch_size: int = param(32, "Prompts per generation batch.")
     lm_head: Literal["auto", "torch"] = param(
         "auto",
-        "Vocabulary projection of decoding on a CPU: 'auto' runs it through oneDNN where it applies (fp32, about 2x "
+        "Vocabulary projection of the TF-family methods' decoding on a CPU (not ILQL's): 'auto' runs it through oneDNN "
+        "where it applies (fp32, about 2x "
         "faster; equal to torch's matmul to fp32 rounding, see dorl/onednn.py); 'torch': torch's own (bit-identical "
         "to transformers' generate).",
     )

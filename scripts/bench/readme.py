@@ -45,7 +45,8 @@ def block(result: dict) -> str:
     head = f"Latest `make bench` ({mode} mode), measured {result.get('measured', '?')} on {where}"
     head += f", torch {hw.get('torch', '?')}"
     if result.get("durations_s"):
-        head += f", in {sum(result['durations_s'].values()) / 60:.0f} min"
+        total = sum(result["durations_s"].values())
+        head += f", in {total / 60:.0f} min" if total >= 90 else f", in {total:.0f} s"
     if load:
         head += f"; load average {' → '.join(f'{x:.1f}' for x in load)} (before → after)"
     if loaded:
