@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 
 import torch
 from torch import nn
 
-log = logging.getLogger("dorl.generate")
 KERNELS = ("auto", "torch")
 
 

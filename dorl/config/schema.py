@@ -151,6 +151,13 @@ def _method_train() -> TrainConfig:
     return TrainConfig(lr=5e-4, epochs=5, batch_size=32, micro_batch_size=8, max_length=512, keep_best=True)
 
 
+LM_HEAD_HELP = (
+    "Vocabulary projection of dorl's decoding on a CPU (not ILQL's): 'auto' runs it through oneDNN where it applies "
+    "(fp32, about 2x faster; equal to torch's matmul to fp32 rounding, see dorl/onednn.py); 'torch': torch's own "
+    "(bit-identical to transformers' generate)."
+)
+
+
 @dataclass
 class RelabelConfig:
     RANGES: ClassVar[dict] = {
@@ -180,12 +187,7 @@ class RelabelConfig:
         "'dorl': dorl's batched beam search (prefill once per context, finished contexts leave the batch; the "
         "same candidates as transformers' beam search); 'hf': batched transformers `generate`.",
     )
-    lm_head: Literal["auto", "torch"] = param(
-        "auto",
-        "Vocabulary projection of decoding on a CPU: 'auto' runs it through oneDNN where it applies (fp32, about 2x "
-        "faster; equal to torch's matmul to fp32 rounding, see dorl/onednn.py); 'torch': torch's own (bit-identical "
-        "to transformers' generate).",
-    )
+    lm_head: Literal["auto", "torch"] = param("auto", LM_HEAD_HELP)
     device: str = param("auto", "Device for generation and scoring: 'auto' (cuda if available), 'cpu', 'cuda:0'…")
     reward: Literal["bertscore", "bleurt", "meteor", "bleu"] = param(
         "bertscore", "Sequence-level reward of a candidate against the human response (see the metrics section)."
@@ -322,13 +324,7 @@ class EvalConfig:
     prompt_tokens: int = param(96, "Prompt length in tokens, as in relabelling.")
     max_new_tokens: int = param(32, "Most new tokens per response.")
     batch_size: int = param(32, "Prompts per generation batch.")
-    lm_head: Literal["auto", "torch"] = param(
-        "auto",
-        "Vocabulary projection of the TF-family methods' decoding on a CPU (not ILQL's): 'auto' runs it through oneDNN "
-        "where it applies (fp32, about 2x "
-        "faster; equal to torch's matmul to fp32 rounding, see dorl/onednn.py); 'torch': torch's own (bit-identical "
-        "to transformers' generate).",
-    )
+    lm_head: Literal["auto", "torch"] = param("auto", LM_HEAD_HELP)
     click_threshold: float = param(0.6, "bert_click = share of examples whose best BERTScore exceeds this.")
 
 
