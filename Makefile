@@ -53,6 +53,7 @@ test: install
 lint: install
 	$(BIN)/ruff check dorl tests scripts
 	$(BIN)/ruff format --check dorl tests scripts
+	$(BIN)/lint-imports
 
 bench: install
 	$(RUN) $(BIN)/python scripts/bench/run.py $(BENCH_ARGS)

@@ -13,19 +13,19 @@ from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, TransientError, UserErr
 # name -> "module:attribute". Modules import heavy libraries (torch, …) inside their functions, so
 # `dorl --help` stays fast.
 COMMANDS = {
-    "artifacts": "dorl.store.cli:artifacts",
+    "artifacts": "dorl.commands.artifacts:artifacts",
     "chat": "dorl.chat:chat",
-    "config": "dorl.config.cli:config",
-    "data": "dorl.data.cli:data",
-    "evaluate": "dorl.evaluate.cli:evaluate",
+    "config": "dorl.commands.config:config",
+    "data": "dorl.stages.data:data",
+    "evaluate": "dorl.stages.evaluate:evaluate_cmd",
     "generate": "dorl.generate_cli:generate",
     "k8s": "dorl.k8s.cli:k8s",
-    "launch": "dorl.train.launch:launch",
-    "models": "dorl.models.cli:models",
-    "pipeline": "dorl.pipeline_cli:pipeline",
-    "relabel": "dorl.relabel.cli:relabel",
-    "report": "dorl.report.cli:report",
-    "train": "dorl.train.cli:train",
+    "launch": "dorl.engine.launch:launch",
+    "models": "dorl.commands.models:models",
+    "pipeline": "dorl.stages.pipeline:pipeline_cmd",
+    "relabel": "dorl.stages.relabel:relabel_cmd",
+    "report": "dorl.stages.report:report_cmd",
+    "train": "dorl.stages.train:train_cmd",
 }
 
 

@@ -29,10 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dorl.errors import DataError, StoreError
-from dorl.methods.base import context_length
 from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC, render_conversation
 
 CARD = "README.md"
+
+
+def context_length(config: dict) -> int | None:
+    """Positions a model config allows (n_positions / max_position_embeddings), if it says."""
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
 
 
 def chat_template(turn_token: str = "", reply_token: str = "") -> str:

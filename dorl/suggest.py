@@ -60,7 +60,7 @@ class Suggester:
     def __init__(self, cfg: RunConfig, model_uri: str, method: str | None = None, k: int | None = None):
         from transformers.utils import logging as hf_logging
 
-        from dorl.evaluate.stage import decode_config
+        from dorl.stages.evaluate import decode_config
 
         hf_logging.disable_progress_bar()  # "Loading weights" on every turn says nothing here
 

@@ -111,7 +111,7 @@ def make_tiny_model_artifact(uri: str, **kw) -> Artifact:
 def make_relabel_artifact(
     uri: str, data_artifact: Artifact, n_candidates: int = 3, return_bins: int = 2, seed: int = 0
 ) -> Artifact:
-    """A 'relabel' artifact made by the relabel stage's own code (`dorl.relabel.stage.finalize`: returns,
+    """A 'relabel' artifact made by the relabel stage's own code (`dorl.stages.relabel.finalize`: returns,
     candidates tables, every registered method's training set) from candidates chosen without a model:
     the human response (candidate 0, reward 1) and responses of other examples, rewarded by word overlap
     with the human response."""
@@ -119,7 +119,7 @@ def make_relabel_artifact(
 
     from dorl import config
     from dorl.relabel.candidates import CHUNK_COLUMNS
-    from dorl.relabel.stage import finalize
+    from dorl.stages.relabel import finalize
 
     cfg = config.load(
         sets=[f"relabel.num_candidates={n_candidates}", f"relabel.return_bins={return_bins}", f"relabel.seed={seed}"]

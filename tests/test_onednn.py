@@ -80,8 +80,8 @@ def test_generate_projects_through_onednn_only_when_asked(lm, monkeypatch):
 
 def test_relabel_and_eval_pass_their_lm_head_setting():
     from dorl import config, methods
-    from dorl.evaluate.stage import decode_config as eval_decode
     from dorl.relabel.candidates import decode_config as relabel_decode
+    from dorl.stages.evaluate import decode_config as eval_decode
 
     cfg = config.load(preset="tiny", sets=["relabel.lm_head=torch", "eval.lm_head=torch"])
     assert relabel_decode(cfg.relabel).lm_head == "torch"

@@ -23,7 +23,7 @@ DECODE = ["eval.max_new_tokens=8", "ilql.beta=0"]
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, data_artifact):
     """Each method trained 2 steps on the tiny model (DT with 3 return bins: its own return tokens)."""
-    from dorl.train.stage import train
+    from dorl.stages.train import train
 
     root = tmp_path_factory.mktemp("trained")
     cfg = config.load(preset="tiny", sets=STEPS + DECODE)

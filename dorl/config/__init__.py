@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from dorl.config.loader import build, digest, merge, parse_sets, read_yaml, to_dict
+from dorl.config.loader import build, merge, parse_sets, read_yaml, to_dict
 from dorl.config.presets import PRESETS
 from dorl.config.schema import (
     DATASETS,
@@ -39,7 +39,6 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "load",
-    "digest",
     "to_dict",
     "PRESETS",
 ]

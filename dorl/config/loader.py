@@ -14,8 +14,6 @@ keys (a width divisible by the head count). NaN is never in a range.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 import types
 import typing
@@ -239,12 +237,6 @@ def read_yaml(path: str | Path) -> dict:
 
 def to_dict(obj: Any) -> dict:
     return dataclasses.asdict(obj)
-
-
-def digest(data: Any) -> str:
-    """A stable sha256 of JSON-able data (sorted keys): used to compare configs."""
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dorl import methods as _methods
+from dorl.methods import registry as _methods
 from dorl.config.loader import param
 from dorl.errors import ConfigError
 

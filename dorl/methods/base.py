@@ -1,6 +1,6 @@
 """The method interface: what a method supplies to relabel, the training engine and evaluation.
 
-The engine (`dorl.train.engine`) owns the loop: DeepSpeed, batching, accumulation, checkpoints,
+The engine (`dorl.engine.trainer`) owns the loop: DeepSpeed, batching, accumulation, checkpoints,
 logs. A method owns what differs:
 
 - relabel:    `training_set(candidates, return_bins)` -> its rows of `methods/<name>/{split}.parquet`;
@@ -67,7 +67,7 @@ class Method:
     # ---------------------------------------------------------------- model and data (every rank)
     def tokenizer(self, data: Artifact, base: Artifact | None):
         """The tokenizer (built once, on rank 0; kept with the checkpoints so a resumed run reuses it)."""
-        from dorl.train.models import load_base_tokenizer
+        from dorl.engine.models import load_base_tokenizer
 
         return load_base_tokenizer(base)
 
@@ -77,26 +77,26 @@ class Method:
 
     def model(self, tok, base: Artifact | None):
         """The language model, its embeddings sized to `tok`."""
-        from dorl.train.models import load_base_model
+        from dorl.engine.models import load_base_model
 
         return load_base_model(base, tok)
 
     def datasets(self, data: Artifact, tok):
-        """(train, validation) as `dorl.train.data.Examples`."""
+        """(train, validation) as `dorl.engine.data.Examples`."""
         raise NotImplementedError
 
     def group_by_length(self) -> bool:
         return self.train_config().group_by_length
 
     def collate(self, examples: list[dict]) -> dict:
-        """Tensors for one micro-batch (right-padded: see `dorl.train.causal_lm.CausalLMLoss`)."""
-        from dorl.train.causal_lm import collate_causal
+        """Tensors for one micro-batch (right-padded: see `dorl.engine.causal_lm.CausalLMLoss`)."""
+        from dorl.engine.causal_lm import collate_causal
 
         return collate_causal(examples, self.pad_id)
 
     def wrap(self, lm):
         """The module DeepSpeed trains: forward(**batch) -> (mean loss over the batch's targets, stats)."""
-        from dorl.train.causal_lm import CausalLMLoss
+        from dorl.engine.causal_lm import CausalLMLoss
 
         return CausalLMLoss(lm)
 
@@ -168,14 +168,6 @@ class Method:
             out = [o + list(b) for o, b in zip(out, beams.texts, strict=True)]
             stats["beam"] = beams.stats
         return out, stats
-
-
-def context_length(config: dict) -> int | None:
-    """Positions a model config allows (n_positions / max_position_embeddings), if it says."""
-    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if isinstance(config.get(key), int):
-            return config[key]
-    return None
 
 
 def device() -> str:

@@ -1,7 +1,7 @@
 """ilql: implicit language Q-learning on the shared training engine (the model, heads, loss and
 decoding live in `dorl.ilql`): `dorl train --method ilql --data <relabel> --base <tf>`.
 
-The engine (`dorl.train.engine`) owns the loop, DeepSpeed, checkpoints and logs; this class supplies:
+The engine (`dorl.engine.trainer`) owns the loop, DeepSpeed, checkpoints and logs; this class supplies:
 
 - the training set: every candidate as prompt (context + <_rep_start_>), response (+ <_rep_end_>),
   reward and return;
@@ -106,8 +106,8 @@ class ILQL(Method):
     def datasets(self, data: Artifact, tok):
         import numpy as np
 
+        from dorl.engine.data import Examples
         from dorl.ilql.data import ReturnStats, encode, read_split
-        from dorl.train.data import Examples
 
         column, max_length = self.cfg.ilql.returns, self.train_config().max_length
         frames = {split: read_split(data.path(f"methods/ilql/{split}.parquet"), column) for split in SPLITS}
@@ -148,8 +148,8 @@ class ILQL(Method):
 
     def _polyak_schedule(self, n_train: int) -> dict:
         """Warn when the run is too short for its Polyak schedule to move the targets much (polyak.MOVED)."""
+        from dorl.engine.data import steps_per_epoch
         from dorl.ilql.polyak import schedule
-        from dorl.train.data import steps_per_epoch
 
         tc, ic = self.train_config(), self.cfg.ilql
         steps = tc.max_steps or tc.epochs * steps_per_epoch(n_train, tc.batch_size)
@@ -211,8 +211,8 @@ class ILQL(Method):
     def on_step_end(self, module, step: int) -> None:
         """Polyak-average the target heads toward the Q heads' fp32 master weights (DeepSpeed's, where it
         keeps them apart from the bf16 or partitioned ones the model computes with)."""
+        from dorl.engine.trainer import fp32_masters
         from dorl.ilql.polyak import is_sync_step, polyak_update
-        from dorl.train.engine import fp32_masters
 
         ic = self.cfg.ilql
         if is_sync_step(step, ic.polyak_every):

@@ -15,11 +15,12 @@ import logging
 
 import numpy as np
 
+from dorl.engine.data import Examples
 from dorl.errors import ConfigError, DataError
-from dorl.methods.base import Method, context_length
+from dorl.methods.base import Method
+from dorl.model_folder import context_length
 from dorl.store import Artifact
 from dorl.text import REP_END, REP_START, line
-from dorl.train.data import Examples
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")

@@ -15,10 +15,11 @@ from dataclasses import asdict
 import numpy as np
 
 from dorl.config import TrainConfig
+from dorl.engine.data import Examples
 from dorl.errors import ConfigError, DataError
-from dorl.methods.base import Method, context_length
+from dorl.methods.base import Method
+from dorl.model_folder import context_length
 from dorl.store import Artifact
-from dorl.train.data import Examples
 
 log = logging.getLogger("dorl.train")
 
@@ -93,13 +94,13 @@ class TF(Method):
                 raise ConfigError(f"tf.max_length={block} exceeds the {limit} positions of {mc.name}")
 
     def tokenizer(self, data: Artifact, base: Artifact | None):
-        from dorl.train.models import tokenizer_from_config
+        from dorl.engine.models import tokenizer_from_config
 
         texts = read_conversations(data, "train") if self.cfg.model.tokenizer == "bpe" else None
         return tokenizer_from_config(self.cfg.model, texts)
 
     def model(self, tok, base: Artifact | None):
-        from dorl.train.models import model_from_config
+        from dorl.engine.models import model_from_config
 
         lm = model_from_config(self.cfg.model, tok, self.train_config().seed)
         limit = context_length(lm.config.to_dict())

@@ -1,5 +1,2 @@
-"""Relabelling: beam-search candidates of the base model, rewards, returns and the methods' training sets."""
-
-from dorl.relabel.stage import relabel
-
-__all__ = ["relabel"]
+"""Relabelling's parts below the stage: candidates and their rewards for a chunk of contexts (`candidates`),
+rewards cut into returns (`returns`). The stage is `dorl.stages.relabel`."""

@@ -27,11 +27,11 @@ from dorl.errors import ConfigError
 
 # stage -> (the stage function, the `dorl` command that runs it, which of dataset/method/seed it takes)
 STAGES: dict[str, tuple[str, list[str], tuple[str, ...]]] = {
-    "data": ("dorl.data.prepare:prepare", ["data", "prepare"], ("dataset",)),
-    "train": ("dorl.train.stage:train", ["train"], ("method", "seed")),
-    "relabel": ("dorl.relabel.stage:relabel", ["relabel"], ()),
-    "evaluate": ("dorl.evaluate.stage:evaluate", ["evaluate"], ("method",)),
-    "report": ("dorl.report.stage:report", ["report"], ()),
+    "data": ("dorl.stages.data:prepare", ["data", "prepare"], ("dataset",)),
+    "train": ("dorl.stages.train:train", ["train"], ("method", "seed")),
+    "relabel": ("dorl.stages.relabel:relabel", ["relabel"], ()),
+    "evaluate": ("dorl.stages.evaluate:evaluate", ["evaluate"], ("method",)),
+    "report": ("dorl.stages.report:report", ["report"], ()),
 }
 # keyword argument of a stage function -> its command-line flag
 FLAGS = {

@@ -1,6 +1,6 @@
 """The artifact store: locations (local folders or S3), artifacts with manifests, the stage runner."""
 
-from dorl.store.artifact import MANIFEST, Artifact, ArtifactWriter, sha256_file
+from dorl.store.artifact import MANIFEST, Artifact, ArtifactWriter, digest, sha256_file
 from dorl.store.location import Entry, Location
 from dorl.store.runner import StageContext, StageResult, run_stage
 
@@ -12,6 +12,7 @@ __all__ = [
     "Location",
     "StageContext",
     "StageResult",
+    "digest",
     "run_stage",
     "sha256_file",
 ]

@@ -41,6 +41,12 @@ TRACKED = (
 )
 
 
+def digest(data) -> str:
+    """A stable sha256 of JSON-able data (sorted keys): used to compare configs."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
 def sha256_file(path: Path, chunk: int = 2**20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dorl.config import digest
 from dorl.errors import StoreError, TransientStoreError
-from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest
+from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest, digest
 from dorl.store.location import atomic_write
 
 log = logging.getLogger("dorl.stage")

@@ -29,7 +29,7 @@ import json, resource, sys, time
 from pathlib import Path
 step, fmt, n, src, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 from dorl.config import load
-from dorl.data.prepare import prepare
+from dorl.stages.data import prepare
 from dorl.data.simulate import simulate
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 r = {"baseline_rss_mib": rss()}

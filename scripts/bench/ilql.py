@@ -97,7 +97,7 @@ def _peak_mib(device) -> float:
 
 def child_train(size: str, kind: str) -> dict:
     """One training configuration, in this (fresh) process: optimizer steps of dorl's engine
-    (`dorl.train.engine.Trainer._step`: DeepSpeed forward, backward and step over the micro-batches,
+    (`dorl.engine.trainer.Trainer._step`: DeepSpeed forward, backward and step over the micro-batches,
     the method's collate included) and the method's `on_step_end` (ILQL: the Polyak update)."""
     import tempfile
 
@@ -106,11 +106,11 @@ def child_train(size: str, kind: str) -> dict:
 
     from dorl import config
     from dorl import methods as registry
+    from dorl.engine import dist as dmod
+    from dorl.engine.checkpoint import Checkpointer
+    from dorl.engine.data import Examples
+    from dorl.engine.trainer import Trainer
     from dorl.ilql.heads import count_parameters
-    from dorl.train import dist as dmod
-    from dorl.train.checkpoint import Checkpointer
-    from dorl.train.data import Examples
-    from dorl.train.engine import Trainer
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t = TRAIN

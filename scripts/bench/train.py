@@ -1,7 +1,7 @@
 """Training throughput: dorl's engine vs the reference's setup, same model, same data, one run.
 
 - methods (tf_all-style lines): the reference trains with HF `Trainer` on every line padded to the
-  full 512-token block; dorl (`dorl.train.stage.train`, the real `dorl train` path) pads each batch
+  full 512-token block; dorl (`dorl.stages.train.train`, the real `dorl train` path) pads each batch
   to its longest line, groups lines by length and runs the vocabulary head only on response tokens.
 - base tf: both on the same packed blocks (HF `Trainer` as run_clm does, and dorl).
 
@@ -309,7 +309,7 @@ def _run(quick: bool, gpu: bool, size: str | None) -> list[dict]:
 def compare_lines(spec, tmp: Path, base, tok, shape, convs, model, source, hf: bool) -> list[dict]:
     """Method lines (tf_all): 512-token truncation, batch 32 (micro 8 x 4 on GPU; 8 x 1 on CPU to stay short)."""
     from dorl import config
-    from dorl.train.stage import train
+    from dorl.stages.train import train
 
     steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
     micro, gas, max_len = 8, (4 if gpu else 1), 512
@@ -349,8 +349,8 @@ def compare_tf(spec, tmp: Path, base, tok, shape, convs, model, source) -> list[
     Trainer on the same blocks; TRL packs whole conversations (best-fit decreasing) into rows of <= block."""
     from dorl import config
     from dorl.methods.tf import pack, tokenize
+    from dorl.stages.train import train
     from dorl.text import render_conversation
-    from dorl.train.stage import train
 
     steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
     block = 1024 if gpu else 512

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from dorl.config import load
-from dorl.data.prepare import prepare
 from dorl.data.simulate import simulate
 from dorl.data.splits import seeded_split
 from dorl.errors import DataError
+from dorl.stages.data import prepare
 
 
 def _cfg(*sets):

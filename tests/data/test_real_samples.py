@@ -16,7 +16,7 @@ import pytest
 from dorl.config import load
 from dorl.data import abcd, multiwoz, taskmaster
 from dorl.data.dialogue import Dialogue, load_json
-from dorl.data.prepare import prepare
+from dorl.stages.data import prepare
 from dorl.text import examples, render_conversation
 from tests.conftest import SHARED_DATA
 

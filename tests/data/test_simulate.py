@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from dorl.config import load
-from dorl.data.prepare import prepare
 from dorl.data.simulate import simulate
+from dorl.stages.data import prepare
 
 FORMATS = ("abcd", "multiwoz22", "taskmaster3")
 

@@ -74,9 +74,9 @@ def ilql_relabel(tmp_path_factory, data_artifact):
 
 @pytest.fixture(scope="package")
 def trained(_one_thread, tmp_path_factory, ilql_relabel, tiny_model_artifact):
-    """ILQL trained 3 epochs through the engine (`dorl.train.stage.train`), keeping the best weights; at
+    """ILQL trained 3 epochs through the engine (`dorl.stages.train.train`), keeping the best weights; at
     lr 5e-3 the untrained tiny base learns words in these 93 steps (at 5e-4 it greedily decodes ",,,,")."""
-    from dorl.train.stage import train
+    from dorl.stages.train import train
 
     cfg = ilql_config("ilql.train.epochs=3", "ilql.train.lr=5e-3")
     return train(

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from dorl.errors import ConfigError, DataError
-from dorl.evaluate.stage import evaluate
+from dorl.stages.evaluate import evaluate
+from dorl.stages.train import train
 from dorl.store import run_stage
 from dorl.text import REP_END, prompt
-from dorl.train.stage import train
 from tests.conftest import REPO, run_dorl
 from tests.ilql.conftest import ilql_config
 

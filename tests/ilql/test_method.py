@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dorl.engine import trainer as engine
 from dorl.ilql import io
 from dorl.ilql.data import Collator, ReturnStats, encode
 from dorl.ilql.decode import decode
 from dorl.ilql.loss import LossConfig, ilql_loss
+from dorl.stages.train import train
 from dorl.text import PAD_, prompt
-from dorl.train import engine
-from dorl.train.stage import train
 from tests.ilql.conftest import ilql_config
 
 

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from dorl.ilql import io
+from dorl.stages.train import train
 from dorl.store import Artifact, run_stage
-from dorl.train.stage import train
 from tests.conftest import REPO, free_port
 from tests.ilql.conftest import ENGINE_SETS, ilql_config
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from dorl.ilql import io
-from dorl.train.stage import train
+from dorl.stages.train import train
 from tests.conftest import REPO, run_dorl
 from tests.ilql.conftest import ENGINE_SETS, ilql_config
 

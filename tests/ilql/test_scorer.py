@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from dorl.errors import ConfigError, DataError
-from dorl.evaluate.stage import evaluate
 from dorl.ilql import io as ilql_io
 from dorl.ilql.ranking import score_texts
 from dorl.methods.base import load_tokenizer
+from dorl.stages.evaluate import evaluate
 from dorl.text import prompt
 from tests.conftest import REPO, run_dorl
 from tests.ilql.conftest import ilql_config

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from dorl import config, layout
 from dorl.k8s.render import render
+from dorl.stages.train import train
 from dorl.store import Artifact, Location
-from dorl.train.stage import train
 from tests.conftest import REPO, free_port
 
 SETS = ["tf.max_length=32", "tf.batch_size=4", "tf.micro_batch_size=2", "tf.max_steps=12", "tf.checkpoint_every=2"]
@@ -102,7 +102,7 @@ def test_group_restart_of_the_rendered_jobset_resumes_to_the_same_weights(tmp_pa
     art = Artifact(out)
     assert art.info["world_size"] == 2 and art.info["resumed_from_step"] == killed_at < 12
 
-    # an uninterrupted run of the same config (one process, same effective batch; see tests/train/test_multinode.py)
+    # an uninterrupted run of the same config (one process, same effective batch; see tests/engine/test_multinode.py)
     data = layout.stage_uri(cfg, "abcd", "data")
     one = train(
         config.load(preset="tiny", sets=SETS), method="tf", data_uri=data, out_uri=str(tmp_path / "one")

@@ -32,8 +32,8 @@ def fast_config(*sets: str):
 
 def train_and_evaluate(tmp_path, method: str, relabel, base, data, *sets: str, spy=None):
     """`dorl train` then `dorl evaluate` for `method`, in this process; (model, evaluation) artifacts."""
-    from dorl.evaluate.stage import evaluate
-    from dorl.train.stage import train
+    from dorl.stages.evaluate import evaluate
+    from dorl.stages.train import train
 
     cfg = fast_config(*sets)
     model = train(cfg, method=method, data_uri=relabel.uri, base_uri=base.uri, out_uri=str(tmp_path / method)).artifact

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from dorl import config, methods
+from dorl.engine.models import load_base_tokenizer
 from dorl.methods.dt import dt_line, dt_prompt, return_tokens
 from dorl.text import REP_START, REWARD_ONE, REWARD_ZERO, render_conversation
-from dorl.train.models import load_base_tokenizer
 from tests.fixtures import make_relabel_artifact
 from tests.methods.helpers import candidates, train_and_evaluate
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from dorl import config, methods
+from dorl.engine.causal_lm import IGNORE, CausalLMLoss, collate_causal
 from dorl.errors import DataError
 from dorl.methods.dt import dt_line
 from dorl.methods.lines import encode_lines
 from dorl.store import run_stage
 from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO, line, render_conversation
 from dorl.tokenizer import build_tokenizer
-from dorl.train.causal_lm import IGNORE, CausalLMLoss, collate_causal
 from tests.fixtures import dialogues
 
 TURNS = [("customer", "I need help"), ("agent", "Sure."), ("customer", "Thanks")]

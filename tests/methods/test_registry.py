@@ -32,9 +32,9 @@ def test_a_new_method_is_one_class_and_one_registry_line(tmp_path, data_artifact
 
 def test_every_place_reads_the_registry():
     from dorl.config import METHODS
-    from dorl.evaluate.cli import evaluate
     from dorl.report.table import METHOD_ORDER
-    from dorl.train.cli import train
+    from dorl.stages.evaluate import evaluate_cmd as evaluate
+    from dorl.stages.train import train_cmd as train
 
     assert list(METHODS) == methods.relabelled() and list(METHOD_ORDER) == methods.evaluated()
     for command, names in ((train, methods.names()), (evaluate, methods.evaluated())):

@@ -35,7 +35,7 @@ def relabel_cfg():
 @pytest.fixture(scope="session")
 def relabelled(tmp_path_factory, data_artifact, tiny_model_artifact, relabel_cfg):
     """The uninterrupted, single-process run every other way of running must reproduce."""
-    from dorl.relabel import relabel
+    from dorl.stages.relabel import relabel
 
     out = tmp_path_factory.mktemp("relabel") / "single"
     with one_thread():

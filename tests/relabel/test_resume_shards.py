@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dorl.errors import StoreError
-from dorl.relabel import relabel
+from dorl.stages.relabel import relabel
 from dorl.store import Artifact
 from tests.conftest import run_dorl
 from tests.relabel.conftest import ONE_THREAD_ENV, SETS, one_thread

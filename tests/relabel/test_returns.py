@@ -6,7 +6,7 @@ from dorl import config, methods
 from dorl.config import RelabelConfig
 from dorl.errors import ConfigError
 from dorl.relabel.returns import edges, to_returns
-from dorl.relabel.stage import training_sets
+from dorl.stages.relabel import training_sets
 from tests.methods.helpers import candidates
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from dorl.errors import DataError
 from dorl.metrics import get_metric
-from dorl.relabel import relabel
+from dorl.stages.relabel import relabel
 from dorl.store import run_stage
 
 SPLITS = ("train", "validation", "test")

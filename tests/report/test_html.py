@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dorl import config
-from dorl.report.stage import report
+from dorl.stages.report import report
 from dorl.store import run_stage
 
 N = 30

@@ -8,7 +8,7 @@ import pytest
 
 from dorl import config
 from dorl.errors import DataError
-from dorl.report.stage import report
+from dorl.stages.report import report
 from dorl.store import run_stage
 from tests.conftest import run_dorl
 

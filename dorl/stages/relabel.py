@@ -1,0 +1,439 @@
+"""The relabel stage: candidates, rewards and returns for every context, and the methods' training sets.
+
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O)                  # everything in one process
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, shard=(i, n))    # shard i of n -> <out>/shards/i-of-n
+    relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, assemble=n)      # <out> from the n shard artifacts
+
+Work is cut into chunks of `relabel.chunk_size` contexts per split (chunk k of a split holds its
+examples k*size … (k+1)*size-1); chunks are numbered across the splits in order, and shard i of n
+takes the chunks whose number is i mod n. A chunk is always computed the same way, so the output
+is the same whichever way the stage runs. A finished chunk is saved under `checkpoints/` (outside
+the manifest, synced to S3) and a re-run after a kill reuses it; once the artifact is committed they are removed.
+
+Outputs (README "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
+registered method that trains on relabelled data (`Method.training_set`), each shuffled with a seed derived
+from `relabel.seed`, the method and the split.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import zlib
+from dataclasses import dataclass
+
+import click
+import numpy as np
+import pandas as pd
+
+from dorl import log as dlog
+from dorl import readers
+from dorl.config import RunConfig, to_dict
+from dorl.errors import ConfigError, DataError, StoreError
+from dorl.layout import stage_uri
+from dorl.options import config_options, force_option
+from dorl.relabel.candidates import CHUNK_COLUMNS, relabel_chunk
+from dorl.relabel.returns import edges, to_returns
+from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, digest, run_stage
+
+log = logging.getLogger("dorl.relabel")
+
+STAGE = "relabel"
+SHARD_STAGE = "relabel-shard"
+EXAMPLE_COLUMNS = ("dialogue_id", "turn_index", "context", "response")
+CANDIDATE_COLUMNS = [c for c in CHUNK_COLUMNS if c != "example_index"] + ["return"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    split: str
+    index: int  # chunk number within its split
+    start: int  # first example (row of examples/{split}.parquet)
+    stop: int
+    number: int  # across all splits: shard i of n takes number % n == i
+
+    @property
+    def checkpoint(self) -> str:
+        return f"checkpoints/{self.split}/{self.index:05d}"
+
+
+def plan(sizes: dict[str, int], chunk_size: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for split, n in sizes.items():
+        for k in range(math.ceil(n / chunk_size)):
+            chunks.append(Chunk(split, k, k * chunk_size, min(n, (k + 1) * chunk_size), len(chunks)))
+    return chunks
+
+
+def shard_uri(out_uri: str, index: int, count: int) -> str:
+    return f"{out_uri.rstrip('/')}/shards/{index}-of-{count}"
+
+
+def stage_config(cfg: RunConfig) -> dict:
+    """What the stage's output depends on (besides its inputs): the relabel and metrics sections."""
+    return {"relabel": to_dict(cfg.relabel), "metrics": to_dict(cfg.metrics)}
+
+
+def read_examples(data: Artifact, split: str) -> pd.DataFrame:
+    name = f"examples/{split}.parquet"
+    if name not in data.files:
+        have = sorted(f.split("/")[1].removesuffix(".parquet") for f in data.files if f.startswith("examples/"))
+        raise ConfigError(f"{data.uri} has no split {split!r} ({name}); it has {', '.join(have)} (relabel.splits)")
+    frame = readers.read_parquet(data.path(name))
+    missing = [c for c in EXAMPLE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{data.uri}/{name}: missing column(s) {', '.join(missing)}")
+    for col in EXAMPLE_COLUMNS:
+        bad = frame[col].isna()
+        if col != "turn_index":
+            bad |= ~frame[col].map(lambda v: isinstance(v, str))
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            want = "an integer" if col == "turn_index" else "text"
+            raise DataError(
+                f"{data.uri}/{name}: record {i} (dialogue {frame['dialogue_id'].iloc[i]!r}): field {col} is "
+                f"{frame[col].iloc[i]!r}, expected {want}"
+            )
+    return frame.reset_index(drop=True)
+
+
+def _check(cfg: RunConfig) -> None:
+    r = cfg.relabel
+    if r.num_candidates > r.num_beams:
+        raise ConfigError(
+            f"relabel.num_candidates ({r.num_candidates}) cannot exceed relabel.num_beams ({r.num_beams})"
+        )
+    for key in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size", "prompt_tokens"):
+        if getattr(r, key) < 1:
+            raise ConfigError(f"relabel.{key} must be at least 1")
+    if not r.splits:
+        raise ConfigError("relabel.splits is empty")
+    edges(r)
+
+
+class Worker:
+    """Computes chunks (or reuses their checkpoints); loads the model and the metric once, lazily."""
+
+    def __init__(self, ctx: StageContext, cfg: RunConfig, data: Artifact, model: Artifact):
+        self.ctx, self.cfg, self.data, self.model_art = ctx, cfg, data, model
+        self.examples: dict[str, pd.DataFrame] = {}
+        self._model = self._tokenizer = self._metric = None
+        self.totals = {"contexts": 0, "candidates": 0, "pairs_scored": 0, "generate_s": 0.0, "score_s": 0.0}
+        self.totals.update(seconds=0.0, chunks_computed=0, chunks_resumed=0)
+
+    @property
+    def metric(self):
+        if self._metric is None:
+            from dorl.metrics import get_metric
+
+            self._metric = get_metric(self.cfg.relabel.reward, self.cfg.metrics)
+        return self._metric
+
+    def model(self):
+        if self._model is None:
+            from dorl.metrics import resolve_device
+            from dorl.tokenizer import check_special_tokens
+
+            folder = self.model_art.local_dir()
+            self._tokenizer = readers.tokenizer(folder)
+            check_special_tokens(self._tokenizer, where=f"the tokenizer of {self.model_art.uri}")
+            self._tokenizer.padding_side = "left"
+            device = resolve_device(self.cfg.relabel.device)
+            self._model = readers.causal_lm(folder).to(device).eval()
+        return self._model, self._tokenizer
+
+    def split(self, split: str) -> pd.DataFrame:
+        if split not in self.examples:
+            self.examples[split] = read_examples(self.data, split)
+        return self.examples[split]
+
+    def run(self, chunks: list[Chunk]) -> dict[str, pd.DataFrame]:
+        """Candidate rows (CHUNK_COLUMNS) of `chunks`, per split, ordered by example."""
+        self.ctx.out.pull("checkpoints")
+        frames: dict[str, list[pd.DataFrame]] = {}
+        with dlog.progress() as bar:
+            task = bar.add_task("relabel", total=len(chunks))
+            for chunk in chunks:
+                frames.setdefault(chunk.split, []).append(self._chunk(chunk))
+                bar.advance(task)
+        return {s: pd.concat(f, ignore_index=True) for s, f in frames.items()}
+
+    def _chunk(self, chunk: Chunk) -> pd.DataFrame:
+        expected = (chunk.stop - chunk.start) * (self.cfg.relabel.num_candidates + 1)
+        path = self.ctx.out.path(f"{chunk.checkpoint}/candidates.parquet")
+        if path.is_file():
+            try:
+                frame = pd.read_parquet(path)
+                if list(frame.columns) == CHUNK_COLUMNS and len(frame) == expected:
+                    self.totals["chunks_resumed"] += 1
+                    return frame
+            except Exception as e:  # a torn file: compute the chunk again
+                log.warning("%s: unreadable checkpoint (%s): recomputing", path, e)
+        model, tokenizer = self.model()
+        examples = self.split(chunk.split).iloc[chunk.start : chunk.stop]
+        n_chunks = math.ceil(len(self.split(chunk.split)) / self.cfg.relabel.chunk_size)
+        frame, stats = relabel_chunk(examples, chunk.start, model, tokenizer, self.metric, self.cfg.relabel)
+        tmp = path.with_name(path.name + ".tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)  # a chunk file is complete or absent
+        self.ctx.out.sync(chunk.checkpoint)
+        for k in ("contexts", "candidates", "pairs_scored", "generate_s", "score_s", "seconds"):
+            self.totals[k] += stats[k]
+        self.totals["chunks_computed"] += 1
+        log.info(
+            "%s chunk %d/%d: %d contexts, %d candidates in %.1f s (generate %.1f s, score %.1f s): "
+            "%.2f contexts/s, %.1f candidates/s",
+            chunk.split,
+            chunk.index + 1,
+            n_chunks,
+            stats["contexts"],
+            stats["candidates"],
+            stats["seconds"],
+            stats["generate_s"],
+            stats["score_s"],
+            stats["contexts"] / stats["seconds"],
+            stats["candidates"] / stats["seconds"],
+        )
+        return frame
+
+    def throughput(self) -> dict:
+        t = dict(self.totals)
+        if t["seconds"] > 0:
+            t["contexts_per_s"] = t["contexts"] / t["seconds"]
+            t["candidates_per_s"] = t["candidates"] / t["seconds"]
+        if t["score_s"] > 0:
+            t["scoring_pairs_per_s"] = t["pairs_scored"] / t["score_s"]
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in t.items()}
+
+
+def _empty_chunk() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in CHUNK_COLUMNS}).astype(
+        {"example_index": "int64", "turn_index": "int32", "candidate_index": "int32", "reward": "float64"}
+    )
+
+
+def shuffled(frame: pd.DataFrame, seed: int, method: str, split: str) -> pd.DataFrame:
+    rng = np.random.default_rng([seed, zlib.crc32(f"{method}/{split}".encode())])
+    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+
+def training_sets(cfg: RunConfig, table: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
+    """Every registered method's training set from one split's candidates table, shuffled."""
+    from dorl import methods
+
+    sets = {}
+    for name in methods.names():
+        frame = methods.get(name, cfg).training_set(table, cfg.relabel.return_bins)
+        if frame is not None:
+            sets[name] = shuffled(frame.reset_index(drop=True), cfg.relabel.seed, name, split)
+    return sets
+
+
+def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], sizes: dict[str, int]) -> None:
+    """Returns, the candidates tables and the methods' training sets, from every split's chunk rows."""
+    r = cfg.relabel
+    bin_edges = edges(r)
+    counts = {}
+    for split in r.splits:
+        table = rows.get(split, _empty_chunk()).sort_values(["example_index", "candidate_index"], kind="stable")
+        if len(table) != sizes[split] * (r.num_candidates + 1):
+            raise StoreError(
+                f"relabel: split {split} has {len(table)} candidate rows, expected "
+                f"{sizes[split] * (r.num_candidates + 1)} (missing chunks)"
+            )
+        returns = to_returns(table["reward"].to_numpy(), bin_edges)
+        returns[table["candidate_index"].to_numpy() == 0] = r.return_bins - 1  # the human response: top return
+        table = table.drop(columns="example_index").assign(**{"return": returns}).reset_index(drop=True)
+        table[CANDIDATE_COLUMNS].to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
+        for method, frame in training_sets(cfg, table, split).items():
+            frame.to_parquet(ctx.out.path(f"methods/{method}/{split}.parquet"), index=False)
+        model_rows = table[table["candidate_index"] > 0]
+        counts[split] = {
+            "contexts": sizes[split],
+            "candidates": len(table),
+            "tf_top": int((returns == r.return_bins - 1).sum()),
+            "mean_reward": round(float(model_rows["reward"].mean()), 6) if len(model_rows) else None,
+            "returns": {str(k): int((returns == k).sum()) for k in range(r.return_bins)},
+        }
+        log.info(
+            "%s: %d contexts, %d candidates, %d in the top return bin",
+            split,
+            sizes[split],
+            len(table),
+            counts[split]["tf_top"],
+        )
+    ctx.info.update(
+        dataset=ctx.inputs["data"].info.get("dataset"),
+        counts=counts,
+        return_bins=r.return_bins,
+        return_edges=bin_edges,
+        generator=r.generator,
+    )
+
+
+def _sizes(worker: Worker, splits: list[str]) -> dict[str, int]:
+    return {s: len(worker.split(s)) for s in splits}
+
+
+def relabel(
+    cfg: RunConfig,
+    *,
+    data_uri: str,
+    base_uri: str,
+    out_uri: str | None = None,
+    shard: tuple[int, int] | None = None,
+    assemble: int | None = None,
+    force: bool = False,
+) -> StageResult:
+    _check(cfg)
+    data = Artifact(data_uri, expect_stage="data")
+    model = Artifact(base_uri)
+    if not model.stage.startswith("train/"):
+        raise StoreError(f"{base_uri} holds a '{model.stage}' artifact, expected a trained model (train/tf)")
+    out_uri = out_uri or stage_uri(cfg, data.info.get("dataset", "data"), STAGE)
+    config = stage_config(cfg)
+    inputs = {"data": data, "model": model}
+    if shard is not None and assemble is not None:
+        raise ConfigError("choose --shard or --assemble, not both")
+
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count:
+            raise ConfigError(f"shard {index}/{count}: need 0 <= I < N")
+
+        def shard_body(ctx: StageContext) -> None:
+            worker = Worker(ctx, cfg, data, model)
+            chunks = [
+                c for c in plan(_sizes(worker, cfg.relabel.splits), cfg.relabel.chunk_size) if c.number % count == index
+            ]
+            rows = worker.run(chunks)
+            for split in cfg.relabel.splits:
+                rows.get(split, _empty_chunk()).to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
+            ctx.info.update(
+                shard=index,
+                shards=count,
+                chunks={s: [c.index for c in chunks if c.split == s] for s in cfg.relabel.splits},
+                reward=worker.metric.identity(),
+            )
+            ctx.metrics.update(worker.throughput())
+
+        shard_config = {**config, "shard": {"index": index, "count": count}}
+        uri = shard_uri(out_uri, index, count)
+        return _drop_checkpoints(uri, run_stage(SHARD_STAGE, uri, shard_config, inputs, shard_body, force))
+
+    def body(ctx: StageContext) -> None:
+        ctx.exclude = ("checkpoints/", "shards/")
+        worker = Worker(ctx, cfg, data, model)
+        sizes = _sizes(worker, cfg.relabel.splits)
+        if assemble is None:
+            rows = worker.run(plan(sizes, cfg.relabel.chunk_size))
+            ctx.info["reward"] = worker.metric.identity()
+            ctx.metrics.update(worker.throughput())
+        else:
+            rows = _assemble(ctx, out_uri, assemble, config, inputs, sizes)
+        finalize(ctx, cfg, rows, sizes)
+
+    return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)))
+
+
+def _drop_checkpoints(uri: str, result: StageResult) -> StageResult:
+    """The chunk checkpoints only serve resuming, which a committed artifact never does: removed (locally and in
+    the store), so the folder holds only its files (e.g. for `load_dataset("parquet", data_dir=...)`)."""
+    if not result.skipped:
+        ArtifactWriter(uri).remove("checkpoints")
+    return result
+
+
+def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: dict) -> dict[str, pd.DataFrame]:
+    """Chunk rows of every split from the `count` shard artifacts, checked to be complete and consistent."""
+    if count < 1:
+        raise ConfigError(f"--assemble {count}: need at least one shard")
+    shards, missing = [], []
+    for i in range(count):
+        uri = shard_uri(out_uri, i, count)
+        try:
+            shards.append(Artifact(uri, expect_stage=SHARD_STAGE))
+        except StoreError:
+            missing.append(uri)
+    if missing:
+        names = ", ".join(u.rsplit("/", 1)[1] for u in missing)
+        raise StoreError(
+            f"cannot assemble {out_uri}: {len(missing)} of {count} shard(s) missing or unfinished "
+            f"({names}); run `dorl relabel --shard I/{count}` for each, e.g. {missing[0]}"
+        )
+    want_inputs = {k: a.digest for k, a in inputs.items()}
+    for s in shards:
+        made = {k: v for k, v in s.config.items() if k != "shard"}
+        if digest(made) != digest(config):
+            raise StoreError(f"{s.uri} was made with another configuration than this assembly: re-run that shard")
+        have = {k: v.get("manifest_sha256") for k, v in s.manifest.get("inputs", {}).items()}
+        if have != want_inputs:
+            raise StoreError(f"{s.uri} was made from other data or model artifacts than this assembly")
+    rows: dict[str, pd.DataFrame] = {}
+    for split in config["relabel"]["splits"]:
+        parts = [readers.read_parquet(s.path(f"candidates/{split}.parquet")) for s in shards]
+        rows[split] = pd.concat(parts, ignore_index=True) if parts else _empty_chunk()
+    ctx.info["reward"] = shards[0].info.get("reward")
+    ctx.info["assembled_from"] = count
+    totals: dict = {}
+    for s in shards:
+        for k, v in s.manifest.get("metrics", {}).items():
+            if k in ("contexts", "candidates", "pairs_scored", "chunks_computed", "chunks_resumed"):
+                totals[k] = totals.get(k, 0) + v
+    ctx.metrics.update(totals, shards=[s.manifest.get("metrics", {}) for s in shards])
+    return rows
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        index, count = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected I/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise click.BadParameter(f"{value!r}: need N >= 1 and 0 <= I < N")
+    return index, count
+
+
+@click.command()
+@click.option("--data", "data_uri", required=True, help="The `data` artifact (examples per split).")
+@click.option("--base", "base_uri", help="The base model: a `train/tf` artifact (as `dorl train --base`).")
+@click.option("--model", "old_model", hidden=True, help="Renamed to --base.")
+@click.option("--out", "out_uri", help="Output artifact (default: <root>/<run>/<dataset>/relabel).")
+@click.option(
+    "--shard",
+    metavar="I/N",
+    callback=_parse_shard,
+    help="Compute shard I (0-based) of N only, as its own artifact at <out>/shards/I-of-N.",
+)
+@click.option("--assemble", type=click.IntRange(min=1), metavar="N", help="Build <out> from its N shard artifacts.")
+@config_options
+@force_option
+def relabel_cmd(cfg, data_uri, base_uri, old_model, out_uri, shard, assemble, force):
+    """Relabel every context: beam candidates of the base model, rewards, returns, method datasets.
+
+    Prompts are context + <_rep_start_> (last relabel.prompt_tokens tokens); relabel.num_candidates
+    beam-search candidates each, scored against the human response with relabel.reward (BERTScore
+    by default; see the metrics section). Work goes in chunks of relabel.chunk_size contexts: a
+    killed run resumes from its finished chunks. With --shard I/N, N processes (pods, GPUs) each
+    compute their share, and --assemble N builds the same artifact a single process would.
+    """
+    if old_model is not None:
+        raise click.UsageError("--model was renamed to --base (the base `train/tf` model, as in `dorl train`)")
+    if base_uri is None:
+        raise click.UsageError("Missing option '--base' (the base `train/tf` artifact).")
+    if shard is not None and assemble is not None:
+        raise click.UsageError("choose --shard or --assemble, not both")
+
+    art = relabel(
+        cfg, data_uri=data_uri, base_uri=base_uri, out_uri=out_uri, shard=shard, assemble=assemble, force=force
+    ).artifact
+    click.echo(art.uri)
+    if shard is None:
+        for split, c in art.info.get("counts", {}).items():
+            click.echo(f"  {split}: {c['contexts']} contexts, {c['candidates']} candidates, {c['tf_top']} top-return")

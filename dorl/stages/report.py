@@ -1,0 +1,110 @@
+"""`dorl report`: one table in the paper's shape from evaluation artifacts, with intervals, tests and a plot, and
+`report.html` with every method's responses side by side."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import click
+
+from dorl import readers
+from dorl.config import RunConfig, to_dict
+from dorl.errors import DataError
+from dorl.options import config_options, force_option
+from dorl.store import Artifact, StageResult, run_stage
+
+log = logging.getLogger("dorl.report")
+
+
+def _load(uri: str) -> dict:
+    art = Artifact(uri, expect_stage="evaluate")
+    for key in ("method", "dataset"):
+        if key not in art.info:
+            raise DataError(f"{uri}/manifest.json: info has no '{key}'")
+    pred = readers.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    return {
+        "uri": uri,
+        "artifact": art,
+        "method": art.info["method"],
+        "dataset": art.info["dataset"],
+        "predictions": pred,
+    }
+
+
+def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
+    from dorl.report import html
+    from dorl.report.plot import plot
+    from dorl.report.table import build, groups, markdown
+
+    evals = [_load(u) for u in eval_uris]
+    seen = set()
+    for ev in evals:
+        if ev["artifact"].uri in seen:
+            raise DataError(f"{ev['uri']} is given twice: several evaluations of one method are seeds, one each")
+        seen.add(ev["artifact"].uri)
+    rc = cfg.report
+    config = {"report": to_dict(rc), "click_threshold": cfg.eval.click_threshold}
+
+    def body(ctx):
+        table = build(evals, rc.k, rc.bootstrap, rc.confidence, rc.seed, rc.baseline, cfg.eval.click_threshold)
+        md = markdown(table, rc.baseline, rc.confidence)
+        ctx.out.path("results.md").write_text(md)
+        table.to_csv(ctx.out.path("results.csv"), index=False)
+        ctx.out.path("results.json").write_text(
+            json.dumps(
+                {
+                    "k": rc.k,
+                    "baseline": rc.baseline,
+                    "confidence": rc.confidence,
+                    "bootstrap": rc.bootstrap,
+                    "rows": json.loads(table.to_json(orient="records")),
+                },
+                indent=2,
+            )
+        )
+        plot(table, ctx.out.path("results.png"), rc.confidence)
+        started = time.perf_counter()
+        note = md.strip().splitlines()[-1]
+        html.write(table, note, evals, ctx.out.path("results.png"), ctx.out.path("report.html"), rc.k, rc.confidence)
+        log.info(
+            "report.html: %.1f kB in %.2f s",
+            ctx.out.path("report.html").stat().st_size / 1e3,
+            time.perf_counter() - started,
+        )
+        ctx.info.update(
+            datasets=sorted({e["dataset"] for e in evals}),
+            methods=sorted({e["method"] for e in evals}),
+            rows=len(table),
+        )
+
+    # Seeds after the first get a suffix: a single-seed report's inputs keep their names.
+    inputs = {
+        f"eval_{d}_{m}" + (f"_{i}" if i else ""): e["artifact"]
+        for (d, m), seeds in groups(evals).items()
+        for i, e in enumerate(seeds)
+    }
+    return run_stage("report", out_uri, config, inputs, body, force=force)
+
+
+# ---------------------------------------------------------------- the command
+
+
+@click.command("report")
+@click.option(
+    "--eval",
+    "evals",
+    multiple=True,
+    required=True,
+    metavar="URI",
+    help="An evaluation artifact (repeat for every method and dataset).",
+)
+@click.option("--out", required=True, help="Output artifact URI.")
+@force_option
+@config_options
+def report_cmd(evals, out, force, cfg) -> None:
+    """Results table (markdown, CSV, JSON) with bootstrap intervals, paired tests against TF, and a plot."""
+
+    art = report(cfg, eval_uris=list(evals), out_uri=out, force=force).artifact
+    click.echo(art.read_bytes("results.md").decode())
