@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from dorl.config import load
-from dorl.data import prepare as prepare_mod
+from dorl.stages import data as prepare_mod
 from dorl.data.download import digest_file, fetch
 from dorl.data.simulate import simulate
 from dorl.data.sources import BASE_URL_ENV, RawFile, Source, resolve_base_url
