@@ -1,6 +1,6 @@
 """Small artifacts for tests of later stages: a data artifact and a tiny untrained GPT-2 `tf` model.
 
-They follow the artifact schemas in README.md ("Artifacts") exactly, so a stage can be tested
+They follow the artifact schemas in docs/store.md ("Artifacts") exactly, so a stage can be tested
 without running the stages before it.
 """
 

@@ -12,7 +12,7 @@
 
 The ways take turns for `--repeats` rounds and each keeps its fastest (on a shared machine other
 jobs only ever slow a round down). All three must produce the same candidates (checked); rewards
-are compared too (bert-score's own results move with how pairs are batched, see README).
+are compared too (bert-score's own results move with how pairs are batched, see docs/relabel.md).
 Throughput is candidate-reward pairs per second. A second table compares BERTScore alone:
 bert-score's defaults (one `score` call over all pairs, batch 64, and one call per context)
 against dorl's scorer.

@@ -1,4 +1,4 @@
-"""`make bench`'s goals and the README table made from its results file (scripts/bench/{run,readme}.py)."""
+"""`make bench`'s goals and docs/performance.md's table made from its results file (scripts/bench/{run,readme}.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "scripts" / "bench"
 sys.path.insert(0, str(BENCH))
 
 import readme  # noqa: E402
@@ -39,16 +40,17 @@ def test_goals_are_judged_on_the_ratio_with_the_round_spread():
     assert _results(1.29)["rows"][0]["met"] is False
 
 
-def test_readme_block_is_rewritten_between_the_markers_only(tmp_path):
-    text = f"# dorl\n\n## Performance\n\nhand-written intro\n\n{readme.BEGIN}\nold table\n{readme.END}\n\nprose after\n"
+@pytest.mark.parametrize("option", ["--doc", "--readme"])  # --readme: the option's older name
+def test_table_is_rewritten_between_the_markers_only(tmp_path, option):
+    text = f"# Performance\n\nhand-written intro\n\n{readme.BEGIN}\nold table\n{readme.END}\n\nprose after\n"
     results = tmp_path / "results.json"
     results.write_text(json.dumps(_results(1.29)))
-    path = tmp_path / "README.md"
+    path = tmp_path / "performance.md"
     path.write_text(text)
-    cmd = [sys.executable, str(BENCH / "readme.py"), "--results", str(results), "--readme", str(path)]
+    cmd = [sys.executable, str(BENCH / "readme.py"), "--results", str(results), option, str(path)]
     subprocess.run(cmd, check=True, capture_output=True)
     out = path.read_text()
-    assert out.startswith("# dorl\n\n## Performance\n\nhand-written intro\n\n" + readme.BEGIN + "\n")
+    assert out.startswith("# Performance\n\nhand-written intro\n\n" + readme.BEGIN + "\n")
     assert out.endswith(readme.END + "\n\nprose after\n") and "old table" not in out
     assert "| 1 | train | method lines vs TRL | 1,300 | 1,000 | **1.29×** | 1.19–1.39× (2) | ≥ 1.3× ✘ not met |" in out
     assert "| 2 | ilql | ILQL step vs TF | 0.3 | 0.2 | **1.50×** | 1.40–1.60× (2) | ≤ 1.5× ✔ met |" in out
@@ -57,6 +59,18 @@ def test_readme_block_is_rewritten_between_the_markers_only(tmp_path):
     assert path.read_text() == out  # regenerating from the same results changes nothing
 
 
-def test_readme_without_markers_is_refused():
-    with pytest.raises(SystemExit, match="bench:begin"):
-        readme.rewrite("# dorl\nno markers\n", _results(1.3))
+def test_page_without_markers_is_refused():
+    with pytest.raises(SystemExit, match="performance.md: expected one .*bench:begin"):
+        readme.rewrite("# Performance\nno markers\n", _results(1.3))
+
+
+def test_the_table_lives_in_docs_performance_not_in_the_readme():
+    """The generator's default page is docs/performance.md, which holds the markers once; README.md, the
+    front door, only links to it."""
+    assert readme.DOC == REPO / "docs" / "performance.md"
+    page = readme.DOC.read_text()
+    out = readme.rewrite(page, _results(1.31))  # the real page takes a regenerated table
+    head, tail = page.split(readme.BEGIN)[0], page.split(readme.END)[1]
+    assert out.startswith(head + readme.BEGIN) and out.endswith(readme.END + tail) and "Goals met: 2 of 2." in out
+    front = (REPO / "README.md").read_text()
+    assert readme.BEGIN not in front and readme.END not in front and "docs/performance.md" in front

@@ -1,6 +1,6 @@
 """The real raw samples in ../shared/data parse and render as the reference rules say.
 
-Expected strings and counts are written by hand from the raw files and the rules (README "Data", the
+Expected strings and counts are written by hand from the raw files and the rules (docs/data.md, the
 reference's text format), not produced by the code under test.
 """
 

@@ -24,7 +24,7 @@ RESPONSE = "You are welcome, bye now."
 
 
 def test_lines_and_prompts_are_the_references():
-    # written out by hand from the reference's DT format (README "Methods"): every earlier <_rep_start_>
+    # written out by hand from the reference's DT format (docs/methods.md): every earlier <_rep_start_>
     # asks for the high return, the target's return token goes right before its <_rep_start_>.
     assert dt_line(CONTEXT, RESPONSE, REWARD_ZERO) == (
         "<_soc_><_cus_start_>I need help<_cus_end_><_reward_one_><_rep_start_>Sure.<_rep_end_>"
