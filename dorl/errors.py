@@ -1,6 +1,6 @@
 """Errors a user can fix (bad config, bad input, missing artifacts) versus transient faults and bugs.
 
-The exit-code contract (README "Exit codes"), which Kubernetes Jobs, JobSets and Argo retries rely on:
+The exit-code contract (docs/kubernetes.md, "Exit codes"), which Kubernetes Jobs, JobSets and Argo retries rely on:
 
   0   done
   2   user error (`UserError`): retrying cannot help, never retried

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from dorl.methods import registry as _methods
 from dorl.config.loader import param
 from dorl.errors import ConfigError
+from dorl.methods import registry as _methods
 
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
 METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)

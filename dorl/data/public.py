@@ -41,7 +41,7 @@ def locate(src: Source, root: Path) -> dict[str, Path]:
         shown = ", ".join(missing[:5]) + (f" … ({len(missing)} in all)" if len(missing) > 5 else "")
         raise DataError(
             f"--source {root}: missing {src.dataset} file(s) {shown}; expected the upstream layout of "
-            f"{src.repo}/{src.folder} (see README, 'Data')"
+            f"{src.repo}/{src.folder} (see docs/data.md)"
         )
     return found
 

@@ -6,7 +6,7 @@
 The raw files come from a local copy (`source` / `data.source`), from simulation (`data.simulate` > 0:
 simulated dialogues in the dataset's raw format), or else from their public URLs, verified against
 their git blob ids. Everything that can fail on user input (missing files, checksums, malformed
-records) fails before the stage writes anything. Output (README "Artifacts"):
+records) fails before the stage writes anything. Output (docs/store.md, "Artifacts"):
 
     examples/{split}.parquet       dialogue_id, turn_index (int32), context, response
     conversations/{split}.parquet  dialogue_id, text
@@ -152,7 +152,7 @@ def data() -> None:
 @click.option(
     "--source",
     type=click.Path(file_okay=False),
-    help="Local copy of the raw files in the upstream layout (see README 'Data'); default: download and verify "
+    help="Local copy of the raw files in the upstream layout (see docs/data.md); default: download and verify "
     "the public files (or data.source / data.simulate from the config).",
 )
 @click.option("--out", help="Output artifact URI (default: <root>/<run>/<dataset>/data).")

@@ -10,7 +10,7 @@ takes the chunks whose number is i mod n. A chunk is always computed the same wa
 is the same whichever way the stage runs. A finished chunk is saved under `checkpoints/` (outside
 the manifest, synced to S3) and a re-run after a kill reuses it; once the artifact is committed they are removed.
 
-Outputs (README "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
+Outputs (docs/store.md, "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
 registered method that trains on relabelled data (`Method.training_set`), each shuffled with a seed derived
 from `relabel.seed`, the method and the split.
 """

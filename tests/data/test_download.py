@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from dorl.config import load
-from dorl.stages import data as prepare_mod
 from dorl.data.download import digest_file, fetch
 from dorl.data.simulate import simulate
 from dorl.data.sources import BASE_URL_ENV, RawFile, Source, resolve_base_url
 from dorl.errors import DataError
+from dorl.stages import data as prepare_mod
 from tests.conftest import SHARED_DATA
 
 COMMIT = "6b8700ce67c6b37b062dd7a60abc76d7ef832a97"
