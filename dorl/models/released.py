@@ -350,7 +350,8 @@ def load_model(staging: Path, where: str):
 
 def load_tensors(path: Path, where: str) -> dict:
     """pytorch_model.bin as plain tensors: torch's weights-only unpickler, which refuses any other object (and so
-    never runs the code a pickle can carry)."""
+    never runs the code a pickle can carry). transformers' `load_state_dict` makes the same call; it is made here
+    so that the guarantee is stated, and tested, in dorl."""
     import zipfile
 
     import torch
