@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dorl.config.schema import DATASETS
-from dorl.models import released
+from dorl.models import reference
 from dorl.options import config_options, force_option
 
 
@@ -58,7 +58,7 @@ def fetch_cmd(uri: str, cache: str | None) -> None:
 @click.option(
     "--method",
     required=True,
-    type=click.Choice(released.METHODS),
+    type=click.Choice(reference.METHODS),
     help="The released model's method (sets its prompting; must agree with its name).",
 )
 @click.option(
@@ -93,9 +93,10 @@ def import_cmd(cfg, method: str, source: str, out_uri: str, dataset: str | None,
 
     from dorl import methods
     from dorl.log import console
+    from dorl.models import released
 
     hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards": one small model, said below
-    src = released.locate(source, cfg.models.release_base_url)
+    src = reference.locate(source, cfg.models.release_base_url)
     archive = src.path
     if src.kind == "url":
         archive = _download(src, sha256, cfg.data.download_timeout)
@@ -122,9 +123,10 @@ def import_cmd(cfg, method: str, source: str, out_uri: str, dataset: str | None,
 def _download(src, sha256: str | None, timeout: float) -> Path:
     """A URL's archive in the cache: fetched (resumed, verified against --sha256 when given) unless there."""
     from dorl.data.download import download
+    from dorl.models.released import sha256_file
 
-    path = released.cache_path(src)
-    if path.is_file() and (sha256 is None or released.sha256_file(path) == sha256.lower()):
+    path = reference.cache_path(src)
+    if path.is_file() and (sha256 is None or sha256_file(path) == sha256.lower()):
         return path  # a whole earlier download (only complete files are renamed into place)
 
     def check(got) -> str | None:
@@ -145,5 +147,5 @@ def _download(src, sha256: str | None, timeout: float) -> Path:
 @config_options
 def releases_cmd(cfg) -> None:
     """The reference's released checkpoints (its README) and where `dorl models import --from NAME` fetches them."""
-    for name in released.RELEASES:
-        click.echo(f"{name}\t{released.release_url(name, cfg.models.release_base_url)}")
+    for name in reference.RELEASES:
+        click.echo(f"{name}\t{reference.release_url(name, cfg.models.release_base_url)}")

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from dorl import config
 from dorl.cli import cli, main
-from dorl.models import released
+from dorl.models import reference, released
 from dorl.store import Artifact
 from dorl.text import REWARD_ONE, REWARD_ZERO, SPECIAL_TOKENS, render_conversation
 from tests.conftest import run_dorl
@@ -49,7 +49,7 @@ def imported(tmp_path_factory, releases):
     res = CliRunner().invoke(cli, import_args("tf", releases["tf"]["zip"], root / "tf"))
     assert res.exit_code == 0, res.output
     out = {"dt": Artifact(str(root / "dt")), "tf": Artifact(str(root / "tf"))}
-    src = released.locate(str(releases["tf_top"]["folder"]))
+    src = reference.locate(str(releases["tf_top"]["folder"]))
     out["tf_top"] = released.import_release(src, src.path, str(root / "tf_top"), method="tf_top").artifact
     return out
 
@@ -157,7 +157,7 @@ def test_a_released_tf_is_a_base_for_relabel_and_train(imported, data_artifact, 
 
 def test_into_s3_and_again(releases, s3):
     """Written through the artifact store to S3; the same release imported again is skipped."""
-    src = released.locate(str(releases["tf"]["zip"]))
+    src = reference.locate(str(releases["tf"]["zip"]))
     uri = f"s3://{s3}/released/abcd/train/tf"
     first = released.import_release(src, src.path, uri, method="tf")
     again = released.import_release(src, src.path, uri, method="tf")
@@ -175,9 +175,9 @@ def test_name_method_and_dataset_must_agree(releases, tmp_path, monkeypatch, cap
     assert code == 2 and "--dataset multiwoz22, but" in err
     assert not (tmp_path / "x").exists()
     assert (
-        released.parse_name("multi_woz-gpt2-medium-tf_top-lr1e-4-bs16-epoch5-ws0-gas1-1gpu")["model"] == "gpt2-medium"
+        reference.parse_name("multi_woz-gpt2-medium-tf_top-lr1e-4-bs16-epoch5-ws0-gas1-1gpu")["model"] == "gpt2-medium"
     )
-    assert released.DATASETS["multi_woz"] == "multiwoz22"
+    assert reference.DATASETS["multi_woz"] == "multiwoz22"
 
 
 # ---------------------------------------------------------------- refusals: one line, exit 2, nothing written
@@ -325,13 +325,13 @@ def test_from_a_url_or_a_released_name_through_the_mirror(mirror, releases, tmp_
     code, err = dorl(monkeypatch, capsys, *args)
     assert code == 0, err
     assert Artifact(str(tmp_path / "b")).info["source"]["expected_sha256"] == sha
-    monkeypatch.setenv(released.BASE_URL_ENV, base)
-    assert released.locate(name("dt")).url == f"{base}/{name('dt')}.zip"
+    monkeypatch.setenv(reference.BASE_URL_ENV, base)
+    assert reference.locate(name("dt")).url == f"{base}/{name('dt')}.zip"
     code, err = dorl(monkeypatch, capsys, *import_args("tf", name("tf"), tmp_path / "c"))
     assert code == 0, err
     assert seen == [f"/{name('tf')}.zip"]  # one URL, fetched once: then from the cache (complete, sha256 checked)
     # offline, or a mirror without it: one line that says what to do, nothing written
-    monkeypatch.setenv(released.BASE_URL_ENV, "http://127.0.0.1:9")
+    monkeypatch.setenv(reference.BASE_URL_ENV, "http://127.0.0.1:9")
     line = _refused(monkeypatch, capsys, "dt", name("dt"), tmp_path / "d", "cannot download release", "--from FILE")
     assert "http://127.0.0.1:9/" in line
     _refused(monkeypatch, capsys, "dt", "no-such-release", tmp_path / "e", "neither a URL nor a released checkpoint")
@@ -339,12 +339,12 @@ def test_from_a_url_or_a_released_name_through_the_mirror(mirror, releases, tmp_
 
 def test_the_known_releases_are_the_readme_links():
     """The nine links of the reference README's "Model Checkpoints" table (tf, tf_top, dt x three datasets)."""
-    assert len(released.RELEASES) == 9
-    for n in released.RELEASES:
-        hyper = released.parse_name(n)
+    assert len(reference.RELEASES) == 9
+    for n in reference.RELEASES:
+        hyper = reference.parse_name(n)
         assert hyper["model"] == "distilgpt2" and hyper["method"] in ("tf", "tf_top", "dt")
-        assert released.DATASETS[hyper["dataset"]] in ("abcd", "multiwoz22", "taskmaster3")
-    assert released.release_url(released.RELEASES[0]) == (
+        assert reference.DATASETS[hyper["dataset"]] in ("abcd", "multiwoz22", "taskmaster3")
+    assert reference.release_url(reference.RELEASES[0]) == (
         "https://public-dataset-model-store.awsdev.asapp.com/psodhi/dialogue-offline-rl/public/models/"
         "abcd-distilgpt2-tf-lr5e-4-bs4-epoch10-ws0-gas1-4gpu.zip"
     )
