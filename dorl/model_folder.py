@@ -191,6 +191,13 @@ def pull(uri: str, dest: Path, eval_uri: str | None = None) -> Path:
 
 def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit) -> str:
     dataset = facts.get("dataset") or "unknown"
+    origin = f"trained by dorl with the `{method}` method on `{dataset}`"
+    src = facts.get("source") if facts.get("released") else None
+    if src:  # `dorl models import`: the reference's own release
+        origin = (
+            f"released by the reference (`{src['name']}`, trained on `{dataset}` by the paper's code) and imported by "
+            f"`dorl models import` from {src['url'] or src['path']} (archive sha256 {src['archive_sha256'] or 'none'})"
+        )
     lines = [
         "---",
         "library_name: transformers",
@@ -200,8 +207,7 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
         "",
         f"# dorl `{method}` model ({dataset})",
         "",
-        f"A dialogue response generator trained by dorl with the `{method}` method "
-        f"on `{dataset}`: given a conversation so far, it writes the agent's next turn.",
+        f"A dialogue response generator {origin}: given a conversation so far, it writes the agent's next turn.",
         "",
         "## Training",
         "",

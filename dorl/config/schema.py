@@ -51,6 +51,16 @@ class DataConfig:
 
 
 @dataclass
+class ModelsConfig:
+    release_base_url: str | None = param(
+        None,
+        "Base URL of the reference's released checkpoints: `dorl models import --from NAME` fetches "
+        "{release_base_url}/NAME.zip (default: $DORL_RELEASE_BASE_URL, else the reference README's store; set it "
+        "for a mirror).",
+    )
+
+
+@dataclass
 class ModelConfig:
     RANGES: ClassVar[dict] = {
         "bpe_vocab_size": ">= 1",
@@ -471,6 +481,7 @@ class RunConfig:
     )
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
+    models: ModelsConfig = param(factory=ModelsConfig, help="Imported models (`dorl models import`).")
     tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")
     finetune: TrainConfig = param(
         factory=_method_train, help="Fine-tuning of the line methods (tf_top, tf_all, dt) from the base model."

@@ -3,16 +3,23 @@
 A file is downloaded to a temporary name next to its final place, its git blob id (and sha256 / size
 where known) is checked, and only then is it renamed into place: a mismatch, a missing file or a
 broken connection leaves nothing behind. A cached file is re-verified before each use.
+
+`download(url, dest, ...)` is that path for any URL (`dorl models import` fetches the reference's released
+checkpoints through it): up to `retries` attempts with exponential back-off, a dropped connection resumed
+where it stopped (an HTTP Range request for the rest; a server that ignores it sends the whole file again),
+then the caller's check of size / sha256 / blob id, then the rename.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,48 +91,86 @@ def fetch(
 
 
 def _download(source: Source, f: RawFile, dest: Path, base_url: str | None, timeout: float, retries: int) -> Path:
-    url = source.url(f, base_url)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    try:
-        for attempt in range(1, retries + 1):
-            try:
-                _stream(url, tmp, f, timeout)
-                break
-            except urllib.error.HTTPError as e:
-                if attempt == retries or (e.code < 500 and e.code != 429):  # 4xx other than 429: final
-                    raise DataError(
-                        f"cannot download {source.dataset} file {f.rel} from {url}: HTTP {e.code}"
-                    ) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                if attempt == retries:
-                    reason = getattr(e, "reason", e)
-                    raise DataError(
-                        f"cannot download {source.dataset} file {f.rel} from {url}: {reason} "
-                        "(offline? use --source DIR with a local copy, or data.base_url for a mirror)"
-                    ) from None
-            wait = 2.0**attempt
-            log.warning("download of %s failed (attempt %d/%d); retrying in %.0f s", url, attempt, retries, wait)
-            time.sleep(wait)
-        why = mismatch(f, digest_file(tmp))
-        if why is not None:
-            raise DataError(
-                f"{source.dataset} file {f.rel} downloaded from {url} does not match {source.repo}@"
-                f"{source.commit[:12]}: {why}; nothing was written"
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("downloaded %s (%d bytes, verified)", f.rel, dest.stat().st_size)
+    def check(got: Digest) -> str | None:
+        why = mismatch(f, got)
+        return why and f"does not match {source.repo}@{source.commit[:12]}: {why}"
+
+    download(
+        source.url(f, base_url),
+        dest,
+        what=f"{source.dataset} file {f.rel}",
+        check=check,
+        hint="offline? use --source DIR with a local copy, or data.base_url for a mirror",
+        timeout=timeout,
+        retries=retries,
+    )
     return dest
 
 
-def _stream(url: str, tmp: Path, f: RawFile, timeout: float) -> None:
-    req = urllib.request.Request(url, headers={"User-Agent": "dorl-data"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as out:
-        total = int(resp.headers.get("Content-Length") or f.size or 0) or None
-        with dlog.progress(transient=True) as bar:
-            task = bar.add_task(f"download {f.rel}", total=total)
+def download(
+    url: str,
+    dest: Path,
+    *,
+    what: str,
+    check: Callable[[Digest], str | None] = lambda d: None,
+    hint: str = "",
+    timeout: float = 60.0,
+    retries: int = 3,
+) -> Digest:
+    """`url` into `dest`, atomically: streamed to a temporary file beside it (resumed after a dropped
+    connection), `check(digest)` (None = good, else why not), renamed into place. Nothing is left on failure."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        for attempt in range(1, retries + 1):
+            try:
+                _stream(url, tmp, what, timeout)
+                break
+            except urllib.error.HTTPError as e:
+                if attempt == retries or (e.code < 500 and e.code != 429):  # 4xx other than 429: final
+                    raise DataError(f"cannot download {what} from {url}: HTTP {e.code}") from None
+            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError) as e:
+                if attempt == retries:
+                    reason = getattr(e, "reason", e)
+                    raise DataError(
+                        f"cannot download {what} from {url}: {reason}" + (f" ({hint})" if hint else "")
+                    ) from None
+            wait = 2.0**attempt
+            have = tmp.stat().st_size if tmp.exists() else 0
+            log.warning(
+                "download of %s failed (attempt %d/%d, %d bytes so far); retrying in %.0f s",
+                url, attempt, retries, have, wait,
+            )  # fmt: skip
+            time.sleep(wait)
+        got = digest_file(tmp)
+        why = check(got)
+        if why is not None:
+            raise DataError(f"{what} downloaded from {url} {why}; nothing was written")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("downloaded %s (%d bytes, verified)", what, got.size)
+    return got
+
+
+def _stream(url: str, tmp: Path, what: str, timeout: float) -> None:
+    """Append the rest of `url` to `tmp` (a Range request when `tmp` already holds a start)."""
+    have = tmp.stat().st_size if tmp.exists() else 0
+    headers = {"User-Agent": "dorl-data"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resumed = have and resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        if have and not resumed:
+            log.info("%s: the server sent the whole file again (no range support)", url)
+        length = int(resp.headers.get("Content-Length") or 0)
+        with open(tmp, "ab" if resumed else "wb") as out, dlog.progress(transient=True) as bar:
+            task = bar.add_task(f"download {what}", total=(length + (have if resumed else 0)) or None)
+            bar.advance(task, have if resumed else 0)
             while block := resp.read(CHUNK):
                 out.write(block)
                 bar.advance(task, len(block))
+            if length and out.tell() < length + (have if resumed else 0):
+                raise ConnectionError(f"the connection closed after {out.tell()} bytes")  # retried, resumed

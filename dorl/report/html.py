@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dorl.report.table import LABELS, METHOD_ORDER, METRICS, groups, mark
+from dorl.report.table import LABELS, METRICS, groups, mark, row_order
 from dorl.text import CUS_END, CUS_START, REP_END, REP_START
 
 _TURN = re.compile(
@@ -49,13 +49,12 @@ def _best_of_k(pred: pd.DataFrame, k: int, metric: str) -> np.ndarray:
 
 def examples(evals: list[dict], k: int) -> dict[str, dict]:
     """dataset -> {methods, metrics, primary, rows}: one row per test example, every method's response and scores."""
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
     by_dataset: dict[str, dict[str, dict]] = {}
     for (dataset, method), seeds in groups(evals).items():
         by_dataset.setdefault(dataset, {})[method] = seeds[0]
     out = {}
     for dataset, per_method in sorted(by_dataset.items()):
-        methods = sorted(per_method, key=lambda m: order.get(m, len(order)))
+        methods = sorted(per_method, key=row_order)
         first = per_method[methods[0]]["predictions"]
         metrics = [m for m in METRICS if all(f"{m}_1" in per_method[x]["predictions"].columns for x in methods)]
         primary = metrics[0] if metrics else None

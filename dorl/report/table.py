@@ -12,6 +12,18 @@ from dorl.report.bootstrap import holm, mean_ci, paired_test, seed_interval
 METRICS = ("bertscore", "bleurt", "meteor", "bleu")
 LABELS = {"bertscore": "BERTScore", "bleurt": "BLEURT", "meteor": "METEOR", "bleu": "BLEU", "bert_click": "BERT-click"}
 METHOD_ORDER = tuple(methods.evaluated())  # the registry order (dorl/methods/__init__.py)
+RELEASED = " (released)"  # the row of the reference's own checkpoint (`dorl models import`), e.g. `dt (released)`
+
+
+def row_name(info: dict) -> str:
+    """An evaluation's row in the table: its method, with " (released)" when it evaluated an imported release."""
+    return info["method"] + (RELEASED if info.get("released") else "")
+
+
+def row_order(name: str) -> int:
+    """Rows in the registry's order, a method's released checkpoint right after dorl's own model of it."""
+    method = name.removesuffix(RELEASED)
+    return 2 * (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)) + (name != method)
 
 
 def per_example(pred: pd.DataFrame, k: int, click_threshold: float, where: str) -> dict[str, np.ndarray]:
@@ -85,8 +97,7 @@ def build(
             rows.append(row)
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p_value"])
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    table["_m"] = table["method"].map(lambda m: order.get(m, len(order)))
+    table["_m"] = table["method"].map(row_order)
     table["_x"] = table["metric"].map(lambda m: list(LABELS).index(m))
     return table.sort_values(["dataset", "_m", "_x"]).drop(columns=["_m", "_x"]).reset_index(drop=True)
 

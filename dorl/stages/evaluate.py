@@ -166,6 +166,8 @@ def evaluate(
         ctx.info.update(
             method=method, dataset=data.info.get("dataset"), n_examples=len(pred), metric_identity=identities
         )
+        if model.info.get("released"):  # the reference's checkpoint (`dorl models import`): its own report row
+            ctx.info["released"] = True
         ctx.metrics.update(generation=gen_stats, metric_pairs_per_s=round(pairs / max(seconds, 1e-9), 1))
         log.info("evaluate %s: %s", method, {k: round(v[0], 4) for k, v in summary["best_of_k"].items()})
 

@@ -19,6 +19,8 @@ log = logging.getLogger("dorl.report")
 
 
 def _load(uri: str) -> dict:
+    from dorl.report.table import row_name
+
     art = Artifact(uri, expect_stage="evaluate")
     for key in ("method", "dataset"):
         if key not in art.info:
@@ -27,7 +29,7 @@ def _load(uri: str) -> dict:
     return {
         "uri": uri,
         "artifact": art,
-        "method": art.info["method"],
+        "method": row_name(art.info),  # `dt`, or `dt (released)` for the reference's own checkpoint
         "dataset": art.info["dataset"],
         "predictions": pred,
     }
@@ -36,7 +38,7 @@ def _load(uri: str) -> dict:
 def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
     from dorl.report import html
     from dorl.report.plot import plot
-    from dorl.report.table import build, groups, markdown
+    from dorl.report.table import RELEASED, build, groups, markdown
 
     evals = [_load(u) for u in eval_uris]
     seen = set()
@@ -81,7 +83,7 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
 
     # Seeds after the first get a suffix: a single-seed report's inputs keep their names.
     inputs = {
-        f"eval_{d}_{m}" + (f"_{i}" if i else ""): e["artifact"]
+        f"eval_{d}_{m.replace(RELEASED, '_released')}" + (f"_{i}" if i else ""): e["artifact"]
         for (d, m), seeds in groups(evals).items()
         for i, e in enumerate(seeds)
     }

@@ -146,3 +146,56 @@ def test_prepare_downloads_verifies_and_records(server, tmp_path, monkeypatch):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Serves `body` with HTTP Range support (unless `ranges_ok` is False); the first response stops half-way."""
+
+    body = b""
+    ranges_ok = True
+    seen: list = []
+
+    def do_GET(self):
+        asked = self.headers.get("Range") if self.ranges_ok else None
+        type(self).seen.append(self.headers.get("Range"))
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
+        data = self.body[start:]
+        self.send_response(206 if asked else 200)
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if len(type(self).seen) == 1:
+            data = data[: len(data) // 2]  # then the connection drops
+            self.close_connection = True
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("ranges_ok", [True, False])
+def test_a_dropped_download_resumes_where_it_stopped(tmp_path, monkeypatch, ranges_ok):
+    import hashlib
+
+    from dorl.data import download as dl
+
+    body = bytes(range(256)) * 4000
+    handler = type("H", (_Flaky,), {"body": body, "ranges_ok": ranges_ok, "seen": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setattr(dl.time, "sleep", lambda s: None)
+    want = hashlib.sha256(body).hexdigest()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/release.zip"
+        got = dl.download(url, tmp_path / "release.zip", what="release x", check=lambda d: None)
+        # the second request asks for the rest only; a server that ignores it sends the whole file again
+        assert handler.seen == [None, f"bytes={len(body) // 2}-"]
+        assert got.sha256 == want and (tmp_path / "release.zip").read_bytes() == body
+        bad = lambda d: None if d.sha256 == "0" * 64 else f"has sha256 {d.sha256}"  # noqa: E731
+        with pytest.raises(DataError, match=f"release y downloaded from {url} has sha256 {want}; nothing was written"):
+            dl.download(url, tmp_path / "other.zip", what="release y", check=bad)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["release.zip"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -15,7 +15,7 @@ from tests.conftest import run_dorl
 N = 60
 
 
-def _eval_artifact(uri, dataset, method, bert, meteor, contexts=None):
+def _eval_artifact(uri, dataset, method, bert, meteor, contexts=None, released=False):
     contexts = contexts or [f"<_soc_>context {i}" for i in range(N)]
     pred = pd.DataFrame(
         {
@@ -31,7 +31,7 @@ def _eval_artifact(uri, dataset, method, bert, meteor, contexts=None):
     def body(ctx):
         pred.to_csv(ctx.out.path("predictions.csv"), index=False)
         ctx.out.path("metrics.json").write_text(json.dumps({"method": method}))
-        ctx.info.update(method=method, dataset=dataset)
+        ctx.info.update(method=method, dataset=dataset, **({"released": True} if released else {}))
 
     return run_stage("evaluate", uri, {"method": method, "dataset": dataset}, {}, body).artifact
 
@@ -188,3 +188,27 @@ def test_seeds(tmp_path):
     assert dt_cell == f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] ±{half:.3f}*"
     assert "Several seeds (tf: 2, dt: 3)" in md
     assert {"eval_abcd_dt", "eval_abcd_dt_1", "eval_abcd_dt_2"} <= set(art.manifest["inputs"])
+
+
+def test_a_released_checkpoint_sits_beside_dorls_own(evals, tmp_path):
+    """An evaluation of an imported reference checkpoint (`dorl models import`) is its own row, `dt (released)`,
+    right after dorl's `dt`, and is tested against the baseline like any other."""
+    uris, raw = evals
+    rng = np.random.default_rng(11)
+    bert, met = rng.uniform(0.3, 0.7, N), rng.uniform(0, 0.5, N)
+    extra = [
+        _eval_artifact(str(tmp_path / "dt-rel"), "abcd", "dt", bert, met, released=True).uri,
+        _eval_artifact(str(tmp_path / "tf-rel"), "abcd", "tf", bert, met, released=True).uri,
+    ]
+    cfg = config.load(sets=["report.bootstrap=100"])
+    art = report(cfg, eval_uris=list(uris.values()) + extra, out_uri=str(tmp_path / "report")).artifact
+    table = pd.read_csv(art.path("results.csv"))
+    assert list(dict.fromkeys(table["method"])) == ["tf", "tf (released)", "tf_top", "dt", "dt (released)"]
+    row = table[(table.method == "dt (released)") & (table.metric == "bertscore")].iloc[0]
+    assert row["mean"] == pytest.approx(bert.mean()) and row["delta"] == pytest.approx(
+        bert.mean() - raw["tf"][0].mean()
+    )
+    md = art.path("results.md").read_text()
+    assert md.index("| dt |") < md.index("| dt (released) |")
+    assert {"eval_abcd_dt", "eval_abcd_dt_released", "eval_abcd_tf_released"} <= set(art.manifest["inputs"])
+    assert "dt (released)" in art.path("report.html").read_text()
