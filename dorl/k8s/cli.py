@@ -68,7 +68,6 @@ def submit_cmd(cfg, mode: str, overlay: str | None, poll: float | None, context:
     from dorl.k8s.cluster import connect
     from dorl.k8s.render import render
     from dorl.k8s.submit import submit_argo, submit_jobs, took
-    from dorl.k8s.workflow import require_argo
     from dorl.log import console
 
     m = render(cfg)  # every check happens here, before any API call
@@ -77,8 +76,6 @@ def submit_cmd(cfg, mode: str, overlay: str | None, poll: float | None, context:
         from dorl.k8s.overlay import apply_overlay
 
         m = apply_overlay(m, overlay)
-    if mode == "argo":
-        require_argo(cfg)
     clients = connect(context)
     if mode == "argo":
         name = submit_argo(cfg, m, clients)

@@ -15,7 +15,7 @@ against maxRestarts; a crash restarts it, counted.
 from __future__ import annotations
 
 from dorl.config import RunConfig
-from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR
+from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, ConfigError
 from dorl.k8s import pod
 from dorl.k8s.plan import Step
 
@@ -29,11 +29,11 @@ def host(name: str, index: int = 0) -> str:
     return f"{name}-{REPLICATED_JOB}-0-{index}.{name}"
 
 
-def torchrun_command(cfg: RunConfig, step: Step, master: str | None = None) -> list[str]:
+def torchrun_command(cfg: RunConfig, step: Step) -> list[str]:
     """torchrun with a c10d rendezvous on pod 0 (ranks by arrival; the store's checkpoints make them equal)."""
     k = cfg.k8s
     procs = pod.gpu_count(cfg, "train") or 1
-    endpoint = master or host(step.name)
+    endpoint = host(step.name)
     return [
         "dorl",
         "launch",
@@ -89,15 +89,13 @@ def failure_policy(cfg: RunConfig) -> dict:
     }
 
 
-def jobset(cfg: RunConfig, step: Step, args: list[str] | None = None, name: str | None = None) -> dict:
-    """The JobSet of a multi-node training step (`args`/`name` given: the Argo resource template's, with
-    {{inputs.parameters.*}} placeholders)."""
-    from dorl.k8s.render import pod_spec
-
+def jobset(cfg: RunConfig, step: Step) -> dict:
+    """The JobSet of a multi-node training step (Argo's resource template passes a step whose name, labels and
+    args are {{inputs.parameters.*}} placeholders)."""
     k = cfg.k8s
-    name = name or step.name
+    name = step.name
     labels = pod.step_labels(cfg, step)
-    spec = pod_spec(cfg, step, args if args is not None else step.args, torchrun_command(cfg, step, host(name)))
+    spec = pod.pod_spec(cfg, step, step.args, torchrun_command(cfg, step))
     spec["containers"][0]["ports"] = [{"name": "rendezvous", "containerPort": k.master_port, "protocol": "TCP"}]
     job_spec = {
         "completionMode": "Indexed",
@@ -130,8 +128,6 @@ def jobset(cfg: RunConfig, step: Step, args: list[str] | None = None, name: str 
 
 def check_names(cfg: RunConfig, steps: list[Step]) -> None:
     """A JobSet pod's hostname, <jobset>-n-0-<index>, must fit in a 63-character DNS label."""
-    from dorl.errors import ConfigError
-
     for step in steps:
         if step.nodes > 1 and len(host(step.name, step.nodes - 1).split(".")[0]) > 63:
             raise ConfigError(

@@ -2,14 +2,13 @@
 
 A step is one Kubernetes Job (one pod, or an indexed set of pods for relabel shards and multi-node
 training) running one `dorl` stage command: one per node of the stage graph (`dorl.stages.graph`),
-whose arguments the node gives. The same command builders also serve the Argo Workflow, called
-there with `{{inputs.parameters.*}}` placeholders instead of URIs.
+whose arguments the node gives (relabel with k8s.relabel_shards > 1: an Indexed Job of shards, then an
+assembling Job). The Jobs (`dorl.k8s.render`) and the Argo DAG's tasks (`dorl.k8s.workflow`) are these steps.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass, field
 
 from dorl.config import RunConfig
@@ -110,36 +109,6 @@ def _check_quantities(cfg: RunConfig) -> None:
             ok = False
         if not ok:
             raise ConfigError(f"config key 'k8s.{key}': {value!r} is not a positive Kubernetes quantity (e.g. 8, 16Gi)")
-
-
-# ---------------------------------------------------------------- the stage commands (from the stage graph)
-
-
-def data_args(dataset: str, out: str) -> list[str]:
-    """`dorl data prepare`; with data.simulate > 0 it simulates the dialogues itself (same pod, no extra step)."""
-    return Node("data", out, dataset=dataset).args(CONFIG_PATH)
-
-
-def train_args(method: str, data: str, out: str, base: str | None = None, seed: str | None = None) -> list[str]:
-    inputs = (("data_uri", data),) + ((("base_uri", base),) if base is not None else ())
-    return Node("train", out, inputs, method=method, seed=seed).args(CONFIG_PATH)
-
-
-def relabel_args(data: str, model: str, out: str, shard: str | None = None, assemble: int | None = None) -> list[str]:
-    extra = (["--shard", shard] if shard is not None else []) + (["--assemble", str(assemble)] if assemble else [])
-    return Node("relabel", out, (("data_uri", data), ("base_uri", model))).args(CONFIG_PATH, extra)
-
-
-def evaluate_args(method: str, model: str, data: str, out: str) -> list[str]:
-    return Node("evaluate", out, (("model_uri", model), ("data_uri", data)), method=method).args(CONFIG_PATH)
-
-
-def report_args(evals: list[str], out: str) -> list[str]:
-    return Node("report", out, (("eval_uris", tuple(evals)),)).args(CONFIG_PATH)
-
-
-def _join(words: list[str]) -> str:
-    return " ".join(shlex.quote(w) for w in words)
 
 
 # ---------------------------------------------------------------- the plan

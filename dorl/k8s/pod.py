@@ -1,24 +1,23 @@
-"""The pod every stage runs in, shared by the Jobs and the Argo Workflow: labels, environment,
-resources, launcher, volumes and a locked-down security context.
+"""The pod every stage runs in, shared by the Jobs, the JobSets and the Argo Workflow: labels, environment,
+resources, launcher, volumes, a locked-down security context, and the pod spec they make together.
+
+In: a RunConfig and a plan Step (`dorl.k8s.plan`). Out: plain dicts (Kubernetes API objects' parts).
 """
 
 from __future__ import annotations
+
+import re
 
 from dorl import __version__
 from dorl.config import RunConfig
 from dorl.errors import EXIT_TRANSIENT as TRANSIENT_EXIT  # S3 throttled/unreachable, rendezvous timeout: retry
 from dorl.errors import EXIT_USER_ERROR as USER_ERROR_EXIT  # bad config or input: retrying cannot help
+from dorl.k8s.configmap import config_map_name
 from dorl.k8s.plan import CONFIG_DIR, SCRATCH, Step
 
 CONTAINER = "dorl"
 MODELS_DIR = "/models"  # k8s.models_pvc, read-only
 UID = 10001  # the image's `dorl` user (docker/Dockerfile)
-
-
-def config_map_name(cfg: RunConfig) -> str:
-    from dorl.k8s.render import config_hash
-
-    return f"dorl-{cfg.run}-config-{config_hash(cfg)}"
 
 
 def labels(cfg: RunConfig, stage: str, dataset: str | None = None, method: str | None = None, pool: str | None = None):
@@ -57,8 +56,6 @@ def gpu_count(cfg: RunConfig, pool: str) -> int:
 
 def _times(quantity: str, n: int) -> str:
     """`8` x 4 = `32`, `64Gi` x 4 = `256Gi` (exact: the number part is multiplied, the unit kept)."""
-    import re
-
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", quantity)
     if n == 1 or not m:
         return quantity
@@ -91,17 +88,16 @@ def resources(cfg: RunConfig, pool: str) -> dict:
     return {"requests": requests, "limits": limits}
 
 
-def launcher(cfg: RunConfig, step: Step, master: str | None = None) -> list[str] | None:
-    """The command in front of `dorl ARGS` for multi-GPU training pods (single node; multi-node: dorl.k8s.jobset);
-    None: the image's entrypoint alone. `dorl launch` keeps the exit-code contract through the launcher."""
+def launcher(cfg: RunConfig, step: Step) -> list[str] | None:
+    """The command in front of `dorl ARGS` for multi-GPU training pods on one node (several nodes: the JobSet's
+    torchrun, `dorl.k8s.jobset`); None: the image's entrypoint alone. `dorl launch` keeps the exit-code contract
+    through the launcher."""
     if step.pool != "train":
         return None
+    if step.nodes > 1:
+        raise ValueError(f"{step.name}: a multi-node step's launcher is its JobSet's (dorl.k8s.jobset)")
     k = cfg.k8s
     procs = gpu_count(cfg, "train") or 1
-    if step.nodes > 1:
-        from dorl.k8s.jobset import torchrun_command
-
-        return torchrun_command(cfg, step, master)
     if procs == 1:
         return None
     if k.launcher == "deepspeed":
@@ -245,3 +241,24 @@ def pod_failure_policy() -> dict:
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
     }
+
+
+def pod_spec(cfg: RunConfig, step: Step, args: list[str], command: list[str] | None) -> dict:
+    """The pod of one step (a Job's, or each pod of a JobSet's; Argo's container templates take its parts)."""
+    k = cfg.k8s
+    indexed = step.shards > 1 or step.nodes > 1
+    spec: dict = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security(),
+    }
+    if k.service_account:
+        spec["serviceAccountName"] = k.service_account
+    spec.update(scheduling(cfg, step.pool))
+    init = init_containers(cfg)
+    if init:
+        spec["initContainers"] = init
+    spec["containers"] = [container(cfg, step.pool, args, command, indexed=indexed)]
+    spec["volumes"] = volumes(cfg, step.pool)
+    return spec

@@ -5,7 +5,7 @@ DIR/
   configmap.yaml              the run config (immutable, named by its hash), mounted at /etc/dorl/run.yaml
   rbac.yaml                   ServiceAccounts, Roles and RoleBindings of the pods and of `dorl k8s submit`
   jobs/NN-<job>.yaml          one Job per step (a JobSet for multi-node training), numbered in dependency order
-  argo/workflowtemplate.yaml  the same pipeline as an Argo DAG, fanned out over datasets
+  argo/workflowtemplate.yaml  the same steps as an Argo DAG (one task per Job: dorl.k8s.workflow)
   argo/workflow.yaml          a Workflow that runs the template
 """
 
@@ -16,10 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from dorl.config import RunConfig, to_dict
-from dorl.config.schema import RunConfig as _Defaults
-from dorl.k8s import pod
+from dorl.config import RunConfig
+from dorl.k8s import pod, rbac
+from dorl.k8s.configmap import config_hash, config_map_name, run_yaml
+from dorl.k8s.jobset import check_names, jobset
 from dorl.k8s.plan import Step, plan
+from dorl.k8s.workflow import workflow, workflow_template
+from dorl.k8s.yamltext import dump
 
 
 @dataclass
@@ -39,10 +42,6 @@ class Manifests:
 
 def render(cfg: RunConfig) -> Manifests:
     """Every object of the run (checks the config first: ConfigError on anything a cluster would refuse)."""
-    from dorl.k8s import rbac
-    from dorl.k8s.jobset import check_names, jobset
-    from dorl.k8s.workflow import workflow, workflow_template
-
     steps = plan(cfg)
     check_names(cfg, steps)
     out = Manifests(config_map=config_map(cfg), steps=steps, jobs={}, rbac=rbac.objects(cfg))
@@ -51,43 +50,14 @@ def render(cfg: RunConfig) -> Manifests:
             out.jobsets[step.name] = jobset(cfg, step)
         else:
             out.jobs[step.name] = job(cfg, step)
-    out.workflow_template = workflow_template(cfg)
+    out.workflow_template = workflow_template(cfg, steps)
     out.workflow = workflow(cfg)
     return out
 
 
-def _diff(values: dict, defaults: dict) -> dict:
-    out = {}
-    for key, value in values.items():
-        base = defaults.get(key)
-        if isinstance(value, dict) and isinstance(base, dict):
-            sub = _diff(value, base)
-            if sub:
-                out[key] = sub
-        elif value != base:
-            out[key] = value
-    return out
-
-
-def run_yaml(cfg: RunConfig) -> str:
-    """The run config as its differences from the defaults: exact, and readable by any dorl image that
-    knows those keys (a full dump would break on an image one field older or newer)."""
-    diff = _diff(to_dict(cfg), to_dict(_Defaults()))
-    return "# dorl run config (differences from the defaults), rendered by `dorl k8s render`\n" + yaml.safe_dump(
-        diff, sort_keys=True
-    )
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """The first 10 hex digits of the sha256 of the run config as mounted: names the run's immutable ConfigMap."""
-    import hashlib
-
-    return hashlib.sha256(run_yaml(cfg).encode()).hexdigest()[:10]
-
-
 def config_map(cfg: RunConfig) -> dict:
     """Immutable and named after its content: an edited config is a new ConfigMap, never a changed one."""
-    meta = _meta(cfg, pod.config_map_name(cfg), pod.labels(cfg, "config"))
+    meta = _meta(cfg, config_map_name(cfg), pod.labels(cfg, "config"))
     meta["annotations"] = {"dorl.dev/config-hash": config_hash(cfg)}
     return {
         "apiVersion": "v1",
@@ -102,31 +72,10 @@ def _meta(cfg: RunConfig, name: str, labels: dict) -> dict:
     return {"name": name, "namespace": cfg.k8s.namespace, "labels": labels}
 
 
-def pod_spec(cfg: RunConfig, step: Step, args: list[str], command: list[str] | None) -> dict:
-    """The pod of one step (a Job's, or each pod of a JobSet's)."""
-    k = cfg.k8s
-    indexed = step.shards > 1 or step.nodes > 1
-    spec: dict = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": pod.pod_security(),
-    }
-    if k.service_account:
-        spec["serviceAccountName"] = k.service_account
-    spec.update(pod.scheduling(cfg, step.pool))
-    init = pod.init_containers(cfg)
-    if init:
-        spec["initContainers"] = init
-    spec["containers"] = [pod.container(cfg, step.pool, args, command, indexed=indexed)]
-    spec["volumes"] = pod.volumes(cfg, step.pool)
-    return spec
-
-
 def job(cfg: RunConfig, step: Step) -> dict:
     """A step's Job: one pod, or an Indexed Job of relabel shards (each shard retried on its own)."""
     k = cfg.k8s
-    spec = pod_spec(cfg, step, step.args, pod.launcher(cfg, step))
+    spec = pod.pod_spec(cfg, step, step.args, pod.launcher(cfg, step))
     labels = pod.step_labels(cfg, step)
     job_spec: dict = {
         "backoffLimit": k.backoff_limit,
@@ -148,25 +97,6 @@ def job(cfg: RunConfig, step: Step) -> dict:
 
 
 # ---------------------------------------------------------------- files
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (the run config, shell scripts) as readable `|` blocks; no &anchors."""
-
-    def ignore_aliases(self, data):
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump(*docs: dict) -> str:
-    return "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=120) for d in docs)
 
 
 def write(m: Manifests, out: str | Path) -> list[Path]:

@@ -224,9 +224,6 @@ def submit_argo(cfg: RunConfig, m: Manifests, c: Clients) -> str:
     """Create the ConfigMap, create or replace the WorkflowTemplate, create a Workflow: its name."""
     from kubernetes.client.exceptions import ApiException
 
-    from dorl.k8s.workflow import require_argo
-
-    require_argo(cfg)
     ns = cfg.k8s.namespace
     refuse_other_configs(cfg, m, c)
     apply_config_map(c, m)

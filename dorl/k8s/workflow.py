@@ -1,37 +1,32 @@
-"""The run as an Argo WorkflowTemplate: one DAG fanned out over datasets, then over methods (and seeds).
+"""The run as an Argo WorkflowTemplate: one DAG task per step of the plan (`dorl.k8s.plan`, the stage graph's nodes
+as the Jobs run them), so that Argo and the Jobs run the same commands, datasets, seeds, scorers and shards included.
 
-main:     dataset (withItems: datasets) -> report
-dataset:  data -> train-tf -> relabel (withSequence: shards) [-> relabel-assemble] -> method (withItems: methods)
-          train-tf -> eval-tf
-method:   train -> evaluate
+main:  abcd-data ─► abcd-train-tf ─► abcd-relabel (withSequence: shards) ─► abcd-relabel-assemble ─► abcd-train-dt ─►
+         abcd-eval-dt ─► report;  abcd-train-tf ─► abcd-eval-tf ─► report;  … one task per Job
 
-With pipeline.seeds, the method fan-out's items are every (method, seed) pair ({method, seed} maps),
-and `train` takes `--seed`.
+A task is named after its Job (without `dorl-<run>-`) and `depends` on the tasks of the Jobs it waits for. Its
+template is shared by the steps whose commands have one shape: data, train-tf, train, relabel, relabel-assemble,
+evaluate, evaluate-scorer, report. A template's args are its steps' args with the values of the options in PARAMS
+as `{{inputs.parameters.*}}`, and the task passes those values, so each task runs its Job's command word for word
+(a relabel shard: `--shard {{item}}/N` over `withSequence`, where the Indexed Job has `$(JOB_COMPLETION_INDEX)/N`).
 
-The tasks and their dependencies are the stage graph's (`dorl.stages.graph`), built with one
-placeholder dataset and method.
-
-Each container template takes the S3 URIs of its inputs and output as parameters. Stages are
-idempotent (a complete output is skipped, an unfinished one resumes), so a retried step picks up
-where the killed one stopped; a user error (exit 2) is not retried.
+Every container template runs the Jobs' pod (`dorl.k8s.pod`) and retries by the exit-code contract
+(RETRY_EXPRESSION); stages are idempotent (a complete output is skipped, an unfinished one resumes), so a retried
+step picks up where the killed one stopped. Multi-node training (k8s.nodes > 1): the train templates are resource
+templates that create the step's JobSet (`dorl.k8s.jobset`, named as with `--mode jobs`) and wait for its terminal
+state; JobSet restarts its own group, so they are not retried.
 """
 
 from __future__ import annotations
 
-from dorl import methods
+from dataclasses import replace
+
 from dorl.config import RunConfig
 from dorl.k8s import pod
-from dorl.k8s.plan import (
-    Step,
-    check,
-    data_args,
-    evaluate_args,
-    plan,
-    relabel_args,
-    train_args,
-)
-from dorl.stages import graph
-from dorl.stages.graph import FLAGS, Node
+from dorl.k8s.jobset import check_names, jobset
+from dorl.k8s.plan import SHARD_INDEX, Step, job_name, plan
+from dorl.k8s.rbac import workflow_service_account
+from dorl.k8s.yamltext import dump
 
 API_VERSION = "argoproj.io/v1alpha1"
 # The exit-code contract (dorl/errors.py): never retry a user error (2); retry a transient fault (75) and a pod
@@ -41,6 +36,18 @@ RETRY_EXPRESSION = (
     f'asInt(lastRetry.exitCode) != {pod.USER_ERROR_EXIT} && (lastRetry.status == "Error" || '
     f"asInt(lastRetry.exitCode) == {pod.TRANSIENT_EXIT} || asInt(retries) < {{crash_limit}})"
 )
+# option of a stage command -> the template parameter that carries its value (every other word is the template's)
+PARAMS = {
+    "--dataset": "dataset",
+    "--method": "method",
+    "--seed": "seed",
+    "--data": "data",
+    "--base": "base",
+    "--model": "model",
+    "--candidates-from": "candidates",
+    "--out": "out",
+    "--shard": "shard",
+}
 
 
 def retry_strategy(cfg: RunConfig) -> dict:
@@ -58,35 +65,54 @@ def _p(name: str) -> str:
     return "{{inputs.parameters." + name + "}}"
 
 
-def _inputs(*names: str) -> dict:
-    return {"parameters": [{"name": n} for n in names]}
-
-
-def _args(**values: str) -> dict:
-    return {"parameters": [{"name": k, "value": v} for k, v in values.items()]}
-
-
 def template_name(cfg: RunConfig) -> str:
     return f"dorl-{cfg.run}"
 
 
-def _container_template(
-    cfg: RunConfig,
-    name: str,
-    stage: str,
-    pool: str,
-    args: list[str],
-    params: list[str],
-    *,
-    command: list[str] | None = None,
-    method: str | None = None,
-) -> dict:
-    c = pod.container(cfg, pool, args, command)
+# ---------------------------------------------------------------- a step -> its template and its values
+
+
+def _split(step: Step) -> tuple[Step, dict[str, str]]:
+    """The step as its template runs it (the values of PARAMS' options, its name, dataset and method as
+    placeholders) and {parameter: value}: the dataset first (a label, also where the command has no --dataset),
+    then the options in command order."""
+    values = {"dataset": step.dataset} if step.dataset else {}
+    args = []
+    for before, word in zip([None, *step.args], step.args):
+        name = PARAMS.get(before)
+        if name is not None:
+            values[name] = word
+            word = _p(name)
+        args.append(word)
+    if step.nodes > 1:  # the JobSet's name: its pods' hostnames and the rendezvous endpoint
+        values = {"name": step.name, **values}
+    shared = replace(
+        step,
+        name=_p("name"),
+        args=args,
+        after=[],
+        dataset=_p("dataset") if step.dataset else None,
+        method=_p("method") if "method" in values else None,
+    )
+    return shared, values
+
+
+def _template_of(step: Step, values: dict) -> str:
+    """The stage, told apart where one stage has two command shapes: the base model is trained on the data alone
+    (no --base: train-tf), a scorer's evaluation reads another model's candidates (evaluate-scorer)."""
+    if step.stage == "train" and "base" not in values:
+        return f"train-{step.method}"
+    if step.stage == "evaluate" and "candidates" in values:
+        return "evaluate-scorer"
+    return step.stage
+
+
+def _container_template(cfg: RunConfig, name: str, step: Step, params: list[str]) -> dict:
+    c = pod.container(cfg, step.pool, step.args, pod.launcher(cfg, step))  # the shard is a parameter: not indexed
     del c["name"]  # Argo names the main container "main"
-    labels = pod.labels(cfg, stage, _p("dataset") if "dataset" in params else None, method, pool)
-    t: dict = {"name": name, "inputs": _inputs(*params)} if params else {"name": name}
-    t["metadata"] = pod.pod_metadata(cfg, {**labels, **pod.queue_labels(cfg)})
-    sched = pod.scheduling(cfg, pool)
+    t: dict = {"name": name, "inputs": {"parameters": [{"name": n} for n in params]}}
+    t["metadata"] = pod.pod_metadata(cfg, {**pod.step_labels(cfg, step), **pod.queue_labels(cfg)})
+    sched = pod.scheduling(cfg, step.pool)
     for key in ("schedulerName", "nodeSelector", "tolerations", "priorityClassName"):
         if key in sched:
             t[key] = sched[key]
@@ -99,171 +125,58 @@ def _container_template(
     return t
 
 
-def _jobset_template(cfg: RunConfig, name: str, args: list[str], params: list[str], method: str) -> dict:
-    """Multi-node training: the step creates the JobSet and waits for its terminal state (JobSet restarts
-    its own group, so the step is not retried; the JobSet is owned by, and deleted with, the Workflow)."""
-    from dorl.k8s.jobset import jobset
-    from dorl.k8s.render import dump
-
-    m = "{{=sprig.replace('_', '-', inputs.parameters.method)}}" if method == _p("method") else method
-    js_name = f"dorl-{cfg.run}-{_p('dataset')}-train-{m}"
-    step = Step(name=js_name, stage="train", args=args, pool="train", dataset=_p("dataset"), method=method)
-    step.nodes = cfg.k8s.nodes
-    manifest = jobset(cfg, step, args=args, name=js_name)
+def _jobset_template(cfg: RunConfig, name: str, step: Step, params: list[str]) -> dict:
+    """Multi-node training: create the step's JobSet and wait for its terminal state (JobSet restarts its own
+    group, so the step is not retried; the JobSet is owned by, and deleted with, the Workflow)."""
     return {
         "name": name,
-        "inputs": _inputs(*params),
+        "inputs": {"parameters": [{"name": n} for n in params]},
         "resource": {
             "action": "create",
             "setOwnerReference": True,
             "successCondition": "status.terminalState == Completed",
             "failureCondition": "status.terminalState == Failed",
-            "manifest": dump(manifest),
+            "manifest": dump(jobset(cfg, step)),
         },
     }
 
 
-def _launcher(cfg: RunConfig) -> list[str] | None:
-    return pod.launcher(cfg, Step(name="", stage="train", args=[], pool="train"))
+# ---------------------------------------------------------------- the DAG
 
 
-def _train_template(cfg: RunConfig, name: str, args: list[str], params: list[str], method: str) -> dict:
-    if cfg.k8s.nodes > 1:
-        return _jobset_template(cfg, name, args, params, method)
-    return _container_template(cfg, name, "train", "train", args, params, command=_launcher(cfg), method=method)
+def _dag(cfg: RunConfig, steps: list[Step]) -> tuple[list[dict], list[dict]]:
+    """(the tasks of the main DAG, one per step; the templates they run, in order of first use)."""
+    prefix = job_name(cfg) + "-"
+    task_name = {s.name: s.name.removeprefix(prefix) for s in steps}
+    tasks: list[dict] = []
+    templates: dict[str, dict] = {}
+    made_of: dict[str, tuple] = {}  # template name -> what it was made of
+    for step in steps:
+        shared, values = _split(step)
+        name = _template_of(step, values)
+        if made_of.setdefault(name, (shared, list(values))) != (shared, list(values)):
+            raise RuntimeError(f"two command shapes would share the Argo template {name!r} ({step.name})")
+        if name not in templates:
+            make = _jobset_template if step.nodes > 1 else _container_template
+            templates[name] = make(cfg, name, shared, list(values))
+        task: dict = {"name": task_name[step.name], "template": name}
+        if step.after:
+            task["depends"] = " && ".join(task_name[a] for a in step.after)
+        if step.shards > 1:  # one pod per shard, as the Indexed Job's
+            values["shard"] = values["shard"].replace(SHARD_INDEX, "{{item}}")
+            task["withSequence"] = {"count": str(step.shards)}
+        task["arguments"] = {"parameters": [{"name": k, "value": v} for k, v in values.items()]}
+        tasks.append(task)
+    return tasks, list(templates.values())
 
 
-def templates(cfg: RunConfig) -> list[dict]:
+def workflow_template(cfg: RunConfig, steps: list[Step] | None = None) -> dict:
+    """The WorkflowTemplate of the plan's steps (`steps`: plan(cfg), checked, when not given)."""
+    if steps is None:
+        steps = plan(cfg)
+        check_names(cfg, steps)
     k = cfg.k8s
-    ds = _p("dataset")
-    shards = k.relabel_shards
-    out = [
-        _main(cfg),
-        _dataset_dag(cfg),
-    ]
-    if cfg.pipeline.methods:
-        out.append(_method_dag(cfg))
-    out += [
-        _container_template(cfg, "data", "data", "cpu", data_args(ds, _p("out")), ["dataset", "out"]),
-        _train_template(cfg, "train-tf", train_args("tf", _p("data"), _p("out")), ["dataset", "data", "out"], "tf"),
-    ]
-    relabel = ["dataset", "data", "base", "out"]
-    if shards == 1:
-        args = relabel_args(_p("data"), _p("base"), _p("out"))
-        out.append(_container_template(cfg, "relabel", "relabel", "gpu", args, relabel))
-    else:
-        args = relabel_args(_p("data"), _p("base"), _p("out"), shard=f"{_p('shard')}/{shards}")
-        out.append(_container_template(cfg, "relabel", "relabel", "gpu", args, relabel + ["shard"]))
-        args = relabel_args(_p("data"), _p("base"), _p("out"), assemble=shards)
-        out.append(_container_template(cfg, "relabel-assemble", "relabel-assemble", "cpu", args, relabel))
-    if cfg.pipeline.methods:
-        seed = _p("seed") if cfg.pipeline.seeds else None
-        args = train_args(_p("method"), _p("data"), _p("out"), base=_p("base"), seed=seed)
-        params = ["dataset", "method"] + (["seed"] if seed else []) + ["data", "base", "out"]
-        out.append(_train_template(cfg, "train", args, params, _p("method")))
-    args = evaluate_args(_p("method"), _p("model"), _p("data"), _p("out"))
-    t = _container_template(cfg, "evaluate", "evaluate", "gpu", args, ["dataset", "method", "model", "data", "out"])
-    t["metadata"]["labels"]["dorl.dev/method"] = _p("method")
-    out.append(t)
-    report = next(s for s in plan(cfg) if s.stage == "report")
-    out.append(_container_template(cfg, "report", "report", "cpu", report.args, []))
-    return out
-
-
-def _task(name: str, template: str, depends: str | None = None, **params: str) -> dict:
-    t: dict = {"name": name, "template": template}
-    if depends:
-        t["depends"] = depends
-    if params:
-        t["arguments"] = _args(**params)
-    return t
-
-
-# ---------------------------------------------------------------- the DAGs, from the stage graph
-# A node of the graph (built with one placeholder dataset and method) -> (DAG, task, container template).
-
-
-def _where(node: Node) -> tuple[str, str, str]:
-    if node.stage == "report":
-        return "main", "report", "report"
-    if node.method not in (None, methods.BASE):
-        return "method", node.stage, node.stage
-    if node.stage == "train":
-        return "dataset", "train-tf", "train-tf"
-    if node.stage == "evaluate":
-        return "dataset", "eval-tf", "evaluate"
-    return "dataset", node.stage, node.stage
-
-
-def _graph(cfg: RunConfig) -> list[Node]:
-    trained = [_p("method")] if cfg.pipeline.methods else []
-    return graph.nodes(cfg, datasets=[_p("dataset")], trained=trained, seeds=[_p("seed") if _seeds(cfg) else None])
-
-
-def _seeds(cfg: RunConfig) -> list[int]:
-    return [s for s in graph.training_seeds(cfg) if s is not None]
-
-
-def _params(node: Node) -> dict[str, str]:
-    """The task's arguments: the node's keyword arguments, named as the templates' parameters."""
-    named = {FLAGS[k].lstrip("-"): v for k, v in node.kwargs().items() if k != "eval_uris"}
-    return {"dataset": node.dataset, **named} if node.dataset else named
-
-
-def _dags(cfg: RunConfig) -> dict[str, list[dict]]:
-    nodes = _graph(cfg)
-    where = {n.key: _where(n) for n in nodes}
-    shards = cfg.k8s.relabel_shards
-    dags: dict[str, list[dict]] = {"main": [], "dataset": [], "method": []}
-    fan_after: list[str] = []  # what the per-method fan-out waits for
-    for node in nodes:
-        dag, task, template = where[node.key]
-        same = [where[a][1] for a in node.after if where[a][0] == dag]
-        fan_after += [where[a][1] for a in node.after if dag == "method" and where[a][0] == "dataset"]
-        if dag == "main":
-            dags["main"].append(_task("report", "report", depends="dataset"))
-            continue
-        params = _params(node)
-        if node.stage == "train" and task == "train-tf":
-            params.pop("method")
-        if node.stage == "relabel" and shards > 1:
-            fan = _task(task, template, " && ".join(same) or None, **params, shard="{{item}}")
-            fan["withSequence"] = {"count": str(shards)}
-            dags[dag] += [fan, _task("relabel-assemble", "relabel-assemble", task, **params)]
-            where[node.key] = (dag, "relabel-assemble", "relabel-assemble")
-            continue
-        dags[dag].append(_task(task, template, " && ".join(same) or None, **params))
-    if dags["method"]:
-        depends = " && ".join(dict.fromkeys(fan_after))
-        seeds, trained = _seeds(cfg), list(cfg.pipeline.methods)
-        item = {"method": "{{item.method}}", "seed": "{{item.seed}}"} if seeds else {"method": "{{item}}"}
-        fan = _task("method", "method", depends, dataset=_p("dataset"), **item)
-        fan["withItems"] = [{"method": m, "seed": str(s)} for s in seeds for m in trained] if seeds else trained
-        dags["dataset"].append(fan)
-    return dags
-
-
-def _main(cfg: RunConfig) -> dict:
-    fan = _task("dataset", "dataset", dataset="{{item}}")
-    fan["withItems"] = list(cfg.pipeline.datasets)
-    return {"name": "main", "dag": {"tasks": [fan, *_dags(cfg)["main"]]}}
-
-
-def _dataset_dag(cfg: RunConfig) -> dict:
-    return {"name": "dataset", "inputs": _inputs("dataset"), "dag": {"tasks": _dags(cfg)["dataset"]}}
-
-
-def _method_dag(cfg: RunConfig) -> dict:
-    params = ("dataset", "method") + (("seed",) if _seeds(cfg) else ())
-    return {"name": "method", "inputs": _inputs(*params), "dag": {"tasks": _dags(cfg)["method"]}}
-
-
-def workflow_template(cfg: RunConfig) -> dict | None:
-    """The WorkflowTemplate (multi-node training steps create a JobSet each)."""
-    from dorl.k8s.rbac import workflow_service_account
-
-    check(cfg)
-    k = cfg.k8s
+    tasks, templates = _dag(cfg, steps)
     spec: dict = {"entrypoint": "main"}
     spec["serviceAccountName"] = workflow_service_account(cfg)
     spec["podMetadata"] = {"labels": {"dorl.dev/run": cfg.run, "app.kubernetes.io/instance": cfg.run}}
@@ -273,12 +186,12 @@ def workflow_template(cfg: RunConfig) -> dict | None:
     spec["volumes"] = pod.volumes(cfg, "train")  # the largest /dev/shm (a limit, not a reservation)
     spec["podGC"] = {"strategy": "OnWorkflowSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": k.ttl_seconds_after_finished}
-    spec["templates"] = templates(cfg)
+    spec["templates"] = [{"name": "main", "dag": {"tasks": tasks}}, *templates]
     meta = {"name": template_name(cfg), "namespace": k.namespace, "labels": pod.labels(cfg, "workflow")}
     return {"apiVersion": API_VERSION, "kind": "WorkflowTemplate", "metadata": meta, "spec": spec}
 
 
-def workflow(cfg: RunConfig) -> dict | None:
+def workflow(cfg: RunConfig) -> dict:
     """A Workflow that runs the template (what `dorl k8s submit --mode argo` creates)."""
     meta = {
         "generateName": f"{template_name(cfg)}-",
@@ -287,7 +200,3 @@ def workflow(cfg: RunConfig) -> dict | None:
     }
     spec = {"workflowTemplateRef": {"name": template_name(cfg)}}
     return {"apiVersion": API_VERSION, "kind": "Workflow", "metadata": meta, "spec": spec}
-
-
-def require_argo(cfg: RunConfig) -> None:
-    """Every run can go to Argo (kept for callers; multi-node steps are JobSet resource templates)."""

@@ -1,5 +1,5 @@
 """The stage graph of a run, declared once. `dorl pipeline` runs it in order, `dorl k8s render` turns
-each node into a Job and the Argo template into DAG tasks; all three read `nodes(cfg)`.
+each node into a Job and into a task of the Argo DAG; all three read `nodes(cfg)`.
 
     for each dataset:  data ─► train tf ─► relabel ─► train <method> ─► evaluate <method>
                                       └──────────────────────────────► evaluate tf
@@ -55,7 +55,7 @@ class Node:
     dataset: str | None = None
     method: str | None = None
     after: tuple[str, ...] = ()  # keys of the nodes whose outputs it reads
-    seed: int | str | None = None  # a method's training seed (pipeline.seeds; Argo: a placeholder); None: its own
+    seed: int | None = None  # a method's training seed (pipeline.seeds); None: its own
 
     @property
     def key(self) -> str:
@@ -98,19 +98,13 @@ def training_seeds(cfg: RunConfig) -> list[int | None]:
     return list(cfg.pipeline.seeds) or [None]
 
 
-def nodes(
-    cfg: RunConfig,
-    datasets: list[str] | None = None,
-    trained: list[str] | None = None,
-    seeds: list[int | str | None] | None = None,
-) -> list[Node]:
-    """Every node of the run, each after the nodes it needs. `datasets` / `trained` / `seeds` default
-    to pipeline.datasets / pipeline.methods / `training_seeds(cfg)` (Argo passes one placeholder of each,
-    and gets no scorer: a scorer reads two trained models by name)."""
-    scorers = list(cfg.pipeline.scorers) if trained is None else []
-    datasets = list(cfg.pipeline.datasets) if datasets is None else datasets
-    trained = list(cfg.pipeline.methods) if trained is None else trained
-    per_seed = training_seeds(cfg) if seeds is None else seeds
+def nodes(cfg: RunConfig) -> list[Node]:
+    """Every node of the run (pipeline.datasets x pipeline.methods, scorers and seeds), each after the nodes
+    it needs."""
+    scorers = list(cfg.pipeline.scorers)
+    datasets = list(cfg.pipeline.datasets)
+    trained = list(cfg.pipeline.methods)
+    per_seed = training_seeds(cfg)
     out: list[Node] = []
     evals: list[Node] = []
     base = methods.BASE

@@ -25,7 +25,7 @@ def _load(*sets):
 def _concrete(arg: str) -> str:
     """Fill in what Kubernetes / Argo substitute at run time."""
     arg = re.sub(r"\$\((\w+)\)", "0", arg)
-    values = {"dataset": "abcd", "method": "dt", "shard": "0"}
+    values = {"dataset": "abcd", "method": "dt", "shard": "0/4", "seed": "0"}
     return re.sub(r"\{\{inputs\.parameters\.(\w+)\}\}", lambda m: values.get(m.group(1), "s3://b/x"), arg)
 
 

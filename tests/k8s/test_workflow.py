@@ -1,6 +1,6 @@
 """The Argo WorkflowTemplate: valid against Argo's official JSON schema (api/jsonschema/schema.json, unknown keys
-rejected), the DAG the pipeline needs, retries by the exit-code contract, URIs passed as parameters, multi-node
-training as a JobSet resource template."""
+rejected), one DAG task per Job, retries by the exit-code contract, URIs passed as parameters, multi-node
+training as a JobSet resource template. That Argo and the Jobs run the same commands: test_argo_matches_jobs.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from dorl import config
+from dorl.k8s.plan import plan
+from dorl.k8s.render import render
 from dorl.k8s.workflow import workflow, workflow_template
 from tests.k8s.conftest import EXAMPLE
 from tests.k8s.schemas import errors
@@ -41,6 +43,12 @@ VARIANTS = {
         "k8s.models_uri=s3://models/hub",
     ],
     "multi-node": ["k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"],
+    "scorer, seeds, datasets, multi-node": [
+        "pipeline.scorers=[ilql_scorer]",
+        "pipeline.seeds=[0, 1]",
+        "pipeline.datasets=[abcd, taskmaster3]",
+        "k8s.nodes=2",
+    ],
 }
 
 
@@ -67,7 +75,7 @@ def test_a_misspelled_key_is_rejected(where):
     elif where == "retry key":
         templates["relabel"]["retryStrategy"]["expresion"] = templates["relabel"]["retryStrategy"].pop("expression")
     elif where == "dag task key":
-        templates["dataset"]["dag"]["tasks"][1]["dependss"] = "data"
+        templates["main"]["dag"]["tasks"][1]["dependss"] = "abcd-data"
     else:
         wt["spec"]["entryPoint"] = "main"
     found = errors(wt)
@@ -87,48 +95,64 @@ def _tasks(wt: dict, template: str) -> dict:
     return {task["name"]: task for task in t["dag"]["tasks"]}
 
 
-def test_the_dag_fans_out_over_datasets_shards_and_methods():
-    wt = workflow_template(load("pipeline.datasets=[abcd, taskmaster3]"))
+def test_the_dag_has_one_task_per_job():
+    cfg = load("pipeline.datasets=[abcd, taskmaster3]")
+    wt = workflow_template(cfg)
     main = _tasks(wt, "main")
-    assert main["dataset"]["withItems"] == ["abcd", "taskmaster3"]
-    assert main["report"]["depends"] == "dataset"  # after every dataset's evaluations
-    ds = _tasks(wt, "dataset")
-    deps = {name: t.get("depends") for name, t in ds.items()}
+    steps = plan(cfg)
+    assert list(main) == [s.name.removeprefix("dorl-example-") for s in steps]  # the Jobs' names and order
+    deps = {name: t.get("depends") for name, t in main.items() if name.startswith("abcd-")}
     assert deps == {
-        "data": None,
-        "train-tf": "data",
-        "eval-tf": "train-tf",
-        "relabel": "train-tf",
-        "relabel-assemble": "relabel",
-        "method": "relabel-assemble",
+        "abcd-data": None,
+        "abcd-train-tf": "abcd-data",
+        "abcd-relabel": "abcd-train-tf",
+        "abcd-relabel-assemble": "abcd-relabel",
+        "abcd-eval-tf": "abcd-train-tf",
+        **{f"abcd-train-{m}": "abcd-relabel-assemble" for m in ("tf-all", "tf-top", "dt", "ilql")},
+        **{f"abcd-eval-{m}": f"abcd-train-{m}" for m in ("tf-all", "tf-top", "dt", "ilql")},
     }
-    assert ds["relabel"]["withSequence"] == {"count": "4"}
-    assert ds["method"]["withItems"] == ["tf_all", "tf_top", "dt", "ilql"]
-    method = _tasks(wt, "method")
-    assert method["evaluate"]["depends"] == "train" and "depends" not in method["train"]
-    one = _tasks(workflow_template(load("k8s.relabel_shards=1")), "dataset")
-    assert "relabel-assemble" not in one and one["method"]["depends"] == "relabel"
-    assert "withSequence" not in one["relabel"]
+    assert main["report"]["depends"] == " && ".join(
+        f"{ds}-eval-{m}" for ds in ("abcd", "taskmaster3") for m in ("tf", "tf-all", "tf-top", "dt", "ilql")
+    )
+    assert main["abcd-relabel"]["withSequence"] == {"count": "4"}
+    assert [t["name"] for t in wt["spec"]["templates"]] == [
+        "main", "data", "train-tf", "relabel", "relabel-assemble", "evaluate", "train", "report",
+    ]  # fmt: skip
+    one = _tasks(workflow_template(load("k8s.relabel_shards=1")), "main")
+    assert "abcd-relabel-assemble" not in one and one["abcd-train-dt"]["depends"] == "abcd-relabel"
+    assert "withSequence" not in one["abcd-relabel"]
+
+
+def test_a_scorer_is_a_task_and_the_report_waits_for_it():
+    """The audit's finding: the Jobs had ilql_scorer's evaluation, the Argo DAG did not, while its report read it."""
+    wt = workflow_template(load("pipeline.scorers=[ilql_scorer]"))
+    assert errors(wt) == []
+    main = _tasks(wt, "main")
+    scorer = main["abcd-eval-ilql-scorer"]
+    assert scorer["template"] == "evaluate-scorer"
+    assert scorer["depends"] == "abcd-train-ilql && abcd-train-dt"
+    assert "abcd-eval-ilql-scorer" in main["report"]["depends"].split(" && ")
+    args = {p["name"]: p["value"] for p in scorer["arguments"]["parameters"]}
+    assert args["candidates"] == "s3://dorl-example/runs/example/abcd/dt"
 
 
 def test_artifacts_are_passed_as_s3_uri_parameters():
     wt = workflow_template(load())
-    params = {p["name"]: p["value"] for p in _tasks(wt, "method")["train"]["arguments"]["parameters"]}
-    root = "s3://dorl-example/runs/example/{{inputs.parameters.dataset}}"
-    assert params == {
-        "dataset": "{{inputs.parameters.dataset}}",
-        "method": "{{inputs.parameters.method}}",
-        "data": f"{root}/relabel",
-        "base": f"{root}/tf",
-        "out": f"{root}/{{{{inputs.parameters.method}}}}",
-    }
+    params = {p["name"]: p["value"] for p in _tasks(wt, "main")["abcd-train-tf-top"]["arguments"]["parameters"]}
+    root = "s3://dorl-example/runs/example/abcd"
+    assert params == {"dataset": "abcd", "method": "tf_top", "data": f"{root}/relabel", "base": f"{root}/tf",
+                      "out": f"{root}/tf_top"}  # fmt: skip
     train = next(t for t in wt["spec"]["templates"] if t["name"] == "train")
     assert train["container"]["args"] == [
         "train", "--method", "{{inputs.parameters.method}}", "--data", "{{inputs.parameters.data}}",
         "--base", "{{inputs.parameters.base}}", "--out", "{{inputs.parameters.out}}", "--config", "/etc/dorl/run.yaml",
     ]  # fmt: skip
+    assert train["metadata"]["labels"]["dorl.dev/method"] == "{{inputs.parameters.method}}"
+    assert train["metadata"]["labels"]["dorl.dev/dataset"] == "{{inputs.parameters.dataset}}"
     shard = next(t for t in wt["spec"]["templates"] if t["name"] == "relabel")
-    assert "{{inputs.parameters.shard}}/4" in shard["container"]["args"]
+    assert shard["container"]["args"][-4:-2] == ["--shard", "{{inputs.parameters.shard}}"]
+    relabel = {p["name"]: p["value"] for p in _tasks(wt, "main")["abcd-relabel"]["arguments"]["parameters"]}
+    assert relabel["shard"] == "{{item}}/4"
 
 
 def test_every_step_retries_by_the_exit_code_contract():
@@ -178,7 +202,8 @@ def test_the_retry_expression_means_the_contract():
 
 
 def test_multi_node_training_is_a_jobset_resource_template():
-    wt = workflow_template(load("k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"))
+    m = render(load("k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a", "pipeline.seeds=[0, 1]"))
+    wt = m.workflow_template
     templates = {t["name"]: t for t in wt["spec"]["templates"]}
     for name in ("train-tf", "train"):
         res = templates[name]["resource"]
@@ -188,18 +213,31 @@ def test_multi_node_training_is_a_jobset_resource_template():
         assert res["failureCondition"] == "status.terminalState == Failed"
         js = yaml.safe_load(res["manifest"])
         assert js["kind"] == "JobSet" and js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-        # the manifest validates once Argo has put in the parameters
-        text = res["manifest"].replace("{{=sprig.replace('_', '-', inputs.parameters.method)}}", "tf-top")
-        for p in ("dataset", "method", "data", "base", "out"):
-            text = text.replace(
-                "{{inputs.parameters." + p + "}}", {"dataset": "abcd", "method": "tf_top"}.get(p, "s3://b/x")
-            )
-        assert errors(yaml.safe_load(text)) == []
-    rbac = {
-        r["metadata"]["name"]: r
-        for r in __import__("dorl.k8s.rbac", fromlist=["x"]).objects(load())
-        if r["kind"] == "Role"
-    }
+        # the manifest validates once Argo has put in the parameters, and is the --mode jobs JobSet
+        task = next(t for t in _tasks(wt, "main").values() if t["template"] == name)
+        text = res["manifest"]
+        for p in task["arguments"]["parameters"]:
+            text = text.replace("{{inputs.parameters." + p["name"] + "}}", p["value"])
+        assert "{{" not in text
+        filled = yaml.safe_load(text)
+        assert errors(filled) == []
+        jobs_mode = m.jobsets[filled["metadata"]["name"]]
+        assert filled["spec"] == jobs_mode["spec"]
+        meta = dict(jobs_mode["metadata"])
+        assert meta.pop("annotations") == {"dorl.dev/after": task["depends"].replace("abcd-", "dorl-example-abcd-")}
+        assert filled["metadata"] == meta  # Argo orders by `depends`, not by the annotation
+    rbac = {r["metadata"]["name"]: r for r in m.rbac if r["kind"] == "Role"}
     assert {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"]}.items() <= rbac["dorl-example-workflow"][
         "rules"
     ][1].items()
+
+
+def test_two_command_shapes_never_share_a_template(monkeypatch):
+    """A template is shared only by steps whose commands have one shape; naming two shapes alike is refused."""
+    from dorl.k8s import workflow as wf
+
+    monkeypatch.setattr(wf, "_template_of", lambda step, values: step.stage)  # train-tf == train
+    with pytest.raises(RuntimeError, match="two command shapes would share the Argo template 'train'"):
+        workflow_template(load("pipeline.scorers=[ilql_scorer]"))
+    monkeypatch.undo()
+    assert errors(workflow_template(load("pipeline.scorers=[ilql_scorer]"))) == []

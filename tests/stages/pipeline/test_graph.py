@@ -1,5 +1,5 @@
 """The stage graph exists once: `dorl pipeline`'s plan, the rendered Jobs and the Argo DAG all match it, with and
-without `pipeline.seeds`."""
+without `pipeline.seeds` (that the Jobs and Argo run the same commands: tests/k8s/test_argo_matches_jobs.py)."""
 
 import kubernetes_validate
 import pytest
@@ -58,13 +58,16 @@ def steps_name(cfg, key, shards):
 
 
 def test_argo_dag_is_the_graph():
-    wt = workflow_template(_cfg())
-    tasks = {t["name"]: {x["name"]: x for x in t["dag"]["tasks"]} for t in wt["spec"]["templates"] if "dag" in t}
-    assert set(tasks["dataset"]) == {"data", "train-tf", "relabel", "eval-tf", "method"}
-    assert tasks["dataset"]["relabel"]["depends"] == "train-tf" and tasks["dataset"]["eval-tf"]["depends"] == "train-tf"
-    assert tasks["dataset"]["method"]["withItems"] == methods.relabelled()
-    assert tasks["method"]["evaluate"]["depends"] == "train"
-    assert tasks["main"]["report"]["depends"] == "dataset"
+    cfg = _cfg("pipeline.scorers=[ilql_scorer]", "k8s.relabel_shards=1")
+    wt = workflow_template(cfg)
+    [main] = [t for t in wt["spec"]["templates"] if "dag" in t]
+    tasks = {t["name"]: t for t in main["dag"]["tasks"]}
+    g = nodes(cfg)
+    task = {n.key: "-".join(job_parts(n)).replace("_", "-") for n in g}
+    assert list(tasks) == list(task.values())  # one task per node, in the graph's order (scorers included)
+    for n in g:
+        depends = tasks[task[n.key]].get("depends")
+        assert (depends.split(" && ") if depends else []) == [task[a] for a in n.after]
 
 
 # ---------------------------------------------------------------- pipeline.seeds
@@ -169,38 +172,36 @@ def test_seeded_job_names_fit_kubernetes_limits():
         render(k8s("run=" + "a" * 21, "pipeline.seeds=[0, 10]"))
 
 
-def _dag_tasks(wt: dict, template: str) -> dict:
-    t = next(t for t in wt["spec"]["templates"] if t["name"] == template)
-    return {task["name"]: task for task in t["dag"]["tasks"]}
+def _dag_tasks(wt: dict) -> dict:
+    [main] = [t for t in wt["spec"]["templates"] if "dag" in t]
+    return {task["name"]: task for task in main["dag"]["tasks"]}
 
 
-def test_argo_fans_out_over_methods_and_seeds():
+def test_argo_runs_every_method_and_seed():
     wt = workflow_template(k8s("pipeline.seeds=[0, 1]"))
     assert errors(wt) == []
-    fan = _dag_tasks(wt, "dataset")["method"]
-    assert fan["withItems"] == [
-        {"method": "tf_top", "seed": "0"}, {"method": "dt", "seed": "0"},
-        {"method": "tf_top", "seed": "1"}, {"method": "dt", "seed": "1"},
+    tasks = _dag_tasks(wt)
+    assert [n for n in tasks if "-train-" in n] == [
+        "abcd-train-tf", "abcd-train-tf-top-s0", "abcd-train-dt-s0", "abcd-train-tf-top-s1", "abcd-train-dt-s1",
     ]  # fmt: skip
-    args = {p["name"]: p["value"] for p in fan["arguments"]["parameters"]}
-    assert args == {"dataset": "{{inputs.parameters.dataset}}", "method": "{{item.method}}", "seed": "{{item.seed}}"}
-    method = _dag_tasks(wt, "method")
-    train = {p["name"]: p["value"] for p in method["train"]["arguments"]["parameters"]}
-    root = "s3://dorl-example/runs/example/{{inputs.parameters.dataset}}"
-    assert train["seed"] == "{{inputs.parameters.seed}}"
-    assert train["out"] == f"{root}/seed-{{{{inputs.parameters.seed}}}}/{{{{inputs.parameters.method}}}}"
-    evaluate = {p["name"]: p["value"] for p in method["evaluate"]["arguments"]["parameters"]}
-    assert evaluate["out"] == f"{root}/seed-{{{{inputs.parameters.seed}}}}/eval/{{{{inputs.parameters.method}}}}"
+    train = {p["name"]: p["value"] for p in tasks["abcd-train-dt-s1"]["arguments"]["parameters"]}
+    root = "s3://dorl-example/runs/example/abcd"
+    assert train == {"dataset": "abcd", "method": "dt", "seed": "1", "data": f"{root}/relabel", "base": f"{root}/tf",
+                     "out": f"{root}/seed-1/dt"}  # fmt: skip
+    evaluate = {p["name"]: p["value"] for p in tasks["abcd-eval-dt-s1"]["arguments"]["parameters"]}
+    assert evaluate["out"] == f"{root}/seed-1/eval/dt" and evaluate["model"] == f"{root}/seed-1/dt"
+    assert tasks["abcd-eval-dt-s1"]["depends"] == "abcd-train-dt-s1"
     templates = {t["name"]: t for t in wt["spec"]["templates"]}
     assert templates["train"]["container"]["args"][:5] == [
         "train", "--method", "{{inputs.parameters.method}}", "--seed", "{{inputs.parameters.seed}}",
     ]  # fmt: skip
     assert "--seed" not in templates["train-tf"]["container"]["args"]  # tf is trained once
-    assert _dag_tasks(wt, "dataset")["eval-tf"]["template"] == "evaluate"
-    # the report (a concrete command) reads every evaluation, as the Jobs' report does
+    assert tasks["abcd-eval-tf"]["template"] == "evaluate"
+    # the report reads every evaluation, as the Jobs' report does, and waits for each
     report = next(s for s in plan(k8s("pipeline.seeds=[0, 1]")) if s.stage == "report")
-    assert templates["report"]["container"]["args"] == report.args and report.args.count("--eval") == 1 + 2 * 2
-    # without seeds: today's template (plain method items, no seed parameter)
+    assert templates["report"]["container"]["args"][:-4] == report.args[:-4]
+    assert report.args.count("--eval") == 1 + 2 * 2
+    assert tasks["report"]["depends"].split(" && ") == [n.removeprefix("dorl-example-") for n in report.after]
+    # without seeds: no seed parameter
     plain = workflow_template(k8s())
-    assert _dag_tasks(plain, "dataset")["method"]["withItems"] == ["tf_top", "dt"]
     assert "--seed" not in next(t for t in plain["spec"]["templates"] if t["name"] == "train")["container"]["args"]
