@@ -155,6 +155,7 @@ def train_variant(shape: dict, vocab: int, size: dict, attn: str, compiled: bool
             acc["loss"].zero_()
             acc["targets"] = 0.0
         step_s = statistics.median(times[size["warmup"] :])
+        profile = _profile(trainer, idx, acc, device) if not compiled and attn == "sdpa" else None
         tokens, targets, tokens_sq = micro * block, micro * (block - 1), micro * block**2
         flops = monitor.model_flops(trainer.flops, tokens, targets, tokens_sq)
         out = {
@@ -169,11 +170,48 @@ def train_variant(shape: dict, vocab: int, size: dict, attn: str, compiled: bool
             "attention": module.lm.config._attn_implementation,
             "losses": [round(x, 4) for x in losses],
             "seconds": round(time.perf_counter() - started, 1),
+            "profile": profile,
         }
         trainer.engine.destroy()
     del trainer, module
     _free()
     return out
+
+
+def _profile(trainer, idx, acc, device, steps: int = 3) -> dict | None:
+    """Where a step's time goes (if MFU falls short): torch.profiler over a few steps, the device's busy time
+    against the wall time (idle = launch or host bound) and the kernels (or CPU ops) that take the most."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    try:
+        with profile(activities=activities) as prof:
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                trainer._step(idx, acc)
+            _sync(device)
+            wall = time.perf_counter() - t0
+        events = prof.key_averages()
+        if cuda:  # the kernels' own rows (an op's row repeats the time of the kernels it launched)
+            events = [e for e in events if e.device_type == DeviceType.CUDA]
+        key = "self_device_time_total" if cuda else "self_cpu_time_total"
+        top = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:15]
+        busy = sum(getattr(e, key) for e in events) / 1e6  # seconds
+        return {
+            "steps": steps,
+            "wall_s": round(wall, 4),
+            "busy_s": round(busy, 4) if cuda else None,  # the GPU's kernels, summed
+            "busy_fraction": round(busy / wall, 3) if cuda else None,
+            "top": [{"name": e.key[:120], "ms": round(getattr(e, key) / 1e3, 3), "calls": e.count} for e in top],
+        }
+    except Exception as e:  # a profile is a help, not a figure
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    finally:
+        acc["loss"].zero_()
+        acc["targets"] = 0.0
 
 
 def child_train(tiny: bool) -> None:
@@ -334,22 +372,32 @@ def train_rows(lines: list[dict], hw: str) -> list[dict]:
         if r["mfu"] is not None and (best is None or r["mfu"] > best["mfu"]):
             best = r
     errors = [r["error"] for r in lines if "error" in r and "variant" not in r]
+    seen = {r["variant"] for r in lines if "variant" in r}
+    for name, *_ in VARIANTS:  # a variant the child never reached (it timed out or died before)
+        if name not in seen:
+            rows.append(_row(f"train tokens/s, bf16, {name}", None, "real tokens/s", error=errors[0] if errors else
+                             "not reached"))  # fmt: skip
     row = _row(
         "train MFU, bf16, best variant",
         best and best["mfu"],
         "fraction of the dense bf16 peak",
         notes=f"{best['variant']}" if best else "no variant measured MFU",
-        error=errors[0] if errors else None,
+        error=None if best else (errors[0] if errors else "no variant measured MFU"),
+        profile=next((r["profile"] for r in lines if r.get("profile")), None),
     )
     row["ratio"] = row["dorl"]  # the goal is on MFU itself
     return rows + [row]
+
+
+BF16_FIG = "relabel pairs/s, bf16 weights vs fp32 (dorl)"
 
 
 def relabel_rows(lines: list[dict], hw: str) -> list[dict]:
     r = next((x for x in lines if "dorl" in x), None)
     fig = "relabel pairs/s vs the reference's one-context loop"
     if r is None:
-        return [_row(fig, None, "pairs/s", error=(lines[-1] if lines else {}).get("error", "no result"))]
+        error = (lines[-1] if lines else {}).get("error", "no result")
+        return [_row(fig, None, "pairs/s", error=error), _row(BF16_FIG, None, "pairs/s", error=error)]
     d, ref, b16 = r["dorl"], r["reference"], r["dorl_bf16"]
     notes = (f"{r['setup']}; dorl {d['contexts']} contexts (generate {d['generate_s']:.1f} s, score "
              f"{d['score_s']:.1f} s), peak {d['peak_mib']:,.0f} MiB; reference {ref['contexts']} contexts, peak "
@@ -358,7 +406,7 @@ def relabel_rows(lines: list[dict], hw: str) -> list[dict]:
     return [
         _row(fig, d["pairs_per_s"], "pairs/s", ref["pairs_per_s"], notes, peak_mib=d["peak_mib"],
              baseline_peak_mib=ref["peak_mib"], same_candidates=r["same_candidates"], compared=r["compared"]),
-        _row("relabel pairs/s, bf16 weights vs fp32 (dorl)", b16["pairs_per_s"], "pairs/s", d["pairs_per_s"],
+        _row(BF16_FIG, b16["pairs_per_s"], "pairs/s", d["pairs_per_s"],
              f"same candidates as fp32: {b16['same_as_fp32']}/{d['contexts']}; peak {b16['peak_mib']:,.0f} MiB",
              peak_mib=b16["peak_mib"]),
     ]  # fmt: skip

@@ -11,7 +11,8 @@
 Every stage runs in a child process with a time limit under one deadline (DORL_GPU_DEADLINE, seconds since the
 epoch, set by check.sh); one that fails or runs out of time is recorded and the next one runs. Everything the
 children print goes to DIR/check.log; DIR/results.json holds the results. DORL_GPU_DRY_RUN=1: the same on the CPU
-with tiny shapes (tests/gpu/test_check_script.py runs it), the same keys.
+with tiny shapes (tests/gpu/test_check_script.py runs it), the same keys. A rerun of a part only:
+DORL_GPU_STAGES=tests,bench (versions always run) and DORL_GPU_PYTEST_ARGS="-k relabel" (appended to pytest's).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -133,7 +135,8 @@ class Check:
     def run(self, name: str, cmd: list[str], cap: float, env: dict | None = None, capture: bool = False) -> dict:
         """`cmd` with stdout (unless `capture`) and stderr appended to the log, within min(cap, time left)."""
         limit = min(cap, self.deadline - time.time() - 3)
-        self.note(f"{name}: {' '.join(cmd[:6])}{' …' if len(cmd) > 6 else ''} (at most {limit:.0f} s)")
+        shown = " ".join(a if len(a) < 80 else "<script>" for a in cmd)
+        self.note(f"{name}: {shown} (at most {limit:.0f} s)")
         rec = {"ok": False, "seconds": 0.0, "timed_out": False, "exit_code": None, "error": None, "stdout": ""}
         if limit < 5:
             rec["error"] = "no time left before the deadline"
@@ -166,6 +169,8 @@ class Check:
         bad = {m: e for m, e in (found or {}).get("imports", {}).items() if e != "ok"}
         if bad:
             self.result["failures"].append(f"versions: imports failed: {bad}")
+        if not DRY and found and not found.get("cuda_available"):
+            self.result["failures"].append("versions: torch sees no CUDA device")
         if DRY:
             self.result["nvidia_smi"] = {"skipped": "dry run"}
             return
@@ -192,6 +197,7 @@ class Check:
                    "-rA", "--durations=15"]  # fmt: skip
             if _has("pytest_timeout"):  # the image has it: a hung test fails alone
                 cmd += ["--timeout", "120"]
+            cmd += shlex.split(os.environ.get("DORL_GPU_PYTEST_ARGS", ""))
             rec = self.run("tests", cmd, CAPS["tests"], env={"DORL_GPU_TEST_LOG": str(cases)})
             rec.pop("stdout")
             lines = [json.loads(x) for x in cases.read_text().splitlines()] if cases.exists() else []
@@ -200,12 +206,18 @@ class Check:
             counts[c["outcome"]] = counts.get(c["outcome"], 0) + 1
         if rec["exit_code"] == 5:  # pytest: no test collected
             rec["ok"] = False
+        if not DRY and not counts.get("passed"):
+            rec["ok"] = False
+            self.result["failures"].append("tests: no GPU test passed")
         self.result["tests"] = {**rec, "counts": counts, "cases": lines}
         for c in lines:
             if c["outcome"] in ("failed", "error"):
                 self.result["failures"].append(f"test {c['test']}: {c['message'][:300]}")
 
     def bench(self) -> None:
+        if not DRY and not (self.result["versions"] or {}).get("cuda_available"):
+            self.result["bench"] = {"ok": False, "error": "no CUDA device: the GPU bench did not run"}
+            return
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bench.json"
             left = min(CAPS["bench"], self.deadline - time.time() - 8)
@@ -281,7 +293,11 @@ def main() -> None:
     if not check.result["install"]["ok"]:
         check.result["failures"].append(f"install: exit code {args.install_rc} (see check.log)")
     check.write()
+    wanted = set((os.environ.get("DORL_GPU_STAGES") or "tests,bench").split(",")) | {"versions"}
     for stage in (check.versions, check.tests, check.bench):
+        if stage.__name__ not in wanted:
+            check.result[stage.__name__] = {"skipped": "not in DORL_GPU_STAGES"}
+            continue
         try:
             stage()
         except Exception as e:  # the driver's own fault: recorded, the next stage runs

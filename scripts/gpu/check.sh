@@ -41,7 +41,8 @@ else
     "$WHEELS"/*.whl >>"$LOG" 2>&1
   install_rc=$?
   if [ -f "$WHEELS/nltk_data.tar.xz" ]; then
-    timeout 30 tar -xJf "$WHEELS/nltk_data.tar.xz" -C /tmp >>"$LOG" 2>&1 || { [ "$install_rc" != 0 ] || install_rc=1; }
+    mkdir -p /tmp/nltk_data  # the archive holds corpora/wordnet
+    timeout 30 tar -xJf "$WHEELS/nltk_data.tar.xz" -C /tmp/nltk_data >>"$LOG" 2>&1 || { [ "$install_rc" != 0 ] || install_rc=1; }
     export NLTK_DATA=/tmp/nltk_data
   fi
   install_s=$(($(date +%s) - t0))

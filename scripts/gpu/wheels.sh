@@ -17,6 +17,7 @@ PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 LIMIT_MIB=${LIMIT_MIB:-56}  # of the 64 MiB that travel: the rest is the repository's tracked files
 PINS=scripts/gpu/constraints-gpu.txt
 mkdir -p "$DEST"
+quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }  # pip's notes on absent mirrors
 
 pins=$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PINS" | grep '==' || true)
 norm() { echo "$1" | tr 'A-Z-.' 'a-z__'; }  # a wheel file's name part: lower case, '-' and '.' as '_'
@@ -39,14 +40,15 @@ for p in $pins; do
   case "$p" in deepspeed==*) ;; *) binary+=("$p");; esac
 done
 "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
-  --abi abi3 --abi none "${platforms[@]}" --platform any -d "$DEST" "${binary[@]}"
+  --abi abi3 --abi none "${platforms[@]}" --platform any -d "$DEST" "${binary[@]}" 2> >(quiet)
 
 # 3. deepspeed: an sdist only; build its wheel with this environment's torch (no CUDA ops are prebuilt: none is
 #    needed, dorl trains with torch's fused AdamW).
 ds=$(echo "$pins" | grep '^deepspeed==' || true)
 if [ -n "$ds" ] && ! ls "$DEST"/deepspeed-"${ds##*==}"-*.whl >/dev/null 2>&1; then
   echo "building the wheel of $ds (a minute)"
-  DS_BUILD_OPS=0 DS_ACCELERATOR=cpu "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$ds"
+  DS_BUILD_OPS=0 DS_ACCELERATOR=cpu "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$ds" \
+    2> >(quiet)
 fi
 
 # 4. The MiniLM tokenizer and config (no weights): the GPU check scores with random encoders of BERT's shape.
