@@ -1,6 +1,7 @@
 """Training on a GPU through the engine: bf16 (train.precision=auto), ZeRO-0 and ZeRO-2, tf and dt; the loss falls;
-a run killed with SIGKILL and started again resumes to the weights of an uninterrupted run within bf16 tolerance
-(on the CPU, tests/engine/test_resume.py asks for equality; a GPU's atomics and bf16 leave rounding differences)."""
+a run killed with SIGKILL and started again resumes to the weights of an uninterrupted run within bf16 tolerance:
+1% (relative L2 of all weights), or 5x what two uninterrupted runs on the GPU differ by if that is more (on the CPU,
+tests/engine/test_resume.py asks for equality; a GPU's atomics leave rounding differences that training carries)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ def test_kill_and_resume_within_bf16_tolerance(tmp_path, method, gpu_data, relab
     inputs = {"data_uri": gpu_data.uri} if method == "tf" else {"data_uri": relabelled.uri,
                                                                      "base_uri": tiny_model_artifact.uri}  # fmt: skip
     ref = train(config.load(preset="tiny", sets=sets), method=method, out_uri=str(tmp_path / "ref"), **inputs).artifact
+    # the same run again: how far two uninterrupted runs on this GPU differ (its atomics are not deterministic)
+    again = train(config.load(preset="tiny", sets=sets), method=method, out_uri=str(tmp_path / "again"), **inputs)
 
     out = tmp_path / "killed"
     args = ["train", "--method", method, "--data", inputs["data_uri"], "--out", str(out), "--preset", "tiny"]
@@ -101,14 +104,24 @@ def test_kill_and_resume_within_bf16_tolerance(tmp_path, method, gpu_data, relab
     got, want = _weights(out), _weights(Path(ref.uri))
     start = _weights(Path(tiny_model_artifact.uri)) if method == "dt" else None
     diff = float((got - want).norm() / want.norm())
+    noise = float((_weights(Path(again.artifact.uri)) - want).norm() / want.norm())
     record_property("killed_at_step", killed_at)
     record_property("relative_difference", diff)
-    assert diff < 1e-2, f"resumed weights differ from an uninterrupted run's by {diff:.2e} (relative L2)"
+    record_property("run_to_run_difference", noise)
+    tol = max(1e-2, 5 * noise)
+    assert diff < tol, (
+        f"resumed weights differ from an uninterrupted run's by {diff:.2e} (relative L2; two "
+        f"uninterrupted runs: {noise:.2e})"
+    )
     if start is not None and start.shape == want.shape:  # training moved the weights far more than that
         moved = float((want - start).norm() / want.norm())
         record_property("relative_movement", moved)
         assert diff < 0.1 * moved
     # the curve after the resume goes on as the uninterrupted one's
-    a, b = losses(resumed), losses(ref)
-    assert len(a) == len(b)
-    assert max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True)) < 5e-2
+    a, b, c = losses(resumed), losses(ref), losses(again.artifact)
+    assert len(a) == len(b) == len(c)
+
+    def gap(u, v):
+        return max(abs(x - y) / abs(y) for x, y in zip(u, v, strict=True))
+
+    assert gap(a, b) < max(5e-2, 5 * gap(c, b))
