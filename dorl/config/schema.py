@@ -476,8 +476,9 @@ class RunChecks:
             Location(self.root)
         except StoreError as e:
             raise ConfigError(f"config key '{where + '.' if where else ''}root': {e}") from None
-        tf, model = getattr(self, "tf", None), self.model  # a base model of model.* (source=config) holds
-        if tf is not None and model.source == "config" and tf.max_length > model.n_positions:  # tf.max_length tokens
+        # The base model built from model.* (source=config) has model.n_positions positions for tf's blocks.
+        tf, model = getattr(self, "tf", None), self.model
+        if tf is not None and model.source == "config" and tf.max_length > model.n_positions:
             raise ConfigError(
                 f"config keys 'tf.max_length' and 'model.n_positions': tf.max_length={tf.max_length} exceeds "
                 f"model.n_positions={model.n_positions}"
@@ -548,7 +549,7 @@ def _pipeline(trained: list[str], scorers: list[str], paper: list[str]) -> type:
                 list[Literal[tuple(scorers)]],
                 dataclasses.field(default_factory=list, metadata=meta["scorers"]),
             ),
-        ],  # fmt: skip
+        ],
         bases=(PipelineConfig,),
     )
     cls.__module__ = __name__
