@@ -12,7 +12,10 @@ tf's evaluation (tf is trained once) keep their places:
 
 from __future__ import annotations
 
-from dorl.config import RunConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dorl.config import RunConfig
 
 
 def run_uri(cfg: RunConfig) -> str:

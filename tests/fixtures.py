@@ -108,46 +108,61 @@ def make_tiny_model_artifact(uri: str, **kw) -> Artifact:
     ).artifact
 
 
-def make_relabel_artifact(
-    uri: str, data_artifact: Artifact, n_candidates: int = 3, return_bins: int = 2, seed: int = 0
-) -> Artifact:
-    """A 'relabel' artifact made by the relabel stage's own code (`dorl.stages.relabel.finalize`: returns,
-    candidates tables, every registered method's training set) from candidates chosen without a model:
-    the human response (candidate 0, reward 1) and responses of other examples, rewarded by word overlap
-    with the human response."""
+def relabel_rows(data_artifact: Artifact, n_candidates: int = 3, seed: int = 0):
+    """Chunk rows (`CHUNK_COLUMNS`) of every split, chosen without a model: the human response (candidate 0,
+    reward 1) and responses of other examples, rewarded by word overlap with the human response; and the
+    split sizes."""
     import pandas as pd
 
-    from dorl import config
     from dorl.relabel.candidates import CHUNK_COLUMNS
-    from dorl.stages.relabel import finalize
-
-    cfg = config.load(
-        sets=[f"relabel.num_candidates={n_candidates}", f"relabel.return_bins={return_bins}", f"relabel.seed={seed}"]
-    )
 
     def overlap(a: str, b: str) -> float:
         wa, wb = set(a.lower().split()), set(b.lower().split())
         return len(wa & wb) / max(len(wa | wb), 1)
 
+    rng = random.Random(seed)
+    rows, sizes = {}, {}
+    for split in SPLITS:
+        ex = pd.read_parquet(data_artifact.path(f"examples/{split}.parquet"))
+        pool = ex["response"].tolist()
+        out = []
+        for i, r in enumerate(ex.itertuples(index=False)):
+            cands = [(r.response, 1.0)] + [(c, overlap(c, r.response)) for c in rng.sample(pool, n_candidates)]
+            for k, (cand, reward) in enumerate(cands):
+                out.append((i, r.dialogue_id, r.turn_index, r.context, r.response, k, cand, reward))
+        rows[split] = pd.DataFrame(out, columns=CHUNK_COLUMNS).astype(
+            {"example_index": "int64", "turn_index": "int32", "candidate_index": "int32", "reward": "float64"}
+        )
+        sizes[split] = len(ex)
+    return rows, sizes
+
+
+def relabel_config(n_candidates: int = 3, return_bins: int = 2, seed: int = 0):
+    from dorl import config
+
+    return config.load(
+        sets=[f"relabel.num_candidates={n_candidates}", f"relabel.return_bins={return_bins}", f"relabel.seed={seed}"]
+    )
+
+
+def make_relabel_artifact(
+    uri: str, data_artifact: Artifact, n_candidates: int = 3, return_bins: int = 2, seed: int = 0, also=None
+) -> Artifact:
+    """A 'relabel' artifact made by the relabel stage's own code (`dorl.stages.relabel.finalize`: returns and
+    candidates tables; its manifest's config that of the stage, `relabel.seed` included) from the rows of
+    `relabel_rows`. `also(ctx, cfg, rows, sizes)` may write more files."""
+    from dorl.stages.relabel import finalize, stage_config
+
+    cfg = relabel_config(n_candidates, return_bins, seed)
+
     def body(ctx):
-        rng = random.Random(seed)
-        rows, sizes = {}, {}
-        for split in SPLITS:
-            ex = pd.read_parquet(data_artifact.path(f"examples/{split}.parquet"))
-            pool = ex["response"].tolist()
-            out = []
-            for i, r in enumerate(ex.itertuples(index=False)):
-                cands = [(r.response, 1.0)] + [(c, overlap(c, r.response)) for c in rng.sample(pool, n_candidates)]
-                for k, (cand, reward) in enumerate(cands):
-                    out.append((i, r.dialogue_id, r.turn_index, r.context, r.response, k, cand, reward))
-            rows[split] = pd.DataFrame(out, columns=CHUNK_COLUMNS).astype(
-                {"example_index": "int64", "turn_index": "int32", "candidate_index": "int32", "reward": "float64"}
-            )
-            sizes[split] = len(ex)
+        rows, sizes = relabel_rows(data_artifact, n_candidates, seed)
         finalize(ctx, cfg, rows, sizes)
+        if also is not None:
+            also(ctx, cfg, rows, sizes)
         ctx.info["fixture"] = True
 
-    config_ = {"fixture": "tests.fixtures", "n_candidates": n_candidates, "return_bins": return_bins, "seed": seed}
+    config_ = {**stage_config(cfg), "fixture": {"module": "tests.fixtures", "also": getattr(also, "__name__", None)}}
     return run_stage("relabel", uri, config_, {"data": data_artifact}, body).artifact
 
 

@@ -1,35 +1,38 @@
-"""Typed run configuration: `load(preset=..., file=..., sets=[...])` -> RunConfig."""
+"""Typed run configuration: `load(preset=..., file=..., sets=[...])` -> RunConfig.
+
+`RunConfig` (an attribute, or `run_config()`) is assembled from the shared sections and the registered methods'
+sections (dorl/config/schema.py); import it under `if TYPE_CHECKING:` in a module a method's settings import."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dorl.config.loader import build, merge, parse_sets, read_yaml, to_dict
 from dorl.config.presets import PRESETS
 from dorl.config.schema import (
     DATASETS,
-    METHODS,
     DataConfig,
     EvalConfig,
-    ILQLConfig,
     K8sConfig,
     MetricsConfig,
     ModelConfig,
     PipelineConfig,
     RelabelConfig,
     ReportConfig,
-    RunConfig,
     TrainConfig,
+    run_config,
 )
 from dorl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from dorl.config.schema import RunConfig
+
 __all__ = [
     "DATASETS",
-    "METHODS",
     "DataConfig",
     "EvalConfig",
-    "ILQLConfig",
     "K8sConfig",
     "MetricsConfig",
     "ModelConfig",
@@ -39,6 +42,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "load",
+    "run_config",
     "to_dict",
     "PRESETS",
 ]
@@ -59,4 +63,10 @@ def load(preset: str | None = None, file: str | Path | None = None, sets: Iterab
         data = merge(data, PRESETS[preset])
     data = merge(data, file_data)
     data = merge(data, parse_sets(sets))
-    return build(RunConfig, data)
+    return build(run_config(), data)
+
+
+def __getattr__(name: str):
+    if name == "RunConfig":  # the class for the method registry as it is now (`run_config`)
+        return run_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,10 @@ Every value is checked against the field's type; an unknown key or a wrong type 
 Ranges are checked here too, in one place: a config class lists its numeric keys' allowed ranges in a
 class attribute `RANGES = {"lr": "> 0", "confidence": "(0, 1)"}` (`>= x`, `> x`, `<= x`, `< x`, or an
 interval with open `(`/`)` or closed `[`/`]` ends), and may define `check(self, where)` for rules across
-keys (a width divisible by the head count). NaN is never in a range.
+keys (a width divisible by the head count). NaN is never in a range. This is the only place a configuration
+value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
+model's positions, an artifact's contents). A method's section (declared beside the method, see
+dorl/methods/registry.py) follows the same rules: its RANGES and its `check()`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ def param(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = 
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def default(base: type, name: str, value: Any) -> Any:
+    """`base`'s field `name` with another default, for a subclass that declares a section's own defaults (as TRL's
+    `KTOConfig(TrainingArguments)` does): the same help text."""
+    [f] = [f for f in dataclasses.fields(base) if f.name == name]
+    return param(value, f.metadata.get("help", ""))
 
 
 # ---------------------------------------------------------------- building from plain data

@@ -3,11 +3,19 @@
 `RunConfig` is what `dorl pipeline` takes; every stage command takes the same file, preset and
 `--set` overrides and reads its own sections. The field help texts are the documentation:
 `dorl config keys` prints them.
+
+The sections every run has are declared here (`SharedSections`, and `TrainConfig`, the training engine's
+settings); a method declares its own beside its code and names it in its registry entry
+(`dorl.methods.registry`: `tf`, `finetune` in dorl/methods/lines.py, `ilql` in dorl/methods/ilql.py).
+`run_config()` assembles the two into the `RunConfig` class.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
+import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -16,9 +24,6 @@ from dorl.errors import ConfigError
 from dorl.methods import registry as _methods
 
 Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
-METHODS: tuple[str, ...] = tuple(_methods.relabelled())  # from the method registry (dorl/methods/__init__.py)
-Method = Literal[METHODS]  # type: ignore[valid-type]
-Scorer = Literal[tuple(_methods.SCORERS)]  # type: ignore[valid-type]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
 # Environment names that hold secrets (AWS keys, tokens, passwords): refused in k8s.env.
 SECRET_NAME = re.compile(
@@ -94,10 +99,17 @@ class ModelConfig:
                 f"config keys '{where}.n_embd' and '{where}.n_head': width {self.n_embd} is not divisible by "
                 f"{self.n_head} heads"
             )
+        if self.tokenizer == "bpe" and self.source == "pretrained":
+            raise ConfigError(
+                f"config keys '{where}.tokenizer' and '{where}.source': tokenizer=bpe trains a new vocabulary, which "
+                "a pretrained model cannot use; set source=config (a fresh GPT-2) or tokenizer=pretrained|gpt2"
+            )
 
 
 @dataclass
 class TrainConfig:
+    """Optimisation settings of one training run (the engine's); the base model's section `tf`."""
+
     RANGES: ClassVar[dict] = {
         "lr": "> 0",
         "epochs": ">= 1",
@@ -156,9 +168,16 @@ class TrainConfig:
     max_steps: int | None = param(None, "Stop after this many optimizer steps (None: run all epochs).")
     log_every: int = param(10, "Log loss and throughput every N optimizer steps.")
 
-
-def _method_train() -> TrainConfig:
-    return TrainConfig(lr=5e-4, epochs=5, batch_size=32, micro_batch_size=8, max_length=512, keep_best=True)
+    def check(self, where: str) -> None:
+        if len(self.betas) != 2:
+            raise ConfigError(f"config key '{where}.betas': expected two numbers (beta1, beta2), got {self.betas}")
+        # The process count divides it too, at launch (`dorl.engine.data.accumulation_steps`).
+        if self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"config keys '{where}.batch_size' and '{where}.micro_batch_size': batch_size={self.batch_size} is "
+                f"not a multiple of micro_batch_size={self.micro_batch_size} (accumulation = batch_size / "
+                "(micro_batch_size x processes))"
+            )
 
 
 LM_HEAD_HELP = (
@@ -221,6 +240,14 @@ class RelabelConfig:
                 f"config key '{where}.num_beams': {self.num_beams} is fewer than num_candidates "
                 f"({self.num_candidates}); beam search returns at most num_beams candidates"
             )
+        if not self.splits:
+            raise ConfigError(f"config key '{where}.splits': empty; name the splits to relabel")
+        e = self.return_edges
+        if e is not None and (len(e) != self.return_bins - 1 or any(a >= b for a, b in zip(e, e[1:], strict=False))):
+            raise ConfigError(
+                f"config key '{where}.return_edges': {e} is not {self.return_bins - 1} ascending values, as "
+                f"{where}.return_bins={self.return_bins} needs"
+            )
 
 
 @dataclass
@@ -255,66 +282,13 @@ class MetricsConfig:
     )
     device: str = param("auto", "Device of the metric models: 'auto' (cuda if available), 'cpu', 'cuda:0'…")
 
-
-@dataclass
-class ILQLConfig:
-    RANGES: ClassVar[dict] = {
-        "tau": "(0, 1)",
-        "gamma": "[0, 1]",
-        "cql_weight": ">= 0",
-        "ce_weight": ">= 0",
-        "awac_beta": ">= 0",
-        "awac_max_weight": "> 0",
-        "polyak_alpha": "(0, 1]",
-        "polyak_every": ">= 1",
-        "beta": ">= 0",
-        "top_k": ">= 0",
-        "temperature": "> 0",
-    }
-    train: TrainConfig = param(factory=_method_train, help="Optimisation settings of ILQL.")
-    heads: Literal["efficient", "reference"] = param(
-        "efficient",
-        "'efficient': each Q head is an MLP d->2d->d scored against the LM's output embedding (detached) plus "
-        "a per-token bias (~2.4M parameters per head at distilgpt2 size); 'reference': the released system's "
-        "d->2d->|V| MLPs (~78M per head; four of them with twin Q and targets).",
-    )
-    returns: Literal["return", "reward"] = param(
-        "return", "Column of the relabelled data used as the return: the binned 'return' or the raw 'reward'."
-    )
-    tau: float = param(0.7, "Expectile of the V regression toward min target-Q (0.5 = mean; higher = optimistic).")
-    gamma: float = param(0.99, "Discount of the Q regression target r + gamma * V(next).")
-    cql_weight: float = param(0.1, "Weight of the CQL cross-entropy of Q over the vocabulary toward the taken token.")
-    ce_weight: float = param(1.0, "Weight of the LM cross-entropy on response tokens (the policy's training signal).")
-    awac: bool = param(False, "Weight the LM cross-entropy by min(exp(awac_beta * advantage), awac_max_weight).")
-    awac_beta: float = param(1.0, "Inverse temperature of the advantage weights (awac=true).")
-    awac_max_weight: float = param(20.0, "Upper clip of the advantage weights (awac=true).")
-    two_qs: bool = param(True, "Twin Q heads (min over both targets) instead of one.")
-    polyak_alpha: float = param(0.001, "Target-Q update: target = (1-alpha)*target + alpha*Q.")
-    polyak_every: int = param(5, "Optimizer steps between target-Q updates.")
-    beta: float = param(
-        0.0,
-        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling); 0 = the reference's "
-        "evaluation "
-        "(plain greedy decoding of the LM; the heads are not evaluated).",
-    )
-    keep_best_by: Literal["loss", "value_ranking"] = param(
-        "loss",
-        "What keep-best (ilql.train.keep_best) selects on: the validation 'loss', or 'value_ranking' (the share of "
-        "validation contexts whose top-return response V values above the others; higher is better).",
-    )
-    scorer_candidates: Literal["tf", "tf_top", "tf_all", "dt"] = param(
-        "dt",
-        "ilql_scorer in pipeline.scorers: the method whose greedy + beam responses ILQL's V re-ranks (the "
-        "reference: dt).",
-    )
-    top_k: int = param(20, "Decoding top-k when sampling (0 = the whole vocabulary).")
-    temperature: float = param(
-        1.0,
-        "Decoding temperature when sampling (> 0): it divides the LM logits only, before beta*advantage is added "
-        "(trlx divides the sum), so a low temperature sharpens the LM and cancels beta (at 1e-3, 0.95 of the mass "
-        "stays on the LM's argmax). Greedy decoding (response 1) ignores it: argmax of log_softmax(LM) + "
-        "beta*advantage, trlx's limit T -> 0.",
-    )
+    def check(self, where: str) -> None:
+        layers = self.bertscore_layers
+        if self.bertscore_model == "minilm" and layers is not None and layers > 6:
+            raise ConfigError(
+                f"config key '{where}.bertscore_layers': {layers} is out of range for bertscore_model=minilm "
+                "(all-MiniLM-L6-v2 has 6 layers: use 1..6)"
+            )
 
 
 @dataclass
@@ -351,8 +325,9 @@ class ReportConfig:
 @dataclass
 class PipelineConfig:
     datasets: list[Dataset] = param(factory=lambda: ["abcd"], help="Datasets to run.")
-    methods: list[Method] = param(factory=lambda: list(METHODS), help="Methods trained on the relabelled data.")
-    scorers: list[Scorer] = param(
+    # Narrowed to the registered names, the default the paper's methods, by `run_config`.
+    methods: list[str] = param(factory=list, help="Methods trained on the relabelled data.")
+    scorers: list[str] = param(
         factory=list,
         help="Evaluation-only methods, evaluated after the models they read (ilql_scorer: ilql and "
         "ilql.scorer_candidates, both in pipeline.methods); each is a row of the report.",
@@ -471,7 +446,9 @@ class K8sConfig:
 
 
 @dataclass
-class RunConfig:
+class SharedSections:
+    """The sections every run has; `RunConfig` adds the methods' own (`run_config`)."""
+
     run: str = param("default", "Run id: artifacts live under <root>/<run>/.")
     root: str = param("runs", "Artifact store root: a local folder or s3://bucket/prefix.")
     tracking: list[Literal["tensorboard", "mlflow", "wandb"]] = param(
@@ -481,18 +458,23 @@ class RunConfig:
     )
     data: DataConfig = param(factory=DataConfig, help="Data preparation.")
     model: ModelConfig = param(factory=ModelConfig, help="Base model and tokenizer.")
+    # <- the methods' sections (tf, finetune, ilql, ...) go here
     models: ModelsConfig = param(factory=ModelsConfig, help="Imported models (`dorl models import`).")
-    tf: TrainConfig = param(factory=TrainConfig, help="Base teacher-forcing training.")
-    finetune: TrainConfig = param(
-        factory=_method_train, help="Fine-tuning of the line methods (tf_top, tf_all, dt) from the base model."
-    )
-    ilql: ILQLConfig = param(factory=ILQLConfig, help="ILQL training and decoding.")
     relabel: RelabelConfig = param(factory=RelabelConfig, help="Candidate generation and rewards.")
     metrics: MetricsConfig = param(factory=MetricsConfig, help="Reward and evaluation metrics.")
     eval: EvalConfig = param(factory=EvalConfig, help="Evaluation.")
     report: ReportConfig = param(factory=ReportConfig, help="Results table and plot.")
     pipeline: PipelineConfig = param(factory=PipelineConfig, help="What `dorl pipeline` runs.")
     k8s: K8sConfig = param(factory=K8sConfig, help="Kubernetes rendering.")
+
+
+METHOD_SECTIONS_AFTER = "model"
+if typing.TYPE_CHECKING:  # for a type checker; at run time `RunConfig` is `run_config()`, the methods' sections too
+    RunConfig = SharedSections
+
+
+class RunChecks:
+    """What the assembled `RunConfig` class carries besides its fields."""
 
     # Keys that were renamed: the loader names the new one.
     RENAMED: ClassVar[dict[str, str]] = {"methods": "finetune"}
@@ -505,3 +487,87 @@ class RunConfig:
             Location(self.root)
         except StoreError as e:
             raise ConfigError(f"config key '{where + '.' if where else ''}root': {e}") from None
+        # The base model built from model.* (source=config) has model.n_positions positions for tf's blocks.
+        tf, model = getattr(self, "tf", None), self.model
+        if tf is not None and model.source == "config" and tf.max_length > model.n_positions:
+            raise ConfigError(
+                f"config keys 'tf.max_length' and 'model.n_positions': tf.max_length={tf.max_length} exceeds "
+                f"model.n_positions={model.n_positions}"
+            )
+
+
+# ---------------------------------------------------------------- the run configuration's class
+
+_assembling: list[tuple] = []
+
+
+def run_config() -> type:
+    """`RunConfig` for the registry as it is now: the shared sections, with every registered method's section
+    (`dorl.methods.registry.sections()`: its name and the "module:Class" of its dataclass, declared beside the
+    method) after `model` in registry order, and `pipeline.methods` / `pipeline.scorers` narrowed to the
+    registered names (pipeline.methods defaulting to the paper's methods). Built on first use and again when the
+    registry changes; the method modules are imported by name then (light modules: no torch at their top)."""
+    return _assemble(tuple(_methods.entries().items()))
+
+
+@functools.lru_cache(maxsize=16)
+def _assemble(entries: tuple) -> type:
+    if _assembling:  # a method module reached for RunConfig while its section was being read
+        raise ImportError(
+            "dorl.config.RunConfig was used while importing a method's settings module "
+            f"({_assembling[-1][1]}); import RunConfig there under `if TYPE_CHECKING:` only"
+        )
+    sections = []
+    for name, where in _methods.sections():
+        _assembling.append((name, where))
+        try:
+            cls = _methods.load(where)
+        finally:
+            _assembling.pop()
+        doc = (cls.__doc__ or "").strip().splitlines()
+        sections.append((name, cls, dataclasses.field(default_factory=cls, metadata={"help": doc[0] if doc else ""})))
+    hints = typing.get_type_hints(SharedSections)
+    fields = []
+    for f in dataclasses.fields(SharedSections):
+        tp = hints[f.name]
+        copy = dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
+        if f.name == "pipeline":
+            tp = _pipeline(_methods.relabelled(), _methods.scorers(), _methods.paper())
+            copy = dataclasses.field(default_factory=tp, metadata=f.metadata)
+        fields.append((f.name, tp, copy))
+        if f.name == METHOD_SECTIONS_AFTER:
+            fields += sections
+    doc = "The run configuration: the shared sections and the registered methods' sections."
+    cls = dataclasses.make_dataclass("RunConfig", fields, bases=(RunChecks,), namespace={"__doc__": doc})
+    cls.__module__ = __name__
+    return cls
+
+
+def _pipeline(trained: list[str], scorers: list[str], paper: list[str]) -> type:
+    """PipelineConfig whose methods and scorers are the registered ones."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(PipelineConfig)}
+    default = tuple(paper)
+    cls = dataclasses.make_dataclass(
+        "PipelineConfig",
+        [
+            (
+                "methods",
+                list[Literal[tuple(trained)]],
+                dataclasses.field(default_factory=lambda: list(default), metadata=meta["methods"]),
+            ),
+            (
+                "scorers",
+                list[Literal[tuple(scorers)]],
+                dataclasses.field(default_factory=list, metadata=meta["scorers"]),
+            ),
+        ],
+        bases=(PipelineConfig,),
+    )
+    cls.__module__ = __name__
+    return cls
+
+
+def __getattr__(name: str):
+    if name == "RunConfig":  # `from dorl.config.schema import RunConfig`: the class for the registry as it is now
+        return run_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,32 +62,15 @@ class Examples:
 
 
 def accumulation_steps(tc: TrainConfig, world: int) -> int:
-    """Micro-batches per process per step; a clear error when the batch does not split evenly."""
+    """Micro-batches per process per step; a clear error when the batch does not split over the processes
+    (the configuration checks the rest: ranges, and batch_size a multiple of micro_batch_size)."""
     per_step = tc.micro_batch_size * world
-    if tc.batch_size <= 0 or tc.micro_batch_size <= 0:
-        raise ConfigError("batch_size and micro_batch_size must be positive")
     if tc.batch_size % per_step:
         raise ConfigError(
             f"batch_size={tc.batch_size} is not divisible by micro_batch_size={tc.micro_batch_size} x "
             f"{world} process(es) = {per_step}; choose a batch_size that is a multiple of {per_step}"
         )
     return tc.batch_size // per_step
-
-
-def check_config(tc: TrainConfig, world: int) -> None:
-    accumulation_steps(tc, world)
-    if tc.zero_stage not in (0, 1, 2, 3):
-        raise ConfigError(f"zero_stage={tc.zero_stage}: choose 0, 1, 2 or 3")
-    if tc.epochs <= 0 and not tc.max_steps:
-        raise ConfigError("epochs must be positive (or set max_steps)")
-    if tc.max_steps is not None and tc.max_steps <= 0:
-        raise ConfigError(f"max_steps={tc.max_steps} must be positive (or null)")
-    if tc.checkpoint_every <= 0 or tc.log_every <= 0 or tc.eval_every < 0:
-        raise ConfigError("checkpoint_every and log_every must be positive, eval_every >= 0")
-    if len(tc.betas) != 2 or not all(0 <= b < 1 for b in tc.betas):
-        raise ConfigError(f"betas={tc.betas}: expected two numbers in [0, 1)")
-    if tc.max_length <= 1:
-        raise ConfigError(f"max_length={tc.max_length} must be at least 2 tokens")
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:

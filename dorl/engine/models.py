@@ -25,11 +25,6 @@ log = logging.getLogger("dorl.train")
 
 
 def tokenizer_from_config(mc: ModelConfig, texts=None):
-    if mc.tokenizer == "bpe" and mc.source == "pretrained":
-        raise ConfigError(
-            "model.tokenizer=bpe trains a new vocabulary, which a pretrained model cannot use; "
-            "set model.source=config (a fresh GPT-2) or model.tokenizer=pretrained|gpt2"
-        )
     return build_tokenizer(mc.tokenizer, name=mc.name, texts=texts, vocab_size=mc.bpe_vocab_size)
 
 

@@ -1,4 +1,5 @@
-"""ILQL training data: relabel's `methods/ilql/{split}.parquet` -> token ids, action states, rewards.
+"""ILQL training data: the ILQL method's rows (`dorl.methods.ilql.ILQL.training_set`, built from relabel's scored
+candidates) -> token ids, action states, rewards.
 
 A sample is prompt + response, where prompt = context + <_rep_start_> and response = candidate +
 <_rep_end_>. Only response tokens are actions; the state of action t is position t-1. The
@@ -8,36 +9,11 @@ action; every other reward is 0, and the state after the last action is terminal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from dorl import readers
 from dorl.errors import DataError
-from dorl.text import REP_END, REP_START
-
-COLUMNS = ("prompt", "response", "reward", "return")
-
-
-def read_split(path: str | Path, value: str = "return"):
-    """Read and check one split; `value` names the column whose numbers are the returns."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (is it a relabel artifact's methods/ilql split?)")
-    df = readers.read_parquet(path)
-    missing = [c for c in ("prompt", "response", value) if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
-    for i, (p, r, v) in enumerate(zip(df["prompt"], df["response"], df[value], strict=True)):
-        if not isinstance(p, str) or not p.endswith(REP_START):
-            raise DataError(f"{path}: record {i}: field 'prompt' must be a string ending with {REP_START}, got {p!r}")
-        if not isinstance(r, str) or not r.endswith(REP_END):
-            raise DataError(f"{path}: record {i}: field 'response' must be a string ending with {REP_END}, got {r!r}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise DataError(f"{path}: record {i}: field '{value}' must be a finite number, got {v!r}")
-    return df
 
 
 @dataclass(frozen=True)

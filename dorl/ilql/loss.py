@@ -8,6 +8,8 @@ the value of the next state (0 after the last action: terminal) and means over a
     loss_cql = sum_i mean CE(Q_i(s_t, ·), a_t)
     loss_ce  = mean w_t * CE(LM logits(s_t), a_t),   w_t = 1, or min(exp(awac_beta * u), awac_max_weight)
     loss     = loss_q + loss_v + cql_weight * loss_cql + ce_weight * loss_ce
+
+`ILQLLoss` is the module the training engine trains: the model whose forward is this loss.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from dorl.ilql.model import ILQLOutput
 
@@ -96,3 +98,28 @@ def ilql_loss(
     values = torch.stack([t.detach().float() for t in named.values()]).tolist()  # one device sync
     stats = dict(zip(named, values, strict=True)) | {"actions": out.actions.numel()}
     return loss, stats
+
+
+class ILQLLoss(nn.Module):
+    """What DeepSpeed trains: forward(input_ids, state_mask, rewards) -> (ILQL loss, stats), the loss
+    and every stat a mean over the batch's actions (the engine weights them by `target_count`)."""
+
+    def __init__(self, model, loss_cfg):
+        super().__init__()
+        self.model = model
+        self.loss_cfg = loss_cfg
+        self.cql = loss_cfg.cql_weight > 0  # Q over the whole vocabulary only when its term counts
+        self.last_values = None  # in evaluation mode: (B,) V at each row's last action state (before <_rep_end_>)
+
+    @property
+    def lm(self):
+        return self.model.lm
+
+    def forward(self, input_ids, state_mask, rewards, **_):
+        out = self.model(input_ids, state_mask, cql=self.cql)
+        if not self.training:  # validation: V where each response's last action (<_rep_end_>) is taken
+            last = torch.ones_like(out.rows, dtype=torch.bool)
+            last[:-1] = out.rows[1:] != out.rows[:-1]  # states are row-major: each row's last one
+            self.last_values = out.v.new_zeros(input_ids.shape[0]).index_copy(0, out.rows[last], out.v[last].detach())
+        loss, stats = ilql_loss(out, rewards, self.loss_cfg, sync=False)
+        return loss, {k: v for k, v in stats.items() if k != "loss" and not isinstance(v, int)}

@@ -1,6 +1,20 @@
 """The methods, one module each (tf, tf_all, tf_top, dt, ilql, and the scorer ilql_scorer), and their registry
 (`dorl.methods.registry`), which every other place reads. `from dorl import methods; methods.get(name, cfg)`."""
 
-from dorl.methods.registry import BASE, REGISTRY, SCORERS, evaluated, get, method_class, names, relabelled
+from dorl.methods.registry import (
+    BASE,
+    REGISTRY,
+    Entry,
+    entry,
+    evaluated,
+    get,
+    method_class,
+    names,
+    paper,
+    relabelled,
+    scorers,
+)
 
-__all__ = ["BASE", "REGISTRY", "SCORERS", "evaluated", "get", "method_class", "names", "relabelled"]
+__all__ = [
+    "BASE", "REGISTRY", "Entry", "entry", "evaluated", "get", "method_class", "names", "paper", "relabelled", "scorers",
+]  # fmt: skip

@@ -1,16 +1,19 @@
-"""The method interface: what a method supplies to relabel, the training engine and evaluation.
+"""The method interface: what a method supplies to the train stage, the training engine and evaluation.
 
 The engine (`dorl.engine.trainer`) owns the loop: DeepSpeed, batching, accumulation, checkpoints,
 logs. A method owns what differs:
 
-- relabel:    `training_set(candidates, return_bins)` -> its rows of `methods/<name>/{split}.parquet`;
-- training:   its config section (`train_config`), data (`datasets`, `collate`), model (`tokenizer`,
-              `model`, `wrap`: ILQL wraps the LM with Q/V heads, whose forward returns `(loss, stats)`),
-              hooks (`on_engine`, `on_step_end`: ILQL's Polyak update), saving (`save`) and the
-              manifest's facts (`info`);
-- evaluation: `prompt(context, model_info)` (DT asks for its top return token) and
-              `respond(model_dir, prompts, decode, num_responses)` (text methods: greedy then beam
-              search; ILQL: advantage-guided decoding), with the settings `decoding()` returns.
+- settings:     its config section (declared beside it, named in its registry entry: `settings()`), its
+                TrainConfig (`train_config`, at `config_section`) and what its manifest records (`config`);
+- training set: `training_set(candidates, return_bins)`: its rows from one split of relabel's scored
+                candidates; the train stage builds them (`training_sets`, dorl/methods/training_set.py) and
+                records them in the method's artifact;
+- training:     data (`datasets`, `collate`), model (`tokenizer`, `model`, `wrap`: ILQL wraps the LM with
+                Q/V heads, whose forward returns `(loss, stats)`), hooks (`on_engine`, `on_step_end`: ILQL's
+                Polyak update), saving (`save`) and the manifest's facts (`info`);
+- evaluation:   `prompt(context, model_info)` (DT asks for its top return token) and
+                `respond(model_dir, prompts, decode, num_responses)` (text methods: greedy then beam
+                search; ILQL: advantage-guided decoding), with the settings `decoding()` returns.
 
 The registry is `dorl.methods.REGISTRY`.
 """
@@ -19,18 +22,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dorl.config import RunConfig, TrainConfig
+from dorl.config import TrainConfig
 from dorl.generate import DecodeConfig
+from dorl.methods.registry import entry
 from dorl.store import Artifact
 from dorl.text import PAD_, prompt
+
+if TYPE_CHECKING:  # the config's RunConfig is assembled from the methods' sections: not at import
+    from dorl.config import RunConfig
 
 
 class Method:
     """Base class: the defaults suit a causal LM trained with a token-mean cross-entropy."""
 
     data_stage = "relabel"  # the stage that must have made the --data artifact
-    # An evaluation-only method (dorl.methods.SCORERS) names the trained method whose model `--model` must be
+    # An evaluation-only method (a scorer in the registry) names the trained method whose model `--model` must be
     # and those whose models `--candidates-from` may be; a trained method has neither.
     scores: str | None = None
     candidate_methods: tuple[str, ...] = ()
@@ -46,20 +54,39 @@ class Method:
         # the PAD id (= EOS) keeps transformers from warning about padding without an attention mask.
         self.pad_id = 0
 
-    # ---------------------------------------------------------------- relabel (no torch)
-    def training_set(self, candidates, return_bins: int):
-        """Its training rows from one split's candidates table (context, candidate, reward, return: the
-        human response is candidate 0, always in the top return bin `return_bins - 1`), or None: the
-        method does not train on relabelled data. Relabel shuffles and writes them."""
-        return None
-
     # ---------------------------------------------------------------- configuration (no torch)
+    def settings(self):
+        """Its config section (the registry entry's `section`), or None: it declares none."""
+        section = entry(self.name).section
+        return getattr(self.cfg, section) if section else None
+
     def train_config(self) -> TrainConfig:
         return self.cfg.finetune
 
     def config(self) -> dict:
-        """The configuration recorded in the manifest: what makes two outputs the same."""
-        return {"method": self.name, "train": asdict(self.train_config())}
+        """The configuration recorded in the manifest: what makes two outputs the same (its TrainConfig, and its
+        own section under its name when that is another one)."""
+        out = {"method": self.name, "train": asdict(self.train_config())}
+        section = entry(self.name).section
+        if section and self.settings() is not self.train_config():
+            out[section] = asdict(self.settings())
+        return out
+
+    # ---------------------------------------------------------------- the training set (no torch)
+    def training_set(self, candidates, return_bins: int):
+        """Its training rows from one split's scored candidates (a DataFrame of
+        `dorl.relabel.candidates.CANDIDATE_COLUMNS`: the human response is candidate 0, always in the top return
+        bin `return_bins - 1`), or None: the method does not train on relabelled data."""
+        return None
+
+    def training_sets(self, data: Artifact) -> dict | None:
+        """{"train": rows, "validation": rows} from the relabel artifact `data`, shuffled (the same on every rank),
+        or None: the method does not train on relabelled data."""
+        if self.data_stage != "relabel":
+            return None
+        from dorl.methods.training_set import training_sets
+
+        return training_sets(self, data)
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         """Cheap checks before anything is written (the files a method needs are in the manifests)."""
@@ -81,8 +108,9 @@ class Method:
 
         return load_base_model(base, tok)
 
-    def datasets(self, data: Artifact, tok):
-        """(train, validation) as `dorl.engine.data.Examples`."""
+    def datasets(self, data: Artifact, tok, rows: dict | None):
+        """(train, validation) as `dorl.engine.data.Examples`, from `rows` (`training_sets`) or, for a method
+        that trains on another artifact (tf: the data artifact), from `data`."""
         raise NotImplementedError
 
     def group_by_length(self) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 
-from dorl.errors import DataError
 from dorl.methods.lines import Lines
 from dorl.store import Artifact
 from dorl.text import REP_START, REWARD_ONE, REWARD_ZERO, line, prompt
@@ -46,10 +45,10 @@ def dt_prompt(context: str, return_token: str = REWARD_ONE) -> str:
 
 
 def relabel_bins(data: Artifact) -> int:
-    bins = data.info.get("return_bins", 2)
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
-        raise DataError(f"{data.uri}/manifest.json: info.return_bins must be an integer >= 2, got {bins!r}")
-    return bins
+    """The return bins of the relabel artifact `data` (its info.return_bins)."""
+    from dorl.methods.training_set import return_bins
+
+    return return_bins(data)
 
 
 class DT(Lines):
@@ -77,9 +76,9 @@ class DT(Lines):
             log.info("dt: added %d return tokens to the tokenizer: %s", len(missing), " ".join(missing))
         return tok
 
-    def datasets(self, data: Artifact, tok):
+    def datasets(self, data: Artifact, tok, rows: dict):
         self.tokens = return_tokens(relabel_bins(data))
-        return super().datasets(data, tok)
+        return super().datasets(data, tok, rows)
 
     def info(self) -> dict:
         return {**super().info(), "return_tokens": self.tokens}

@@ -5,15 +5,15 @@ The engine (`dorl.engine.trainer`) owns the loop, DeepSpeed, checkpoints and log
 
 - the training set: every candidate as prompt (context + <_rep_start_>), response (+ <_rep_end_>),
   reward and return;
-- data: relabel's `methods/ilql/{train,validation}.parquet` -> token ids, the number of response
-  tokens (actions) and the return standardised with the *training* set's mean and std;
+- data: those rows -> token ids, the number of response tokens (actions) and the return standardised
+  with the *training* set's mean and std;
 - the module DeepSpeed trains (`ILQLLoss`): the base LM with V, Q and target-Q heads, whose
   forward is the ILQL loss, averaged over the batch's actions (the engine's "targets");
 - the Polyak update of the target heads after every `polyak_every`-th optimizer step;
 - saving: a plain HF causal-LM folder plus `ilql_heads.safetensors` and `ilql_config.json`;
 - evaluation: response 1 decoded greedily with beta * (min target-Q - V), responses 2..N sampled
-  (ilql.top_k, ilql.temperature) and re-ranked by their value; the config section is `ilql`
-  (`ilql.train` for the optimisation).
+  (ilql.top_k, ilql.temperature) and re-ranked by their value;
+- its settings: the `ilql` section (`ILQLConfig`, below; `ilql.train` for the optimisation).
 
 The target heads are fp32 buffers (see `dorl.ilql.heads.as_buffers`): out of the optimizer, left
 in fp32 by DeepSpeed's bf16 mode, saved in DeepSpeed's module state, so a resumed run continues
@@ -24,16 +24,16 @@ LM head's forward, so it is registered as an external parameter of the model.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import ClassVar, Literal
 
 from dorl.config import TrainConfig
-from dorl.errors import ConfigError, DataError
+from dorl.config.loader import param
+from dorl.errors import DataError
 from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device
-from dorl.methods.lines import check_relabel_inputs
+from dorl.methods.lines import FinetuneConfig, check_relabel_inputs
 from dorl.store import Artifact
 from dorl.text import REP_END, prompt
 
@@ -42,20 +42,67 @@ SPLITS = ("train", "validation")
 DECODING = ("beta", "top_k", "temperature")  # evaluation settings: they do not change the trained model
 
 
-def check_hyperparameters(ic) -> None:
-    """The ILQL settings a run cannot work with, before anything is written."""
-    rules = [
-        ("tau", 0 < ic.tau < 1, "in (0, 1)"),
-        ("gamma", 0 <= ic.gamma <= 1, "in [0, 1]"),
-        ("cql_weight", ic.cql_weight >= 0, ">= 0"),
-        ("ce_weight", ic.ce_weight >= 0, ">= 0"),
-        ("awac_max_weight", ic.awac_max_weight > 0, "> 0"),
-        ("polyak_alpha", 0 <= ic.polyak_alpha <= 1, "in [0, 1]"),
-        ("polyak_every", ic.polyak_every >= 0, ">= 0 (0: the targets never move)"),
-    ]
-    for name, ok, want in rules:
-        if not ok:
-            raise ConfigError(f"ilql.{name}={getattr(ic, name)} must be {want}")
+@dataclass
+class ILQLConfig:
+    """ILQL training and decoding (the run config's `ilql` section; `ilql.train`: its optimisation)."""
+
+    RANGES: ClassVar[dict] = {
+        "tau": "(0, 1)",
+        "gamma": "[0, 1]",
+        "cql_weight": ">= 0",
+        "ce_weight": ">= 0",
+        "awac_beta": ">= 0",
+        "awac_max_weight": "> 0",
+        "polyak_alpha": "(0, 1]",
+        "polyak_every": ">= 1",
+        "beta": ">= 0",
+        "top_k": ">= 0",
+        "temperature": "> 0",
+    }
+    train: FinetuneConfig = param(factory=FinetuneConfig, help="Optimisation settings of ILQL.")
+    heads: Literal["efficient", "reference"] = param(
+        "efficient",
+        "'efficient': each Q head is an MLP d->2d->d scored against the LM's output embedding (detached) plus "
+        "a per-token bias (~2.4M parameters per head at distilgpt2 size); 'reference': the released system's "
+        "d->2d->|V| MLPs (~78M per head; four of them with twin Q and targets).",
+    )
+    returns: Literal["return", "reward"] = param(
+        "return", "Column of the relabelled data used as the return: the binned 'return' or the raw 'reward'."
+    )
+    tau: float = param(0.7, "Expectile of the V regression toward min target-Q (0.5 = mean; higher = optimistic).")
+    gamma: float = param(0.99, "Discount of the Q regression target r + gamma * V(next).")
+    cql_weight: float = param(0.1, "Weight of the CQL cross-entropy of Q over the vocabulary toward the taken token.")
+    ce_weight: float = param(1.0, "Weight of the LM cross-entropy on response tokens (the policy's training signal).")
+    awac: bool = param(False, "Weight the LM cross-entropy by min(exp(awac_beta * advantage), awac_max_weight).")
+    awac_beta: float = param(1.0, "Inverse temperature of the advantage weights (awac=true).")
+    awac_max_weight: float = param(20.0, "Upper clip of the advantage weights (awac=true).")
+    two_qs: bool = param(True, "Twin Q heads (min over both targets) instead of one.")
+    polyak_alpha: float = param(0.001, "Target-Q update: target = (1-alpha)*target + alpha*Q.")
+    polyak_every: int = param(5, "Optimizer steps between target-Q updates.")
+    beta: float = param(
+        0.0,
+        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling); 0 = the reference's "
+        "evaluation "
+        "(plain greedy decoding of the LM; the heads are not evaluated).",
+    )
+    keep_best_by: Literal["loss", "value_ranking"] = param(
+        "loss",
+        "What keep-best (ilql.train.keep_best) selects on: the validation 'loss', or 'value_ranking' (the share of "
+        "validation contexts whose top-return response V values above the others; higher is better).",
+    )
+    scorer_candidates: Literal["tf", "tf_top", "tf_all", "dt"] = param(
+        "dt",
+        "ilql_scorer in pipeline.scorers: the method whose greedy + beam responses ILQL's V re-ranks (the "
+        "reference: dt).",
+    )
+    top_k: int = param(20, "Decoding top-k when sampling (0 = the whole vocabulary).")
+    temperature: float = param(
+        1.0,
+        "Decoding temperature when sampling (> 0): it divides the LM logits only, before beta*advantage is added "
+        "(trlx divides the sum), so a low temperature sharpens the LM and cancels beta (at 1e-3, 0.95 of the mass "
+        "stays on the LM's argmax). Greedy decoding (response 1) ignores it: argmax of log_softmax(LM) + "
+        "beta*advantage, trlx's limit T -> 0.",
+    )
 
 
 class ILQL(Method):
@@ -95,22 +142,18 @@ class ILQL(Method):
     def config(self) -> dict:
         return {"method": self.name, "train": asdict(self.train_config()), "ilql": self.hyperparameters()}
 
-    def files(self) -> list[str]:
-        return [f"methods/ilql/{split}.parquet" for split in SPLITS]
-
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
-        check_relabel_inputs(self, data, base, "ilql.train.max_length", " (with the ilql set)")
-        check_hyperparameters(self.cfg.ilql)
+        check_relabel_inputs(self, data, base, "ilql.train.max_length")
 
     # ---------------------------------------------------------------- data
-    def datasets(self, data: Artifact, tok):
+    def datasets(self, data: Artifact, tok, rows: dict):
         import numpy as np
 
         from dorl.engine.data import Examples
-        from dorl.ilql.data import ReturnStats, encode, read_split
+        from dorl.ilql.data import ReturnStats, encode
 
         column, max_length = self.cfg.ilql.returns, self.train_config().max_length
-        frames = {split: read_split(data.path(f"methods/ilql/{split}.parquet"), column) for split in SPLITS}
+        frames = {split: rows[split] for split in SPLITS}
         self.stats = ReturnStats.fit(frames["train"][column])
         sets = []
         for split, df in frames.items():
@@ -190,7 +233,7 @@ class ILQL(Method):
         import torch
 
         from dorl.ilql.heads import count_parameters
-        from dorl.ilql.loss import LossConfig
+        from dorl.ilql.loss import ILQLLoss, LossConfig
         from dorl.ilql.model import ILQLModel
 
         # Seeded apart from the global stream: every rank builds the same heads (DeepSpeed broadcasts
@@ -274,32 +317,3 @@ class ILQL(Method):
             out = [o + [c.text.strip() for c in r] for o, r in zip(out, ranked, strict=True)]
         seconds = time.perf_counter() - started
         return out, {"seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3)}
-
-
-class ILQLLoss(nn.Module):
-    """What DeepSpeed trains: forward(input_ids, state_mask, rewards) -> (ILQL loss, stats), the loss
-    and every stat a mean over the batch's actions (the engine weights them by `target_count`)."""
-
-    def __init__(self, model, loss_cfg):
-        super().__init__()
-        self.model = model
-        self.loss_cfg = loss_cfg
-        self.cql = loss_cfg.cql_weight > 0  # Q over the whole vocabulary only when its term counts
-        self.last_values = None  # in evaluation mode: (B,) V at each row's last action state (before <_rep_end_>)
-
-    @property
-    def lm(self):
-        return self.model.lm
-
-    def forward(self, input_ids, state_mask, rewards, **_):
-        from dorl.ilql.loss import ilql_loss
-
-        out = self.model(input_ids, state_mask, cql=self.cql)
-        if not self.training:  # validation: V where each response's last action (<_rep_end_>) is taken
-            import torch
-
-            last = torch.ones_like(out.rows, dtype=torch.bool)
-            last[:-1] = out.rows[1:] != out.rows[:-1]  # states are row-major: each row's last one
-            self.last_values = out.v.new_zeros(input_ids.shape[0]).index_copy(0, out.rows[last], out.v[last].detach())
-        loss, stats = ilql_loss(out, rewards, self.loss_cfg, sync=False)
-        return loss, {k: v for k, v in stats.items() if k != "loss" and not isinstance(v, int)}

@@ -1,9 +1,10 @@
-"""What tf_top, tf_all and dt share: one training line per example, loss on the response only.
+"""What tf_top, tf_all and dt share: one training line per example, loss on the response only, and their
+settings (the `finetune` section, `FinetuneConfig`).
 
-A line is `context<_rep_start_>response<_rep_end_>` (DT: with return tokens, see `dorl.methods.dt`),
-read from the relabel artifact's `methods/<method>/{split}.parquet` `text` column, tokenized,
-left-truncated to `finetune.max_length` (512) tokens, and masked up to and including its last
-`<_rep_start_>`: the loss falls on the response tokens and `<_rep_end_>`. Batches are padded only
+A line is `context<_rep_start_>response<_rep_end_>` (DT: with return tokens, see `dorl.methods.dt`), one per
+chosen candidate of the relabel artifact (`training_set`: its `text` column; the train stage shuffles the rows and
+records them), tokenized, left-truncated to `finetune.max_length` (512) tokens, and masked up to and including
+its last `<_rep_start_>`: the loss falls on the response tokens and `<_rep_end_>`. Batches are padded only
 to their longest line (and grouped by length), never to `max_length`.
 
 A subclass says which candidates become lines (`rows`) and how a line reads (`text`).
@@ -12,35 +13,33 @@ A subclass says which candidates become lines (`rows`) and how a line reads (`te
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
+from dorl.config import TrainConfig
+from dorl.config.loader import default
 from dorl.engine.data import Examples
-from dorl.errors import ConfigError, DataError
+from dorl.errors import ConfigError
 from dorl.methods.base import Method
 from dorl.model_folder import context_length
 from dorl.store import Artifact
-from dorl.text import REP_END, REP_START, line
+from dorl.text import REP_START, line
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")
 
 
-def read_lines(data: Artifact, name: str) -> list[str]:
-    """The `text` column of one parquet file, each line checked for the two markers."""
-    from dorl import readers
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Fine-tuning of the line methods (tf_top, tf_all, dt) from the base model."""
 
-    df = readers.read_parquet(data.path(name))
-    if "text" not in df.columns:
-        raise DataError(f"{data.uri}/{name}: no 'text' column (columns: {', '.join(df.columns)})")
-    texts = df["text"].tolist()
-    for i, t in enumerate(texts):
-        if not isinstance(t, str) or REP_START not in t or not t.endswith(REP_END):
-            raise DataError(
-                f"{data.uri}/{name}: record {i}, field 'text': a line must contain {REP_START} and end with "
-                f"{REP_END}, got {str(t)[-80:]!r}"
-            )
-    return texts
+    # The reference's fine-tuning: effective batch 32, 5 epochs, lines of 512 tokens, the best checkpoint kept.
+    epochs: int = default(TrainConfig, "epochs", 5)
+    batch_size: int = default(TrainConfig, "batch_size", 32)
+    micro_batch_size: int = default(TrainConfig, "micro_batch_size", 8)
+    max_length: int = default(TrainConfig, "max_length", 512)
+    keep_best: bool = default(TrainConfig, "keep_best", True)
 
 
 def encode_lines(tok, texts: list[str], max_length: int, chunk: int = 2000) -> Examples:
@@ -62,7 +61,7 @@ class Lines(Method):
         super().__init__(cfg, name)
         self._info: dict = {}
 
-    # ---------------------------------------------------------------- the training set (relabel)
+    # ---------------------------------------------------------------- the training set
     def rows(self, candidates, return_bins: int):
         """Which candidates become lines (a boolean mask over the table's rows)."""
         raise NotImplementedError
@@ -86,17 +85,13 @@ class Lines(Method):
 
     # ---------------------------------------------------------------- training
 
-    def files(self) -> list[str]:
-        return [f"methods/{self.name}/{split}.parquet" for split in SPLITS]
-
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         check_relabel_inputs(self, data, base, f"{self.config_section}.max_length")
 
-    def datasets(self, data: Artifact, tok):
+    def datasets(self, data: Artifact, tok, rows: dict):
         sets = []
-        for name in self.files():
-            ex = encode_lines(tok, read_lines(data, name), self.train_config().max_length)
-            split = name.rsplit("/", 1)[1].removesuffix(".parquet")
+        for split in SPLITS:
+            ex = encode_lines(tok, rows[split]["text"].tolist(), self.train_config().max_length)
             self._info[split] = {"lines": len(ex), "tokens": ex.n_tokens}
             sets.append(ex)
         return sets[0], sets[1]
@@ -105,11 +100,12 @@ class Lines(Method):
         return {"data": self._info}
 
 
-def check_relabel_inputs(method: Method, data: Artifact, base: Artifact | None, key: str, what: str = "") -> None:
-    """The method's files are in the relabel artifact, and its lines fit the base model's positions."""
-    for name in method.files():
-        if name not in data.files:
-            raise DataError(f"{data.uri} has no {name}: is it a `dorl relabel` artifact{what}?")
+def check_relabel_inputs(method: Method, data: Artifact, base: Artifact | None, key: str) -> None:
+    """The relabel artifact has the candidates (and the facts) a training set is built from, and the method's
+    lines fit the base model's positions."""
+    from dorl.methods.training_set import check_relabel
+
+    check_relabel(data)
     limit = context_length_of(base)
     if limit is not None and method.train_config().max_length > limit:
         raise ConfigError(f"{key}={method.train_config().max_length} exceeds the {limit} positions of {base.uri}")

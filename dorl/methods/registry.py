@@ -6,23 +6,37 @@
     dt      every candidate with its return token (Decision Transformer)    (dorl/methods/dt.py)
     ilql    implicit language Q-learning, on dorl/ilql                       (dorl/methods/ilql.py)
 
-and the evaluation-only methods (`SCORERS`: no training set, no train node; `dorl evaluate` only):
+and the evaluation-only methods (scorers: no training set, no train node; `dorl evaluate` only):
 
     ilql_scorer  a trained model's greedy + beam candidates re-ranked by an ILQL model's V
                  (the reference's `ilql_scorer`)                              (dorl/methods/ilql_scorer.py)
 
-A method (`dorl.methods.base.Method`) owns its training set (built from relabel's candidates), its
-training hooks for the engine, its config section, what it records in its manifest, and how it
-prompts and decodes at evaluation. Adding one is one module plus one line in `REGISTRY`
-("name": "module:Class"); its module is imported only when it is used. The order of `REGISTRY` is
-the order of `pipeline.methods`, of the pipeline's and the cluster's steps, and of the report's rows.
+A method (`dorl.methods.base.Method`) owns its training set (built in the train stage from relabel's
+scored candidates), its training hooks for the engine, its settings, what it records in its manifest,
+and how it prompts and decodes at evaluation. Adding one is one module plus one `REGISTRY` line, an
+`Entry` of facts (as torchtune's `Recipe(name, file_path, configs, supports_distributed)`):
 
-This module imports nothing heavy (the config schema reads it for `pipeline.methods`).
+    "mine": Entry("pkg.mine:Mine", section="mine", settings="pkg.mine:MineConfig"),
+
+- where the class is, as "module:attr" (imported only when the method is used);
+- `section`/`settings`: the run-config section holding its settings and the dataclass that declares it, beside
+  the method (as TRL's `KTOConfig` beside `KTOTrainer`). `dorl.config` adds the section to the run
+  configuration (`--set mine.key=...`, YAML, `dorl config keys`), importing `settings` by name; sections may be
+  shared (tf_top, tf_all and dt all train with `finetune`, declared in dorl/methods/lines.py);
+- `paper`: one of the paper's methods, in the default of `pipeline.methods` (a new method joins a run only
+  when listed there);
+- `scorer`: an evaluation-only method (`pipeline.scorers`).
+
+The order of `REGISTRY` is the order of the config sections, of `pipeline.methods`, of the pipeline's and the
+cluster's steps, and of the report's rows (the trained methods first, then the scorers).
+
+A leaf: it imports nothing of dorl's but errors (the config reads it for the method sections and names).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dorl.errors import ConfigError
@@ -31,43 +45,94 @@ if TYPE_CHECKING:
     from dorl.config import RunConfig
     from dorl.methods.base import Method
 
-BASE = "tf"  # the method every other one starts from (`dorl train --method tf`, on the data artifact)
 
-REGISTRY: dict[str, str] = {
-    "tf": "dorl.methods.tf:TF",
-    "tf_all": "dorl.methods.tf_all:TfAll",
-    "tf_top": "dorl.methods.tf_top:TfTop",
-    "dt": "dorl.methods.dt:DT",
-    "ilql": "dorl.methods.ilql:ILQL",
+@dataclass(frozen=True)
+class Entry:
+    """One method: where it is and the facts other places need without importing it."""
+
+    where: str  # "module:Class" of its `Method`
+    section: str | None = None  # the run-config section holding its settings (None: it has none)
+    settings: str | None = None  # "module:Class" of that section's dataclass
+    paper: bool = False  # one of the paper's methods: in pipeline.methods' default
+    scorer: bool = False  # evaluation only: no training set, no train node (pipeline.scorers)
+
+
+BASE = "tf"  # the method every other one starts from (`dorl train --method tf`, on the data artifact)
+FINETUNE = "dorl.methods.lines:FinetuneConfig"
+ILQL = "dorl.methods.ilql:ILQLConfig"
+
+REGISTRY: dict[str, Entry | str] = {
+    "tf": Entry("dorl.methods.tf:TF", "tf", "dorl.config.schema:TrainConfig"),
+    "tf_all": Entry("dorl.methods.tf_all:TfAll", "finetune", FINETUNE, paper=True),
+    "tf_top": Entry("dorl.methods.tf_top:TfTop", "finetune", FINETUNE, paper=True),
+    "dt": Entry("dorl.methods.dt:DT", "finetune", FINETUNE, paper=True),
+    "ilql": Entry("dorl.methods.ilql:ILQL", "ilql", ILQL, paper=True),
+    # `dorl evaluate --method ilql_scorer --model <ilql> --candidates-from <a trained model>`; its setting
+    # (which model's candidates, in pipeline.scorers) is ilql.scorer_candidates
+    "ilql_scorer": Entry("dorl.methods.ilql_scorer:ILQLScorer", "ilql", ILQL, scorer=True),
 }
-# Evaluation methods that train nothing: `dorl evaluate --method NAME --model <its scoring model>
-# --candidates-from <a trained model>`; `pipeline.scorers` adds them to the graph after what they read.
-SCORERS: dict[str, str] = {
-    "ilql_scorer": "dorl.methods.ilql_scorer:ILQLScorer",
-}
+
+
+def entries() -> dict[str, Entry]:
+    """The registry with every line an `Entry` (a plain "module:Class" line is a method without facts)."""
+    return {n: Entry(e) if isinstance(e, str) else e for n, e in REGISTRY.items()}
+
+
+def entry(name: str) -> Entry:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(evaluated())}")
+    return entries()[name]
 
 
 def names() -> list[str]:
-    """Every method, in registry order (the base model first)."""
-    return list(REGISTRY)
+    """Every trained method, in registry order (the base model first)."""
+    return [n for n, e in entries().items() if not e.scorer]
+
+
+def scorers() -> list[str]:
+    """The evaluation-only methods."""
+    return [n for n, e in entries().items() if e.scorer]
 
 
 def evaluated() -> list[str]:
     """Everything `dorl evaluate --method` takes: the trained methods, then the scorers (the report's row order)."""
-    return list(REGISTRY) + list(SCORERS)
+    return names() + scorers()
 
 
 def relabelled() -> list[str]:
-    """The methods trained on the relabel artifact: every method but the base."""
-    return [n for n in REGISTRY if n != BASE]
+    """The methods trained on the relabel artifact: every trained method but the base."""
+    return [n for n in names() if n != BASE]
+
+
+def paper() -> list[str]:
+    """The paper's methods: what `pipeline.methods` runs unless it says otherwise."""
+    return [n for n, e in entries().items() if e.paper and not e.scorer]
+
+
+def sections() -> list[tuple[str, str]]:
+    """(section, "module:Class" of its dataclass) of every method with settings, each once, in registry order."""
+    out: dict[str, str] = {}
+    for name, e in entries().items():
+        if e.section is None:
+            continue
+        if e.settings is None:
+            raise ConfigError(f"method {name!r}: registry entry names section {e.section!r} but no settings class")
+        if out.setdefault(e.section, e.settings) != e.settings:
+            raise ConfigError(
+                f"method {name!r}: section {e.section!r} is declared by {e.settings}, but another method's "
+                f"entry declares it by {out[e.section]}: a shared section has one class"
+            )
+    return list(out.items())
+
+
+def load(where: str):
+    """The attribute a "module:attr" string names, its module imported now."""
+    module, _, attr = where.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def method_class(name: str) -> type[Method]:
-    where = REGISTRY.get(name) or SCORERS.get(name)
-    if where is None:
-        raise ConfigError(f"unknown method {name!r}; choose one of {', '.join(evaluated())}")
-    module, attr = where.split(":")
-    return getattr(importlib.import_module(module), attr)
+    return load(entry(name).where)
 
 
 def get(name: str, cfg: RunConfig) -> Method:

@@ -76,9 +76,7 @@ class TF(Method):
             name = f"conversations/{split}.parquet"
             if name not in data.files:
                 raise DataError(f"{data.uri} has no {name}: is it a `dorl data` artifact?")
-        mc, block = self.cfg.model, self.train_config().max_length
-        if mc.source == "config" and block > mc.n_positions:
-            raise ConfigError(f"tf.max_length={block} exceeds model.n_positions={mc.n_positions}")
+        mc, block = self.cfg.model, self.train_config().max_length  # model.n_positions: checked by the config
         if "pretrained" in (mc.source, mc.tokenizer):  # fail before anything is written if it cannot be had
             from transformers import AutoConfig
 
@@ -108,7 +106,7 @@ class TF(Method):
             raise ConfigError(f"tf.max_length={self.train_config().max_length} exceeds the model's {limit} positions")
         return lm
 
-    def datasets(self, data: Artifact, tok):
+    def datasets(self, data: Artifact, tok, rows: None = None):
         block = self.train_config().max_length
         sets = []
         for split, keep in (("train", False), ("validation", True)):

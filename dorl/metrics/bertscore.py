@@ -69,9 +69,7 @@ def resolve(cfg: MetricsConfig) -> Encoder:
     from bert_score.utils import model2layers
 
     model, layers, baseline = cfg.bertscore_model, cfg.bertscore_layers, cfg.bertscore_baseline
-    if model == MINILM:
-        if layers is not None and not 0 < layers <= 6:
-            raise ConfigError(f"metrics.bertscore_layers={layers}: all-MiniLM-L6-v2 has 6 layers (use 1..6)")
+    if model == MINILM:  # MetricsConfig.check has refused more than its 6 layers
         default = str(MINILM_BASELINE) if (layers or 6) == 6 else None
         return Encoder(MINILM_ID, str(minilm_path()), layers or 6, baseline or default)
     if Path(model).is_dir():

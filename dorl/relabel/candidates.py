@@ -30,6 +30,9 @@ CHUNK_COLUMNS = [
     "candidate",
     "reward",
 ]
+# The candidates table (`candidates/{split}.parquet` of a relabel artifact): what every method builds its
+# training set from (dorl/methods/training_set.py). The return is the reward's bin (dorl.relabel.returns).
+CANDIDATE_COLUMNS = [c for c in CHUNK_COLUMNS if c != "example_index"] + ["return"]
 HUMAN_REWARD = 1.0
 
 

@@ -68,7 +68,8 @@ def check_inputs(method: str, model: Artifact, data: Artifact, candidates: Artif
     if cls.scores and candidates is None:
         raise ConfigError(f"--method {method} re-ranks another model's responses: give --candidates-from")
     if not cls.scores and candidates is not None:
-        raise ConfigError(f"--candidates-from is for the scorers ({', '.join(methods.SCORERS)}), not --method {method}")
+        scorers = ", ".join(methods.scorers())
+        raise ConfigError(f"--candidates-from is for the scorers ({scorers}), not --method {method}")
     for art in [model] + ([candidates] if candidates is not None else []):
         art_ds, data_ds = art.info.get("dataset"), data.info.get("dataset")
         if art_ds and data_ds and art_ds != data_ds:

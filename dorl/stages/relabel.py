@@ -1,18 +1,18 @@
-"""The relabel stage: candidates, rewards and returns for every context, and the methods' training sets.
+"""The relabel stage: candidates, rewards and returns for every context.
 
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O)                  # everything in one process
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, shard=(i, n))    # shard i of n -> <out>/shards/i-of-n
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, assemble=n)      # <out> from the n shard artifacts
 
-Work is cut into chunks of `relabel.chunk_size` contexts per split (chunk k of a split holds its
-examples k*size … (k+1)*size-1); chunks are numbered across the splits in order, and shard i of n
-takes the chunks whose number is i mod n. A chunk is always computed the same way, so the output
+Work is cut into chunks of `relabel.chunk_size` contexts per split, and shard i of n takes every n-th chunk
+(dorl/relabel/shards.py: the plan and the assembly). A chunk is always computed the same way, so the output
 is the same whichever way the stage runs. A finished chunk is saved under `checkpoints/` (outside
 the manifest, synced to S3) and a re-run after a kill reuses it; once the artifact is committed they are removed.
 
-Outputs (docs/store.md, "Artifacts"): `candidates/{split}.parquet` and `methods/<method>/{split}.parquet` for every
-registered method that trains on relabelled data (`Method.training_set`), each shuffled with a seed derived
-from `relabel.seed`, the method and the split.
+Output (docs/store.md, "Artifacts"): `candidates/{split}.parquet` (`CANDIDATE_COLUMNS`), the scored candidates and
+nothing method-specific: each method builds its training set from them in the train stage
+(dorl/methods/training_set.py, with the `relabel.seed` and return bins this artifact records), so adding a
+method never invalidates a relabel artifact. (Artifacts made before that also hold `methods/<method>/`: unused.)
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import zlib
-from dataclasses import dataclass
 
 import click
-import numpy as np
 import pandas as pd
 
 from dorl import log as dlog
@@ -33,41 +30,15 @@ from dorl.config import RunConfig, to_dict
 from dorl.errors import ConfigError, DataError, StoreError
 from dorl.layout import stage_uri
 from dorl.options import config_options, force_option
-from dorl.relabel.candidates import CHUNK_COLUMNS, relabel_chunk
+from dorl.relabel.candidates import CANDIDATE_COLUMNS, CHUNK_COLUMNS, relabel_chunk
 from dorl.relabel.returns import edges, to_returns
-from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, digest, run_stage
+from dorl.relabel.shards import SHARD_STAGE, Chunk, assemble_shards, empty_chunk, plan, shard_uri
+from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, run_stage
 
 log = logging.getLogger("dorl.relabel")
 
 STAGE = "relabel"
-SHARD_STAGE = "relabel-shard"
 EXAMPLE_COLUMNS = ("dialogue_id", "turn_index", "context", "response")
-CANDIDATE_COLUMNS = [c for c in CHUNK_COLUMNS if c != "example_index"] + ["return"]
-
-
-@dataclass(frozen=True)
-class Chunk:
-    split: str
-    index: int  # chunk number within its split
-    start: int  # first example (row of examples/{split}.parquet)
-    stop: int
-    number: int  # across all splits: shard i of n takes number % n == i
-
-    @property
-    def checkpoint(self) -> str:
-        return f"checkpoints/{self.split}/{self.index:05d}"
-
-
-def plan(sizes: dict[str, int], chunk_size: int) -> list[Chunk]:
-    chunks: list[Chunk] = []
-    for split, n in sizes.items():
-        for k in range(math.ceil(n / chunk_size)):
-            chunks.append(Chunk(split, k, k * chunk_size, min(n, (k + 1) * chunk_size), len(chunks)))
-    return chunks
-
-
-def shard_uri(out_uri: str, index: int, count: int) -> str:
-    return f"{out_uri.rstrip('/')}/shards/{index}-of-{count}"
 
 
 def stage_config(cfg: RunConfig) -> dict:
@@ -96,20 +67,6 @@ def read_examples(data: Artifact, split: str) -> pd.DataFrame:
                 f"{frame[col].iloc[i]!r}, expected {want}"
             )
     return frame.reset_index(drop=True)
-
-
-def _check(cfg: RunConfig) -> None:
-    r = cfg.relabel
-    if r.num_candidates > r.num_beams:
-        raise ConfigError(
-            f"relabel.num_candidates ({r.num_candidates}) cannot exceed relabel.num_beams ({r.num_beams})"
-        )
-    for key in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size", "prompt_tokens"):
-        if getattr(r, key) < 1:
-            raise ConfigError(f"relabel.{key} must be at least 1")
-    if not r.splits:
-        raise ConfigError("relabel.splits is empty")
-    edges(r)
 
 
 class Worker:
@@ -207,36 +164,13 @@ class Worker:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in t.items()}
 
 
-def _empty_chunk() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in CHUNK_COLUMNS}).astype(
-        {"example_index": "int64", "turn_index": "int32", "candidate_index": "int32", "reward": "float64"}
-    )
-
-
-def shuffled(frame: pd.DataFrame, seed: int, method: str, split: str) -> pd.DataFrame:
-    rng = np.random.default_rng([seed, zlib.crc32(f"{method}/{split}".encode())])
-    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
-
-
-def training_sets(cfg: RunConfig, table: pd.DataFrame, split: str) -> dict[str, pd.DataFrame]:
-    """Every registered method's training set from one split's candidates table, shuffled."""
-    from dorl import methods
-
-    sets = {}
-    for name in methods.names():
-        frame = methods.get(name, cfg).training_set(table, cfg.relabel.return_bins)
-        if frame is not None:
-            sets[name] = shuffled(frame.reset_index(drop=True), cfg.relabel.seed, name, split)
-    return sets
-
-
 def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], sizes: dict[str, int]) -> None:
-    """Returns, the candidates tables and the methods' training sets, from every split's chunk rows."""
+    """Returns and the candidates tables, from every split's chunk rows."""
     r = cfg.relabel
     bin_edges = edges(r)
     counts = {}
     for split in r.splits:
-        table = rows.get(split, _empty_chunk()).sort_values(["example_index", "candidate_index"], kind="stable")
+        table = rows.get(split, empty_chunk()).sort_values(["example_index", "candidate_index"], kind="stable")
         if len(table) != sizes[split] * (r.num_candidates + 1):
             raise StoreError(
                 f"relabel: split {split} has {len(table)} candidate rows, expected "
@@ -246,8 +180,6 @@ def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], s
         returns[table["candidate_index"].to_numpy() == 0] = r.return_bins - 1  # the human response: top return
         table = table.drop(columns="example_index").assign(**{"return": returns}).reset_index(drop=True)
         table[CANDIDATE_COLUMNS].to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
-        for method, frame in training_sets(cfg, table, split).items():
-            frame.to_parquet(ctx.out.path(f"methods/{method}/{split}.parquet"), index=False)
         model_rows = table[table["candidate_index"] > 0]
         counts[split] = {
             "contexts": sizes[split],
@@ -286,7 +218,6 @@ def relabel(
     assemble: int | None = None,
     force: bool = False,
 ) -> StageResult:
-    _check(cfg)
     data = Artifact(data_uri, expect_stage="data")
     model = Artifact(base_uri)
     if not model.stage.startswith("train/"):
@@ -309,7 +240,7 @@ def relabel(
             ]
             rows = worker.run(chunks)
             for split in cfg.relabel.splits:
-                rows.get(split, _empty_chunk()).to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
+                rows.get(split, empty_chunk()).to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
             ctx.info.update(
                 shard=index,
                 shards=count,
@@ -331,7 +262,7 @@ def relabel(
             ctx.info["reward"] = worker.metric.identity()
             ctx.metrics.update(worker.throughput())
         else:
-            rows = _assemble(ctx, out_uri, assemble, config, inputs, sizes)
+            rows = assemble_shards(ctx, out_uri, assemble, config, inputs, sizes)
         finalize(ctx, cfg, rows, sizes)
 
     return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)))
@@ -343,46 +274,6 @@ def _drop_checkpoints(uri: str, result: StageResult) -> StageResult:
     if not result.skipped:
         ArtifactWriter(uri).remove("checkpoints")
     return result
-
-
-def _assemble(ctx, out_uri: str, count: int, config: dict, inputs: dict, sizes: dict) -> dict[str, pd.DataFrame]:
-    """Chunk rows of every split from the `count` shard artifacts, checked to be complete and consistent."""
-    if count < 1:
-        raise ConfigError(f"--assemble {count}: need at least one shard")
-    shards, missing = [], []
-    for i in range(count):
-        uri = shard_uri(out_uri, i, count)
-        try:
-            shards.append(Artifact(uri, expect_stage=SHARD_STAGE))
-        except StoreError:
-            missing.append(uri)
-    if missing:
-        names = ", ".join(u.rsplit("/", 1)[1] for u in missing)
-        raise StoreError(
-            f"cannot assemble {out_uri}: {len(missing)} of {count} shard(s) missing or unfinished "
-            f"({names}); run `dorl relabel --shard I/{count}` for each, e.g. {missing[0]}"
-        )
-    want_inputs = {k: a.digest for k, a in inputs.items()}
-    for s in shards:
-        made = {k: v for k, v in s.config.items() if k != "shard"}
-        if digest(made) != digest(config):
-            raise StoreError(f"{s.uri} was made with another configuration than this assembly: re-run that shard")
-        have = {k: v.get("manifest_sha256") for k, v in s.manifest.get("inputs", {}).items()}
-        if have != want_inputs:
-            raise StoreError(f"{s.uri} was made from other data or model artifacts than this assembly")
-    rows: dict[str, pd.DataFrame] = {}
-    for split in config["relabel"]["splits"]:
-        parts = [readers.read_parquet(s.path(f"candidates/{split}.parquet")) for s in shards]
-        rows[split] = pd.concat(parts, ignore_index=True) if parts else _empty_chunk()
-    ctx.info["reward"] = shards[0].info.get("reward")
-    ctx.info["assembled_from"] = count
-    totals: dict = {}
-    for s in shards:
-        for k, v in s.manifest.get("metrics", {}).items():
-            if k in ("contexts", "candidates", "pairs_scored", "chunks_computed", "chunks_resumed"):
-                totals[k] = totals.get(k, 0) + v
-    ctx.metrics.update(totals, shards=[s.manifest.get("metrics", {}) for s in shards])
-    return rows
 
 
 # ---------------------------------------------------------------- the command
@@ -415,13 +306,14 @@ def _parse_shard(ctx, param, value):
 @config_options
 @force_option
 def relabel_cmd(cfg, data_uri, base_uri, old_model, out_uri, shard, assemble, force):
-    """Relabel every context: beam candidates of the base model, rewards, returns, method datasets.
+    """Relabel every context: beam candidates of the base model, rewards and returns.
 
     Prompts are context + <_rep_start_> (last relabel.prompt_tokens tokens); relabel.num_candidates
     beam-search candidates each, scored against the human response with relabel.reward (BERTScore
     by default; see the metrics section). Work goes in chunks of relabel.chunk_size contexts: a
     killed run resumes from its finished chunks. With --shard I/N, N processes (pods, GPUs) each
     compute their share, and --assemble N builds the same artifact a single process would.
+    Each method builds its training set from these candidates when it trains.
     """
     if old_model is not None:
         raise click.UsageError("--model was renamed to --base (the base `train/tf` model, as in `dorl train`)")

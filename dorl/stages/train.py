@@ -5,9 +5,13 @@ any process group exists. Under a launcher every rank trains, but only rank 0 go
 `run_stage` (pending marker, manifest, commit); it tells the others whether to train, skip or fail,
 and they wait for its commit at a barrier.
 
+A method trained on a relabel artifact builds its training set from the artifact's scored candidates
+(`Method.training_sets`: every rank the same rows) and records it as `training_set/{train,validation}.parquet`
+(rank 0; `info.training_set` counts the rows).
+
 The artifact is a `save_pretrained` folder (safetensors + tokenizer), completed for plain transformers by
 `dorl.model_folder.finish` (generation config, chat template, model card), with `train_log.jsonl`,
-`tensorboard/` and `loss.png`; `checkpoints/` lives beside it while training and is removed once
+`tensorboard/`, `loss.png` and the training set; `checkpoints/` lives beside it while training and is removed once
 the artifact is committed (unless `retain_checkpoints`).
 """
 
@@ -24,12 +28,13 @@ import click
 from dorl import methods
 from dorl.config import RunConfig
 from dorl.engine import dist as dmod
-from dorl.engine.data import check_config
+from dorl.engine.data import accumulation_steps
 from dorl.errors import ConfigError, UserError
 from dorl.options import config_options, force_option
 from dorl.store import Artifact, ArtifactWriter, StageResult, run_stage
 
 log = logging.getLogger("dorl.train")
+TRAINING_SET = "training_set"  # the method's rows, as it trained on them: training_set/{train,validation}.parquet
 
 
 def train(
@@ -48,7 +53,7 @@ def train(
         cfg = with_seed(cfg, methods.method_class(method).config_section, seed)
     m = methods.get(method, cfg)
     tc = m.train_config()
-    check_config(tc, dmod.world_size_from_env())
+    accumulation_steps(tc, dmod.world_size_from_env())  # the rest of `tc` was checked when it was loaded
     if m.needs_base and not base_uri:
         raise ConfigError(f"method {method!r} starts from the base model: give --base <train/tf artifact URI>")
     if not m.needs_base and base_uri:
@@ -198,7 +203,12 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     lm = m.model(tok, base)
     n_params = sum(p.numel() for p in lm.parameters())  # before ZeRO-3 partitions them
     module = m.wrap(lm)
-    train_set, val_set = m.datasets(data, tok)
+    # The method's rows from relabel's scored candidates (None for tf): built alike on every rank, recorded once.
+    rows = m.training_sets(data)
+    if rows is not None and d.main:
+        for split, frame in rows.items():
+            frame.to_parquet(writer.path(f"{TRAINING_SET}/{split}.parquet"), index=False)
+    train_set, val_set = m.datasets(data, tok, rows)
     log.info(
         "%s: %d training and %d validation examples, %s real tokens per epoch",
         m.name, len(train_set), len(val_set), f"{train_set.n_tokens:,}",
@@ -256,6 +266,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         "best_step": st.best_step,
         "resumed_from_step": result.resumed_from,
         "loss": monitor.summary(result.records),
+        **({"training_set": {split: len(frame) for split, frame in rows.items()}} if rows is not None else {}),
         **m.info(),
     }
     info["validation"] = _validation_at(result.records, info["selected_step"])

@@ -54,18 +54,21 @@ def conversations() -> tuple[list[list[tuple[str, str]]], str]:
     return [t for _, t in dialogues(30)], "synthetic fixture dialogues"
 
 
-def method_lines(convs, n_candidates: int = 5, seed: int = 0) -> list[tuple[str, str]]:
-    """(line, prompt) pairs: each context with its human response and `n_candidates` others."""
-    from dorl.text import examples, line, prompt
+def method_candidates(convs, n_candidates: int = 5, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(context, human response, candidate): each context with its human response and `n_candidates` others."""
+    from dorl.text import examples
 
     rng = random.Random(seed)
     exs = [(c, r) for turns in convs for _, c, r in examples(turns)]
     pool = [r for _, r in exs]
-    out = []
-    for c, r in exs:
-        for cand in [r, *rng.sample(pool, n_candidates)]:
-            out.append((line(c, cand), prompt(c)))
-    return out
+    return [(c, r, cand) for c, r in exs for cand in [r, *rng.sample(pool, n_candidates)]]
+
+
+def method_lines(convs, n_candidates: int = 5, seed: int = 0) -> list[tuple[str, str]]:
+    """(line, prompt) pairs of `method_candidates`."""
+    from dorl.text import line, prompt
+
+    return [(line(c, cand), prompt(c)) for c, _, cand in method_candidates(convs, n_candidates, seed)]
 
 
 def hardware() -> str:
@@ -222,16 +225,29 @@ def make_base(path: Path, size: str):
     return run_stage("train/tf", str(path), {"bench": shape}, {}, body).artifact, tok, shape
 
 
-def make_relabel(path: Path, lines: list[str]):
+def make_relabel(path: Path, cands: list[tuple[str, str, str]]):
+    """A relabel artifact of these candidates (all rewarded 1: tf_all trains on every one of them)."""
     import pandas as pd
 
     from dorl.store import run_stage
 
     def body(ctx):
-        for split, part in (("train", lines), ("validation", lines[:8])):
-            pd.DataFrame({"text": part}).to_parquet(ctx.out.path(f"methods/tf_all/{split}.parquet"))
+        for split, part in (("train", cands), ("validation", cands[:8])):
+            pd.DataFrame(
+                {
+                    "dialogue_id": [str(i) for i in range(len(part))],
+                    "turn_index": [0] * len(part),
+                    "context": [c for c, _, _ in part],
+                    "response": [r for _, r, _ in part],
+                    "candidate_index": list(range(len(part))),
+                    "candidate": [x for _, _, x in part],
+                    "reward": [1.0] * len(part),
+                    "return": [1] * len(part),
+                }
+            ).to_parquet(ctx.out.path(f"candidates/{split}.parquet"))
+        ctx.info["return_bins"] = 2
 
-    return run_stage("relabel", str(path), {"bench": len(lines)}, {}, body).artifact
+    return run_stage("relabel", str(path), {"bench": len(cands), "relabel": {"seed": 0}}, {}, body).artifact
 
 
 def make_data(path: Path, texts: list[str]):
@@ -314,7 +330,7 @@ def compare_lines(spec, tmp: Path, base, tok, shape, convs, model, source, hf: b
     steps, gpu, model_dir = spec["steps"], spec["gpu"], Path(base.local_dir())
     micro, gas, max_len = 8, (4 if gpu else 1), 512
     padded, trl_rows, ex = method_lines_rows(convs, tok, max_len)
-    relabel = make_relabel(tmp / "relabel", [ln for ln, _ in method_lines(convs)])
+    relabel = make_relabel(tmp / "relabel", method_candidates(convs))
     sets = [f"finetune.batch_size={micro * gas}", f"finetune.micro_batch_size={micro}"]
     sets += [f"finetune.max_steps={steps + 1}", "finetune.log_every=1", "finetune.checkpoint_every=1000"]
     sets += [f"finetune.max_length={max_len}", f"finetune.lr={LR}"]

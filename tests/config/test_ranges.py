@@ -14,7 +14,7 @@ from dorl.config.schema import RunConfig
 from dorl.errors import ConfigError
 from tests.conftest import run_dorl
 
-ANY_VALUE = {"relabel.return_edges"}  # bin edges: any ascending reals (relabel checks the order)
+ANY_VALUE = {"relabel.return_edges"}  # bin edges: any ascending reals (RelabelConfig.check checks the order)
 NUMERIC = [(k, t, d) for k, t, d, _ in describe(RunConfig) if re.search(r"\b(int|float)\b", t)]
 
 
@@ -69,11 +69,30 @@ def test_every_numeric_key_is_range_checked(key, tp, default):
         (["k8s.env={DB_PASSWORD: abc}"], r"k8s.env.DB_PASSWORD"),
         (["root=s3://"], r"'root': s3://: an S3 URI needs a bucket"),
         (["root=s3:/bucket/x"], r"'root': malformed URI 's3:/bucket/x'"),
+        # rules that lived in the stages, the engine and the methods (one place now: the config)
+        (["relabel.splits=[]"], r"'relabel.splits': empty"),
+        (["relabel.return_bins=3", "relabel.return_edges=[0.9, 0.1]"], r"'relabel.return_edges': .0.9, 0.1. is not 2"),
+        (["relabel.return_edges=[0.2, 0.5]"], r"'relabel.return_edges': .* is not 1 ascending values"),
+        (["tf.betas=[0.9]"], r"'tf.betas': expected two numbers"),
+        (["finetune.batch_size=12"], r"'finetune.batch_size' and 'finetune.micro_batch_size': batch_size=12 is not a"),
+        (["ilql.train.micro_batch_size=5"], r"'ilql.train.batch_size' and 'ilql.train.micro_batch_size'"),
+        (["tf.max_length=1024", "model.n_positions=512"], r"'tf.max_length' and 'model.n_positions'"),
+        (["model.source=pretrained"], r"'model.tokenizer' and 'model.source': tokenizer=bpe trains a new vocabulary"),
+        (["metrics.bertscore_layers=7"], r"'metrics.bertscore_layers': 7 is out of range for bertscore_model=minilm"),
     ],
 )
 def test_bad_values_across_keys_are_refused(sets, match):
     with pytest.raises(ConfigError, match=match):
         config.load(preset="tiny", sets=sets)
+
+
+def test_ilql_polyak_bounds_are_the_ranges():
+    """alpha in (0, 1], every >= 1 (a second check in the ILQL method said [0, 1] and >= 0: gone). At alpha = 0 or
+    every = 0 the target heads never leave their random initialisation, and V regresses toward noise."""
+    assert config.load(sets=["ilql.polyak_alpha=1", "ilql.polyak_every=1"]).ilql.polyak_alpha == 1.0
+    for key in ("ilql.polyak_alpha=0", "ilql.polyak_every=0"):
+        with pytest.raises(ConfigError, match=r"out of range; allowed: (\(0, 1\]|>= 1)"):
+            config.load(sets=[key])
 
 
 def test_harmless_env_is_accepted():

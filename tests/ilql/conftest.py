@@ -66,7 +66,7 @@ def ilql_config(*sets: str):
 
 @pytest.fixture(scope="session")
 def ilql_relabel(tmp_path_factory, data_artifact):
-    """A relabel artifact (tests/fixtures.py) with the methods/ilql sets."""
+    """A relabel artifact (tests/fixtures.py): ILQL trains on every candidate of it."""
     from tests.fixtures import make_relabel_artifact
 
     return make_relabel_artifact(str(tmp_path_factory.mktemp("ilql-relabel") / "relabel"), data_artifact)

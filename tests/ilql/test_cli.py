@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dorl.errors import ConfigError, DataError
+from dorl.errors import ConfigError
 from dorl.stages.evaluate import evaluate
 from dorl.stages.train import train
 from dorl.store import run_stage
@@ -59,24 +59,24 @@ def test_beta_zero_evaluation_is_hf_greedy_decoding_of_the_saved_policy(trained,
     assert any(want) and pred["response_1"].tolist() == want
 
 
-def _relabel_without_ilql(uri: str, relabel):
-    """A relabel artifact with every set but methods/ilql."""
+def _relabel_without(uri: str, relabel, name: str):
+    """A copy of a relabel artifact without the file `name`."""
 
     def body(ctx):
-        for name in relabel.files:
-            if name.endswith(".parquet") and not name.startswith("methods/ilql/"):
-                ctx.out.path(name).write_bytes(relabel.read_bytes(name))
+        for file in relabel.files:
+            if file != name:
+                ctx.out.path(file).write_bytes(relabel.read_bytes(file))
 
-    return run_stage("relabel", uri, {"without": "ilql"}, {}, body).artifact
+    return run_stage("relabel", uri, relabel.config, {}, body).artifact
 
 
 def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model_artifact):
-    no_ilql = _relabel_without_ilql(str(tmp_path / "relabel"), ilql_relabel)
+    no_train = _relabel_without(str(tmp_path / "relabel"), ilql_relabel, "candidates/train.parquet")
     out = tmp_path / "ilql"
     base = ["train", "--method", "ilql", "--base", tiny_model_artifact.uri, "--out", str(out), "--preset", "tiny"]
-    r = run_dorl(*base, "--data", no_ilql.uri, cwd=REPO)
+    r = run_dorl(*base, "--data", no_train.uri, cwd=REPO)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert f"{no_ilql.uri} has no methods/ilql/train.parquet" in r.stderr
+    assert f"{no_train.uri} has no candidates/train.parquet" in r.stderr
     assert not out.exists()
 
     with pytest.raises(ConfigError, match=r"'ilql.tau': 1.5 is out of range; allowed: \(0, 1\)"):
@@ -98,19 +98,3 @@ def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model
             out_uri=str(out),
         )
     assert not out.exists()
-
-
-def test_a_bad_record_is_named(tmp_path, ilql_relabel, tiny_model_artifact):
-    def body(ctx):
-        for name in ilql_relabel.files:
-            if name.endswith(".parquet"):
-                ctx.out.path(name).write_bytes(ilql_relabel.read_bytes(name))
-        df = pd.read_parquet(ilql_relabel.path("methods/ilql/validation.parquet"))
-        df.loc[3, "response"] = "no end marker"
-        df.to_parquet(ctx.out.path("methods/ilql/validation.parquet"), index=False)
-
-    bad = run_stage("relabel", str(tmp_path / "bad"), {"bad": "record 3"}, {}, body).artifact
-    out = tmp_path / "ilql"
-    with pytest.raises(DataError, match=r"validation.parquet: record 3: field 'response' must be a string ending"):
-        train(ilql_config(), method="ilql", data_uri=bad.uri, base_uri=tiny_model_artifact.uri, out_uri=str(out))
-    assert not (out / "manifest.json").exists()

@@ -1,12 +1,12 @@
-"""ILQL data: return standardisation, action states, rewards, truncation and input checks."""
+"""ILQL data: return standardisation, action states, rewards, truncation. (Its rows come from relabel's
+candidates, whose records are checked where they are read: tests/methods/test_training_set.py.)"""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from dorl.errors import DataError
-from dorl.ilql.data import Collator, ReturnStats, Sample, encode, read_split
+from dorl.ilql.data import Collator, ReturnStats, Sample, encode
 from dorl.text import REP_END, REP_START
 
 
@@ -53,28 +53,3 @@ def test_encode_can_use_the_raw_reward(tok):
     df = frame([("a" + REP_START, "b" + REP_END, 0.25, 0), ("a" + REP_START, "c" + REP_END, 0.75, 1)])
     stats = ReturnStats.fit(df["reward"])
     assert [s.reward for s in encode(df, tok, 64, stats, value="reward")] == pytest.approx([-0.7071068, 0.7071068])
-
-
-@pytest.mark.parametrize(
-    "row, message",
-    [
-        (("no marker", "x" + REP_END, 0.1, 0), "record 1: field 'prompt' must be a string ending with <_rep_start_>"),
-        (("a" + REP_START, "x", 0.1, 0), "record 1: field 'response' must be a string ending with <_rep_end_>"),
-        (("a" + REP_START, "x" + REP_END, 0.1, float("nan")), "record 1: field 'return' must be a finite number"),
-    ],
-)
-def test_bad_records_are_named(tmp_path, row, message):
-    path = tmp_path / "train.parquet"
-    frame([("a" + REP_START, "b" + REP_END, 0.5, 1), row]).to_parquet(path)
-    with pytest.raises(DataError, match=message) as e:
-        read_split(path)
-    assert str(path) in str(e.value)
-
-
-def test_missing_file_and_column(tmp_path):
-    with pytest.raises(DataError, match="no such file"):
-        read_split(tmp_path / "nope.parquet")
-    path = tmp_path / "train.parquet"
-    pd.DataFrame({"prompt": ["a" + REP_START], "response": ["b" + REP_END]}).to_parquet(path)
-    with pytest.raises(DataError, match="missing column.*return"):
-        read_split(path)

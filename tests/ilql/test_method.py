@@ -44,7 +44,7 @@ def test_trains_saves_and_loads_back(trained, ilql_relabel):
         assert name in trained.files
 
     # returns standardised with the training set's mean and unbiased std (pandas' default ddof=1)
-    returns = pd.read_parquet(ilql_relabel.path("methods/ilql/train.parquet"))["return"]
+    returns = pd.read_parquet(trained.path("training_set/train.parquet"))["return"]  # the rows it trained on
     saved = trained.json(io.CONFIG_FILE)
     assert saved["return_mean"] == pytest.approx(returns.mean(), abs=1e-12)
     assert saved["return_std"] == pytest.approx(returns.std(), abs=1e-12)
@@ -63,7 +63,7 @@ def test_trains_saves_and_loads_back(trained, ilql_relabel):
     assert len(out.texts) == 1 and isinstance(out.texts[0], str)
 
     # keep-best: the saved model's ILQL loss over every validation action is the best validation loss
-    val = pd.read_parquet(ilql_relabel.path("methods/ilql/validation.parquet"))
+    val = pd.read_parquet(trained.path("training_set/validation.parquet"))
     samples = encode(val, tok, 256, ReturnStats(returns.mean(), returns.std(), len(returns)))
     batch = Collator(tok.convert_tokens_to_ids(PAD_))(samples)
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_keep_best_by_value_ranking_picks_the_step_the_metric_says(tmp_path, ilq
     assert info["keep_best_by"] == "value_ranking" and info["selected"] == "best"
     assert info["best_step"] == info["selected_step"] == best["step"]
     assert info["best_score"] == best["value_ranking"] and info["validation"]["value_ranking"] == best["value_ranking"]
-    val = pd.read_parquet(ilql_relabel.path("methods/ilql/validation.parquet"))
+    val = pd.read_parquet(art.path("training_set/validation.parquet"))
     assert saved_value_ranking(art, val) == pytest.approx(best["value_ranking"])
 
 

@@ -1,6 +1,6 @@
 """`dorl train --method ilql` in two CPU processes under torchrun, ZeRO-1 (the Q heads' fp32 masters
 are partitioned: the Polyak update gathers them, a collective), trains the model one process trains
-with the same effective batch: the LM, the heads and the target heads."""
+with the same effective batch: the LM, the heads and the target heads, from the same training set."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file
 
@@ -50,6 +51,9 @@ def test_two_processes_train_the_model_one_process_trains(tmp_path, ilql_relabel
         ilql_config(*SETS), method="ilql", data_uri=ilql_relabel.uri, base_uri=base.uri, out_uri=str(tmp_path / "one")
     ).artifact
     assert one.info["batch"]["accumulation"] == 2
+    for split in ("train", "validation"):  # every rank built it, rank 0 recorded it: the one process's
+        name = f"training_set/{split}.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(two.path(name)), pd.read_parquet(one.path(name)))
     for name in ("model.safetensors", io.HEADS_FILE):
         got, want = load_file(two.path(name)), load_file(one.path(name))
         assert got.keys() == want.keys()

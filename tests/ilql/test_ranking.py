@@ -89,8 +89,7 @@ def test_value_ranking_on_a_constructed_case():
 
 def test_the_loss_module_keeps_v_at_each_rows_last_action_state_in_evaluation(tok, lm):
     from dorl.ilql.data import Collator, Sample
-    from dorl.ilql.loss import LossConfig
-    from dorl.methods.ilql import ILQLLoss
+    from dorl.ilql.loss import ILQLLoss, LossConfig
 
     model = randomise_heads(ILQLModel(lm))
     rep_end = tok.convert_tokens_to_ids(REP_END)

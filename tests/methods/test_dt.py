@@ -79,8 +79,6 @@ def test_three_bins_train_and_evaluate_with_the_top_return_token(
     from dorl.methods.dt import DT
 
     relabel = make_relabel_artifact(str(tmp_path / "relabel3"), data_artifact, return_bins=3)
-    lines = pd.read_parquet(relabel.path("methods/dt/train.parquet"))["text"]
-    assert lines.str.contains("<_return_2_><_rep_start_>", regex=False).any()
     seen = []
     respond = DT.respond
 
@@ -90,6 +88,8 @@ def test_three_bins_train_and_evaluate_with_the_top_return_token(
 
     monkeypatch.setattr(DT, "respond", spy)
     model, ev = train_and_evaluate(tmp_path, "dt", relabel, tiny_model_artifact, data_artifact)
+    lines = pd.read_parquet(model.path("training_set/train.parquet"))["text"]  # what it trained on
+    assert lines.str.contains("<_return_2_><_rep_start_>", regex=False).any()
     assert model.info["return_tokens"] == ["<_return_0_>", "<_return_1_>", "<_return_2_>"]
     assert len(seen) == ev.info["n_examples"] > 0
     assert all(p.endswith("<_return_2_><_rep_start_>") for p in seen)

@@ -1,17 +1,13 @@
 """What the line methods (tf_top, tf_all, dt) share: left truncation, labels masked up to the last
-<_rep_start_>, batches padded to their longest line, and malformed lines named."""
+<_rep_start_>, batches padded to their longest line. (Malformed candidates: tests/methods/test_training_set.py.)"""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from dorl import config, methods
 from dorl.engine.causal_lm import IGNORE, CausalLMLoss, collate_causal
-from dorl.errors import DataError
 from dorl.methods.dt import dt_line
 from dorl.methods.lines import encode_lines
-from dorl.store import run_stage
 from dorl.text import REP_END, REP_START, REWARD_ONE, REWARD_ZERO, line, render_conversation
 from dorl.tokenizer import build_tokenizer
 from tests.fixtures import dialogues
@@ -79,17 +75,3 @@ def test_batches_pad_to_the_longest_line_and_the_loss_matches_hf(tok):
             total += float(lm(input_ids=ids, labels=labels).loss) * n
         count += n
     assert float(loss) == pytest.approx(total / count, rel=1e-5)
-
-
-def _relabel_with(tmp_path, texts):
-    def body(ctx):
-        for split in ("train", "validation"):
-            pd.DataFrame({"text": texts}).to_parquet(ctx.out.path(f"methods/tf_top/{split}.parquet"))
-
-    return run_stage("relabel", str(tmp_path / "relabel"), {"t": 1}, {}, body).artifact
-
-
-def test_a_malformed_line_is_named(tmp_path, tok):
-    art = _relabel_with(tmp_path, [line(CONTEXT, "a"), line(CONTEXT, "b"), CONTEXT + REP_START + "no end"])
-    with pytest.raises(DataError, match=r"methods/tf_top/train.parquet: record 2, field 'text'"):
-        methods.get("tf_top", config.load(preset="tiny")).datasets(art, tok)

@@ -6,6 +6,7 @@ import functools
 
 import pytest
 
+from dorl import config
 from dorl.config import MetricsConfig
 from dorl.errors import ConfigError
 from dorl.metrics import get_metric
@@ -125,7 +126,7 @@ def test_reference_default_is_bert_scores_english_default():
 def test_unavailable_encoder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="bertscore_layers must be set"):
         get_metric("bertscore", MetricsConfig(bertscore_model=str(tmp_path), bertscore_layers=None))
-    with pytest.raises(ConfigError, match="1..6"):
-        get_metric("bertscore", MetricsConfig(bertscore_model="minilm", bertscore_layers=17))
+    with pytest.raises(ConfigError, match="1..6"):  # refused by the config (MetricsConfig.check), key named
+        config.load(sets=["metrics.bertscore_model=minilm", "metrics.bertscore_layers=17"])
     with pytest.raises(ConfigError, match="cannot load the BERTScore encoder"):
         get_metric("bertscore", MetricsConfig(bertscore_model=str(tmp_path), bertscore_layers=3))

@@ -1,5 +1,5 @@
-"""Relabel end to end with the tiny model on the fixture data: the candidates table and the methods'
-training sets exactly as specified, rewards, returns, manifest facts, bad input."""
+"""Relabel end to end with the tiny model on the fixture data: the candidates table (and the methods' training
+sets built from it) exactly as specified, rewards, returns, manifest facts, bad input."""
 
 import pandas as pd
 import pytest
@@ -38,14 +38,17 @@ def test_candidates_table(relabelled, data_artifact, relabel_cfg):
     assert model["reward"].tolist() == pytest.approx(want, abs=1e-5)
 
 
-def test_method_sets_exactly_as_specified(relabelled):
-    for split in SPLITS:
+def test_relabel_writes_scored_candidates_only_and_the_methods_build_their_sets_as_specified(relabelled):
+    """No method's set in the relabel artifact (adding a method cannot make it stale); each method's rows, built
+    from its candidates in the train stage, are the specified ones, shuffled."""
+    from dorl import config, methods
+
+    assert sorted(relabelled.files) == [f"candidates/{split}.parquet" for split in ("test", "train", "validation")]
+    built = {m: methods.get(m, config.load()).training_sets(relabelled) for m in ("tf_top", "tf_all", "dt", "ilql")}
+    for split in ("train", "validation"):
         cand = pd.read_parquet(relabelled.path(f"candidates/{split}.parquet"))
         rows = list(zip(cand["context"], cand["candidate"], cand["reward"], cand["return"], strict=True))
-        sets = {
-            m: pd.read_parquet(relabelled.path(f"methods/{m}/{split}.parquet"))
-            for m in ("tf_top", "tf_all", "dt", "ilql")
-        }
+        sets = {m: built[m][split] for m in built}
 
         def line(c, r):
             return c + "<_rep_start_>" + r + "<_rep_end_>"

@@ -23,9 +23,12 @@ def relabel(tmp_path_factory, data_artifact):
         (["--method", "tf_top", "--data", "{relabel}", "--base", "{data}"], "holds a 'data' artifact, expected"),
         (
             ["--method", "tf", "--data", "{data}", "--set", "tf.batch_size=10", "--set", "tf.micro_batch_size=4"],
-            "batch_size=10 is not divisible by micro_batch_size=4 x 1 process(es)",
+            "batch_size=10 is not a multiple of micro_batch_size=4",
         ),
-        (["--method", "tf", "--data", "{data}", "--set", "tf.max_length=4096"], "exceeds model.n_positions=512"),
+        (
+            ["--method", "tf", "--data", "{data}", "--set", "tf.max_length=4096"],
+            "tf.max_length=4096 exceeds model.n_positions=512",
+        ),
         (
             ["--method", "tf", "--data", "{data}", "--set", "tf.zero_stage=5"],
             "'tf.zero_stage': 5 is out of range; allowed: [0, 3]",

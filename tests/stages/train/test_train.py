@@ -88,9 +88,9 @@ def test_methods_keep_the_weights_with_the_best_validation_loss(tmp_path, data_a
     best = min(vals, key=lambda r: r["loss"])
     assert info["selected"] == "best" and info["best_step"] == best["step"] == info["selected_step"]
     assert best["step"] < info["steps"]  # so the output is not simply the last weights
-    lines = pd.read_parquet(relabel.path("methods/tf_top/validation.parquet"))["text"].tolist()
+    lines = pd.read_parquet(art.path("training_set/validation.parquet"))["text"].tolist()  # what it validated on
     assert _val_loss_of(art.local_dir(), lines) == pytest.approx(best["loss"], rel=1e-4)
-    assert info["data"]["train"]["lines"] == len(pd.read_parquet(relabel.path("methods/tf_top/train.parquet")))
+    assert info["data"]["train"]["lines"] == len(pd.read_parquet(art.path("training_set/train.parquet")))
 
 
 class CrashingLM:
