@@ -335,7 +335,9 @@ class ReportConfig:
     bootstrap: int = param(1000, "Bootstrap resamples for confidence intervals and paired tests.")
     confidence: float = param(0.95, "Confidence level of the intervals.")
     seed: int = param(0, "Seed of the bootstrap.")
-    baseline: str = param("tf", "Method every other method is tested against (paired bootstrap).")
+    baseline: Literal[tuple(_methods.evaluated())] = param(  # type: ignore[valid-type]
+        "tf", "Method every other method is tested against (paired bootstrap)."
+    )
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dorl.methods import registry as methods
 from dorl.errors import DataError
+from dorl.methods import registry as methods
 from dorl.report.bootstrap import holm, mean_ci, paired_test, seed_interval
 
 METRICS = ("bertscore", "bleurt", "meteor", "bleu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import click
@@ -16,6 +17,9 @@ from dorl.options import config_options, force_option
 from dorl.store import Artifact, StageResult, run_stage
 
 log = logging.getLogger("dorl.report")
+# A method or dataset name: what the registry and the data stage use. A manifest is data: anything else in it
+# (markup, a template placeholder, a path) is refused before it reaches a file name, a table or the page.
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _load(uri: str) -> dict:
@@ -23,6 +27,12 @@ def _load(uri: str) -> dict:
     for key in ("method", "dataset"):
         if key not in art.info:
             raise DataError(f"{uri}/manifest.json: info has no '{key}'")
+        value = art.info[key]
+        if not (isinstance(value, str) and NAME.fullmatch(value)):
+            raise DataError(
+                f"{uri}/manifest.json: info.{key} {str(value)[:80]!r} is not a {key} name "
+                "(lowercase letters, digits and '_', starting with a letter, at most 64)"
+            )
     pred = readers.read_csv(art.path("predictions.csv"), keep_default_na=False)
     return {
         "uri": uri,
