@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dorl import __version__
 from dorl.errors import IntegrityError, StoreError
-from dorl.store.location import Location, atomic_write, inside
+from dorl.store.location import LOCK_SUFFIX, Location, atomic_write, inside
 
 MANIFEST = "manifest.json"
 PENDING = ".dorl-pending.json"
@@ -267,7 +267,7 @@ class ArtifactWriter:
         names = []
         for p in sorted(self.dir.rglob("*")):
             rel = p.relative_to(self.dir).as_posix()
-            if not p.is_file() or rel in (MANIFEST, PENDING) or p.name.endswith(".tmp"):
+            if not p.is_file() or rel in (MANIFEST, PENDING) or p.name.endswith((".tmp", LOCK_SUFFIX)):
                 continue
             if any(rel == e.rstrip("/") or rel.startswith(e.rstrip("/") + "/") for e in exclude):
                 continue

@@ -9,10 +9,18 @@
   the runner then commits (files, then manifest). A pending marker records which config the
   unfinished output belongs to: re-running with the same config resumes (checkpoints, finished
   chunks stay); a different config first clears the unfinished leftovers.
+
+All of it runs under leases (dorl/store/lease.py): the output for writing, every input for reading, from
+before the output is looked at until after the commit. A second process on the same output waits for the
+first (then skips or refuses as above) or fails with one line after DORL_LOCK_WAIT; an input whose manifest
+was replaced after the stage opened it is refused (exit 75), so a manifest never names an input the stage did
+not read, and no input is replaced while the stage reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dorl.errors import StoreError, TransientStoreError
+from dorl.store import lease
 from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest, digest
 from dorl.store.location import atomic_write
 
@@ -79,6 +88,32 @@ def run_stage(
 ) -> StageResult:
     """`keep`: top-level folders of the output that replacing or clearing it leaves alone (nested artifacts)."""
     writer = ArtifactWriter(out)
+    with contextlib.ExitStack() as held:
+        leases = [held.enter_context(lease.hold(writer.loc, write=True, stage=stage))]
+        for name in sorted(inputs):
+            leases.append(held.enter_context(lease.hold(inputs[name].loc, write=False, stage=stage)))
+        _check_inputs(inputs)
+        return _run(stage, out, writer, config, inputs, body, force, keep, leases)
+
+
+def _check_inputs(inputs: dict[str, Artifact]) -> None:
+    """Each input's manifest is still the one the stage opened (and read files against): now that it is held
+    for reading nobody can replace it until the commit, so the manifest records what the stage read."""
+    for name, art in sorted(inputs.items()):
+        try:
+            now = hashlib.sha256(art.loc.read_bytes(MANIFEST)).hexdigest()
+        except TransientStoreError:
+            raise
+        except StoreError:
+            now = None
+        if now != art.digest:
+            raise TransientStoreError(
+                f"input '{name}' {art.uri} was replaced by another process after this stage opened it "
+                f"({'removed' if now is None else 'a new manifest'}): run again to read the new one"
+            )
+
+
+def _run(stage, out, writer, config, inputs, body, force, keep, leases) -> StageResult:
     want = _fingerprint(stage, config, inputs)
 
     if writer.loc.exists(MANIFEST):
@@ -133,6 +168,8 @@ def run_stage(
     manifest = base_manifest(stage, config, inputs, started)
     manifest["info"] = ctx.info
     manifest["metrics"] = ctx.metrics
+    for held in leases:
+        held.check()  # S3: still ours (a lease whose renewals failed for a TTL may have been taken over)
     writer.commit(manifest, exclude=ctx.exclude)
     log.info("%s: committed %s (%.1f s)", stage, out, manifest["wall_time_s"])
     return StageResult(Artifact(writer.loc), skipped=False)
