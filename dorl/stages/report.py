@@ -10,7 +10,7 @@ import time
 
 import click
 
-from dorl import readers
+from dorl import csvsafe
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.options import config_options, force_option
@@ -33,7 +33,7 @@ def _load(uri: str) -> dict:
                 f"{uri}/manifest.json: info.{key} {str(value)[:80]!r} is not a {key} name "
                 "(lowercase letters, digits and '_', starting with a letter, at most 64)"
             )
-    pred = readers.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    pred = csvsafe.read(art.path("predictions.csv"), keep_default_na=False)  # the raw text back
     return {
         "uri": uri,
         "artifact": art,
@@ -61,7 +61,7 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
         table = build(evals, rc.k, rc.bootstrap, rc.confidence, rc.seed, rc.baseline, cfg.eval.click_threshold)
         md = markdown(table, rc.baseline, rc.confidence)
         ctx.out.path("results.md").write_text(md)
-        table.to_csv(ctx.out.path("results.csv"), index=False)
+        csvsafe.write(table, ctx.out.path("results.csv"))
         ctx.out.path("results.json").write_text(
             json.dumps(
                 {
