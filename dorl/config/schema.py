@@ -358,6 +358,8 @@ class PipelineConfig:
     RANGES: ClassVar[dict] = {"seeds": ">= 0"}
 
     def check(self, where: str) -> None:
+        if not self.datasets:
+            raise ConfigError(f"config key '{where}.datasets': empty; list at least one of {', '.join(DATASETS)}")
         dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if dup:
             raise ConfigError(f"config key '{where}.seeds': {dup[0]} is listed twice (two seeds would be one artifact)")

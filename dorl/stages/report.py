@@ -48,6 +48,8 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
     from dorl.report.plot import plot
     from dorl.report.table import build, groups, markdown
 
+    if not eval_uris:
+        raise DataError("report: no evaluation artifacts given (--eval URI, one per method and dataset)")
     evals = [_load(u) for u in eval_uris]
     seen = set()
     for ev in evals:

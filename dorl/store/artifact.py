@@ -88,6 +88,17 @@ def _check_entry(manifest: str, name, entry) -> None:
         raise StoreError(f"{manifest}: files entry {name!r} needs an integer size and a sha256")
 
 
+def _check_tree(manifest: str, files: dict) -> None:
+    """The entries fit in one folder: no name is a file and also the folder of another ('x' and 'x/y': S3 keys can
+    be both, a file system cannot hold them, so no pull or local copy could)."""
+    for name in files:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in files:
+                raise StoreError(f"{manifest}: files entry {folder!r} is a file and also the folder of {name!r}")
+
+
 class Artifact:
     """A complete artifact: its manifest and verified access to its files."""
 
@@ -112,6 +123,7 @@ class Artifact:
             raise StoreError(f"{self.loc.uri}/{MANIFEST} is unreadable: {e}") from None
         for name, entry in self.manifest["files"].items():
             _check_entry(f"{self.loc.uri}/{MANIFEST}", name, entry)
+        _check_tree(f"{self.loc.uri}/{MANIFEST}", self.manifest["files"])
         self.digest = hashlib.sha256(raw).hexdigest()
         if expect_stage and self.stage != expect_stage:
             raise StoreError(f"{self.loc.uri} holds a '{self.stage}' artifact, expected '{expect_stage}'")

@@ -10,8 +10,8 @@ looks at the output until after it commits. So a second pipeline on the same run
 replaced while a stage that records it as an input is reading it.
 
 - Local folders: `fcntl.flock` on `<parent>/.<name>.dorl-lock`, beside the artifact (clearing the artifact never
-  touches it). The kernel releases it when the holder dies, however it dies. The lock files stay (empty or with
-  the last writer's name); listings and copies skip them.
+  touches it). The kernel releases it when the holder dies, however it dies. The last holder removes the file as
+  it releases it (one killed leaves it, empty or with its name: harmless); listings and copies skip them.
 - S3: objects under `<parent>/.<name>.dorl-lock/`: `writer`, created with a conditional write
   (`If-None-Match: *`), and `reader-<id>`, one per reader. A writer takes `writer`, then looks for live readers;
   a reader writes its object, then looks for a live writer; whoever sees the other backs off and retries (S3 is
@@ -136,29 +136,44 @@ class _LocalLease:
     def acquire(self) -> _LocalLease | None:
         import fcntl
 
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            if not self.write and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                return None  # a folder nobody here can write: nobody can replace the artifact either
-            raise
         waiter = _Waiter(self.uri)
         mode = (fcntl.LOCK_EX if self.write else fcntl.LOCK_SH) | fcntl.LOCK_NB
         while True:
             try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                if not self.write and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    return None  # a folder nobody here can write: nobody can replace the artifact either
+                raise
+            try:
                 fcntl.flock(self.fd, mode)
-                break
             except BlockingIOError:
-                try:
-                    waiter.pause(self._blocker())
-                except BaseException:
-                    self.release()
-                    raise
+                blocker = self._blocker()
+                self._close()
+                waiter.pause(blocker)
+                continue
+            if self._current():
+                break
+            self._close()  # its holder removed the file as it released it: lock the new one
         if self.write:
             blob = json.dumps(_holder(self.stage, True)).encode()
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, blob, 0)
         return self
+
+    def _current(self) -> bool:
+        """The locked descriptor is still the file at `path` (not one removed and created anew meanwhile)."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.fd)
+        return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
 
     def _blocker(self) -> str:
         try:
@@ -173,13 +188,19 @@ class _LocalLease:
         pass  # a flock is never lost while the process lives
 
     def release(self) -> None:
+        """Remove the lock file when nobody else holds it (a writer always can; a reader when it is the last), so
+        no lock files stay behind; a process that opened it meanwhile sees it is gone and locks a new one."""
+        import fcntl
+
         if self.fd is None:
             return
-        with contextlib.suppress(OSError):
-            if self.write:
-                os.ftruncate(self.fd, 0)
-        os.close(self.fd)  # closing the last descriptor releases the flock
-        self.fd = None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a reader's shared lock becomes exclusive, or
+            if self._current():  # not: then another reader still holds it and the file stays
+                os.unlink(self.path)
+        except OSError:
+            pass
+        self._close()
 
 
 # ---------------------------------------------------------------- S3

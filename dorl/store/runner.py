@@ -87,13 +87,26 @@ def run_stage(
     keep: tuple[str, ...] = (),
 ) -> StageResult:
     """`keep`: top-level folders of the output that replacing or clearing it leaves alone (nested artifacts)."""
-    writer = ArtifactWriter(out)
+    with writing(out):
+        writer = ArtifactWriter(out)
     with contextlib.ExitStack() as held:
-        leases = [held.enter_context(lease.hold(writer.loc, write=True, stage=stage))]
+        with writing(out):
+            leases = [held.enter_context(lease.hold(writer.loc, write=True, stage=stage))]
         for name in sorted(inputs):
             leases.append(held.enter_context(lease.hold(inputs[name].loc, write=False, stage=stage)))
         _check_inputs(inputs)
         return _run(stage, out, writer, config, inputs, body, force, keep, leases)
+
+
+@contextlib.contextmanager
+def writing(out: str):
+    """The runner's own writes (the folder, the lease, the pending marker, clearing, the commit): a folder that
+    cannot be written (read-only, no permission, a file in the way, a full disk) is one line naming it, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or out
+        raise StoreError(f"cannot write the artifact {out}: {where}: {e.strerror or e}") from None
 
 
 def _check_inputs(inputs: dict[str, Artifact]) -> None:
@@ -148,20 +161,23 @@ def _run(stage, out, writer, config, inputs, body, force, keep, leases) -> Stage
                     "use --force to replace it, or choose another output"
                 )
         log.warning("%s: --force: replacing %s", stage, out)
-        writer.clear(keep)
+        with writing(out):
+            writer.clear(keep)
     else:
         pending = _read_pending(writer)
-        if pending is not None and pending != want:
-            log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
-            writer.clear(keep)
-        elif pending is not None:
-            log.info("%s: resuming unfinished output in %s", stage, out)
-        _check_working_copy(writer, pending, want, keep)
+        with writing(out):
+            if pending is not None and pending != want:
+                log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
+                writer.clear(keep)
+            elif pending is not None:
+                log.info("%s: resuming unfinished output in %s", stage, out)
+            _check_working_copy(writer, pending, want, keep)
 
     blob = json.dumps(want, indent=2).encode()
-    writer.loc.write_bytes(PENDING, blob)
-    if not writer.loc.is_local:  # the local working copy says which config it belongs to, too
-        atomic_write(writer.dir / PENDING, blob)
+    with writing(out):
+        writer.loc.write_bytes(PENDING, blob)
+        if not writer.loc.is_local:  # the local working copy says which config it belongs to, too
+            atomic_write(writer.dir / PENDING, blob)
     ctx = StageContext(stage=stage, out=writer, config=config, inputs=inputs)
     started = time.time()
     body(ctx)
@@ -170,7 +186,8 @@ def _run(stage, out, writer, config, inputs, body, force, keep, leases) -> Stage
     manifest["metrics"] = ctx.metrics
     for held in leases:
         held.check()  # S3: still ours (a lease whose renewals failed for a TTL may have been taken over)
-    writer.commit(manifest, exclude=ctx.exclude)
+    with writing(out):
+        writer.commit(manifest, exclude=ctx.exclude)
     log.info("%s: committed %s (%.1f s)", stage, out, manifest["wall_time_s"])
     return StageResult(Artifact(writer.loc), skipped=False)
 

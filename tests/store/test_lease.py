@@ -174,6 +174,13 @@ def test_s3_lock_held_by_another_host_expires(s3, tmp_path, monkeypatch):
 def test_lock_files_are_not_artifact_files(tmp_path):
     out = tmp_path / "runs" / "art"
     _write(str(out), 1)
+    run_stage("report", str(tmp_path / "runs" / "rep"), {}, {"x": Artifact(str(out))}, lambda ctx: None)
+    assert not list(tmp_path.rglob(".*.dorl-lock"))  # the last holder removes the lock file
+    (tmp_path / "runs" / ".art.dorl-lock").write_text("")  # as a holder killed with SIGKILL leaves it
     assert sorted(Artifact(str(out)).files) == ["part-1.bin"]
-    assert [e.name for e in Location(str(tmp_path / "runs")).listdir()] == ["art"]
-    assert [e.name for e in Location(str(tmp_path / "runs")).walk()] == ["art/manifest.json", "art/part-1.bin"]
+    assert [e.name for e in Location(str(tmp_path / "runs")).listdir()] == ["art", "rep"]
+    assert [e.name for e in Location(str(tmp_path / "runs")).walk()] == [
+        "art/manifest.json",
+        "art/part-1.bin",
+        "rep/manifest.json",
+    ]
