@@ -46,7 +46,7 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((k for k in data if k not in fields), key=str)  # YAML keys may be null, numbers, dates
     renamed = getattr(cls, "RENAMED", {})
     for old in unknown:
         if old in renamed:

@@ -91,7 +91,10 @@ class Location:
                 if part == "..":
                     raise StoreError(f"invalid path {uri!r}: '..' is not allowed in artifact URIs")
             self.backend = _LocalBackend()
-            self.key = str(Path(path).expanduser().absolute())
+            try:
+                self.key = str(Path(path).expanduser().absolute())
+            except RuntimeError:  # '~someone/x' for a user this machine does not know
+                raise StoreError(f"{uri!r}: cannot expand '~' (no such user's home folder)") from None
         else:
             raise StoreError(f"unknown URI scheme '{scheme}://' in {uri!r}; use a local path or s3://bucket/prefix")
 
