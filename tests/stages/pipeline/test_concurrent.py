@@ -19,6 +19,7 @@ METHODS = "tf_top"
 @pytest.mark.slow
 def test_two_pipelines_on_one_run_root(tmp_path):
     args = ["pipeline", *SMALL, "--methods", METHODS, "--set", f"root={tmp_path}", "--set", "run=small"]
+    args += ["--set", "data.simulate=30", "--set", "finetune.max_steps=5", "--set", "eval.n_examples=8"]
     first = subprocess.Popen(
         [sys.executable, "-m", "dorl", *args], env={**os.environ, **ENV}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
