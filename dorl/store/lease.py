@@ -23,8 +23,9 @@ replaced while a stage that records it as an input is reading it.
   does not.
 
 A lease that cannot be had within DORL_LOCK_WAIT seconds (default 600) is one line naming the holder, exit 75
-(retrying later may succeed). A reader of a folder it cannot write (a read-only mount, read-only S3 credentials)
-takes no lease: nobody can replace the artifact there either.
+(retrying later may succeed). Where the lease cannot be written at all (a read-only mount, read-only S3
+credentials) none is taken: nobody can replace the artifact there either, a complete one is still skipped, and a
+stage that must write fails at its first write with one line.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class _LocalLease:
             try:
                 self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
-                if not self.write and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                     return None  # a folder nobody here can write: nobody can replace the artifact either
                 raise
             try:
@@ -239,7 +240,7 @@ class _S3Lease:
                         f"locking {self.uri}: this S3 server does not support conditional writes (If-None-Match); "
                         "set DORL_LOCKS=off to run without leases"
                     ) from None
-                if code in ("AccessDenied", "403") and not self.write:
+                if code in ("AccessDenied", "403"):
                     raise PermissionError from None
                 raise
 

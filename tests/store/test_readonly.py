@@ -75,3 +75,19 @@ def test_pull_into_a_read_only_folder(readonly, data_artifact):
     _one_line_error(r, folder)
     r = run("artifacts", "pull", data_artifact.uri, str(folder / "existing"))
     _one_line_error(r, folder)
+
+
+def test_a_complete_artifact_in_a_read_only_folder_is_still_skipped(tmp_path):
+    """Nobody can write there, so no lease is needed: re-running a finished stage over a read-only copy skips."""
+    from tests.conftest import run_dorl
+
+    folder = tmp_path / "ro"
+    args = ["data", "prepare", "--dataset", "abcd", "--preset", "tiny", "--set", "data.simulate=10"]
+    first = run_dorl(*args, "--out", str(folder / "data"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = _readonly_runner(folder)
+    try:
+        again = run(*args, "--out", str(folder / "data"))
+        assert again.returncode == 0 and "skipped" in again.stderr, again.stderr[-3000:]
+    finally:
+        os.chmod(folder, 0o755)
