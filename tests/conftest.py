@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Fuzzing budget (hypothesis): bounded in CI and `make test`; DORL_FUZZ=long for a long hunt. The deadline is each
+# example's time bound (generous: the machine is shared), and "bounded time" is part of what the fuzz tests check.
+settings.register_profile("ci", max_examples=150, deadline=timedelta(seconds=5), print_blob=True)
+settings.register_profile("long", max_examples=20_000, deadline=timedelta(seconds=5), print_blob=True)
+settings.load_profile("long" if os.environ.get("DORL_FUZZ") == "long" else "ci")
 
 # Never wait on a model hub.
 for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -1,9 +1,12 @@
-"""`dorl artifacts ls|show|cat`: browse runs on disk or in S3."""
+"""`dorl artifacts ls|show|cat|pull`: browse runs on disk or in S3, and copy an artifact out of the store."""
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -11,10 +14,12 @@ from rich.table import Table
 from rich.tree import Tree
 
 from dorl.errors import StoreError
+from dorl.store import lease
 from dorl.store.artifact import MANIFEST, Artifact
 from dorl.store.location import Location, check_key
 
 out = Console()
+log = logging.getLogger("dorl.artifacts")
 
 
 def _human(n: int) -> str:
@@ -168,9 +173,28 @@ def cat(uri: str) -> None:
 def pull(uri: str, dest: str, eval_uri: str | None) -> None:
     """Copy the artifact URI (local or S3) to the new local folder DEST, every file verified against the
     manifest's sha256 (a trained model: ready for `from_pretrained(DEST)`)."""
-    from pathlib import Path
-
     from dorl.model_folder import pull as run
 
-    folder = run(uri, Path(dest), eval_uri)
+    folder = _pull(uri, Path(dest), lambda: run(uri, Path(dest), eval_uri))
     click.echo(f"{uri} -> {folder}")
+
+
+def _pull(uri: str, dest: Path, copy) -> Path:
+    """Around the copy: a destination inside the source artifact is refused (it would write into a committed
+    artifact); the destination is leased (two pulls into one folder take turns), so the partial folders a killed
+    pull left beside it (`.<name>.partial-*`) are nobody's and are removed; a folder that cannot be written is
+    one line naming it."""
+    src = Location(uri)
+    if src.is_local:
+        root, target = Path(src.key).resolve(), dest.expanduser().resolve()
+        if target == root or root in target.parents:
+            raise StoreError(f"{dest} is inside the artifact {uri}: pull into a folder outside it")
+    try:
+        dest.expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+        with lease.hold(Location(str(dest)), write=True, stage="pull"):
+            for stale in dest.expanduser().absolute().parent.glob(f".{dest.name}.partial-*"):
+                log.warning("removing %s, left by a pull that did not finish", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            return copy()
+    except OSError as e:
+        raise StoreError(f"cannot pull into {dest}: {e.filename or dest}: {e.strerror or e}") from None

@@ -12,12 +12,16 @@ keys (a width divisible by the head count). NaN is never in a range. This is the
 value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
 model's positions, an artifact's contents). A method's section (declared beside the method, see
 dorl/methods/registry.py) follows the same rules: its RANGES and its `check()`.
+
+YAML (a file or a `--set` value) is input from outside and loaded within bounds (`load_yaml`: size, nesting depth,
+values with aliases expanded); every error is one short line, and values echoed in it are shortened.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -52,7 +56,7 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((k for k in data if k not in fields), key=str)  # YAML keys may be null, numbers, dates
     renamed = getattr(cls, "RENAMED", {})
     for old in unknown:
         if old in renamed:
@@ -180,11 +184,25 @@ def _name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# Echoed values are shortened (an error message must not grow with its input): at most 4 items of a list or
+# mapping, 3 levels, 60 characters of a string, then the whole clipped to one short line.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """One line of at most `limit` characters (newlines and control characters escaped)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return _clip(f"{type(value).__name__} {_REPR.repr(value)}")
 
 
-def _join(where: str, key: str) -> str:
+def _join(where: str, key: Any) -> str:
+    key = _clip(str(key), 80)
     return f"{where}.{key}" if where else key
 
 
@@ -203,17 +221,17 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def parse_sets(items: typing.Iterable[str]) -> dict:
-    """`["train.lr=1e-4", "data.dataset=abcd"]` -> nested dict; values are parsed as YAML."""
+    """`["train.lr=1e-4", "data.dataset=abcd"]` -> nested dict; values are parsed as YAML (bounded, see `load_yaml`)."""
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set expects key=value with a dotted key, got {item!r}")
+            raise ConfigError(f"--set expects key=value with a dotted key, got {_clip(repr(item), 100)}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+            value = load_yaml(raw) if raw.strip() else ""
+        except ValueError as e:
+            raise ConfigError(f"--set {_clip(key, 80)}: cannot parse value {_clip(repr(raw), 80)}: {e}") from None
         if value is None or isinstance(value, (bool, int, float)):
             value = _Typed(value, raw.strip())
         node = out
@@ -221,22 +239,101 @@ def parse_sets(items: typing.Iterable[str]) -> dict:
         for p in parents:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{p}' is set to a value and also used as a section")
+                raise ConfigError(
+                    f"--set {_clip(key, 80)}: '{_clip(p, 40)}' is set to a value and also used as a section"
+                )
         node[leaf] = value
     return out
+
+
+# ---------------------------------------------------------------- bounded YAML
+
+# YAML is input from outside: what loading it may cost is bounded. A config file is a few kB and a few levels deep;
+# these bounds are far above any real one and far below what exhausts memory or the stack.
+MAX_YAML_BYTES = 2**20
+MAX_YAML_DEPTH = 32  # nesting of lists and mappings (the composer recurses per level)
+MAX_YAML_NODES = 20_000  # values after expanding aliases: a 300-byte alias bomb stands for 43 million
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (plain data only, no Python objects) that counts, while it composes, how deep the
+    document nests and how many values it stands for with every alias expanded (`*a` counts as all of `&a`),
+    and stops at the bounds above before anything is built. An alias to a node that holds it is refused."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> values it stands for, once composed
+
+    def _refuse(self, problem: str, mark) -> None:
+        raise yaml.composer.ComposerError(None, None, problem, mark)
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            size = self._sizes.get(id(self.anchors[event.anchor]))
+            if size is None:
+                self._refuse(f"alias *{_clip(event.anchor, 40)} refers to itself", event.start_mark)
+            self._count(size, event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            self._refuse(f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+        start = self._nodes
+        self._count(1, event.start_mark)
+        node = super().compose_node(parent, index)
+        if getattr(event, "anchor", None) is not None:
+            self._sizes[id(node)] = self._nodes - start
+        self._depth -= 1
+        return node
+
+    def _count(self, n: int, mark) -> None:
+        self._nodes += n
+        if self._nodes > MAX_YAML_NODES:
+            self._refuse(f"expands to more than {MAX_YAML_NODES} values (aliases counted in full)", mark)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text within the bounds above. Raises ValueError with one short line (the problem and where)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ValueError(f"larger than {MAX_YAML_BYTES // 2**20} MiB")
+    loader = None
+    try:
+        loader = _BoundedLoader(text)  # the reader checks the characters here already
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(_clip(f"{e.problem or e.context}{where}", 200)) from None
+    except yaml.YAMLError as e:  # e.g. a character YAML does not allow (ReaderError)
+        raise ValueError(_clip(" ".join(str(e).split()), 200)) from None
+    except ValueError as e:  # an integer of more than Python's 4300 digits
+        raise ValueError(_clip(str(e), 200)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        with open(path, "rb") as f:
+            blob = f.read(MAX_YAML_BYTES + 1)  # never more: `--config /dev/zero` is refused, not read forever
+        if len(blob) > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_YAML_BYTES // 2**20} MiB; expected a YAML config"
+            )
+        data = load_yaml(blob.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not text (byte {e.start}: {e.reason}); expected YAML") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder; expected a YAML file") from None
-    except yaml.YAMLError as e:
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except ValueError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if data is None:
         return {}

@@ -319,7 +319,9 @@ class ReportConfig:
     bootstrap: int = param(1000, "Bootstrap resamples for confidence intervals and paired tests.")
     confidence: float = param(0.95, "Confidence level of the intervals.")
     seed: int = param(0, "Seed of the bootstrap.")
-    baseline: str = param("tf", "Method every other method is tested against (paired bootstrap).")
+    baseline: Literal[tuple(_methods.evaluated())] = param(  # type: ignore[valid-type]
+        "tf", "Method every other method is tested against (paired bootstrap)."
+    )
 
 
 @dataclass
@@ -341,6 +343,8 @@ class PipelineConfig:
     RANGES: ClassVar[dict] = {"seeds": ">= 0"}
 
     def check(self, where: str) -> None:
+        if not self.datasets:
+            raise ConfigError(f"config key '{where}.datasets': empty; list at least one of {', '.join(DATASETS)}")
         dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if dup:
             raise ConfigError(f"config key '{where}.seeds': {dup[0]} is listed twice (two seeds would be one artifact)")

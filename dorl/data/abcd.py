@@ -46,6 +46,12 @@ def parse_conversations(records: Any, name: str, skip_bad: bool = False) -> list
     return parse_records(records, name, parse_conversation, skip_bad)
 
 
+def _keys(data: dict, most: int = 8) -> str:
+    """The keys a file has, shortened and escaped for a one-line message."""
+    shown = [repr(k)[:40] for k in list(data)[:most]]
+    return ", ".join(shown) + (f", … ({len(data)} in all)" if len(data) > most else "")
+
+
 def parse_file(path: Path, name: str | None = None, skip_bad: bool = False) -> dict[str, list[Entry]]:
     """`abcd_v1.1.json[.gz]` -> {dorl split: entries}."""
     name = name or path.name
@@ -54,7 +60,5 @@ def parse_file(path: Path, name: str | None = None, skip_bad: bool = False) -> d
         raise DataError(f"{name}: expected an object with keys {', '.join(SPLITS)}, got {show(data)}")
     missing = [k for k in SPLITS if k not in data]
     if missing:
-        raise DataError(
-            f"{name}: missing split key(s) {', '.join(missing)} (has: {', '.join(map(str, data)) or 'none'})"
-        )
+        raise DataError(f"{name}: missing split key(s) {', '.join(missing)} (has: {_keys(data) or 'none'})")
     return {split: parse_conversations(data[key], f"{name}[{key}]", skip_bad) for key, split in SPLITS.items()}

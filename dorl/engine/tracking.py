@@ -6,15 +6,25 @@ artifact the run commits to. Their own environment variables say where: MLFLOW_T
 folder or a server) and MLFLOW_EXPERIMENT_NAME (default "dorl"); WANDB_PROJECT (default "dorl"), WANDB_MODE
 (`offline` writes run files under WANDB_DIR for a later `wandb sync`). Only rank 0 tracks. A resumed run
 starts a new tracker run that continues from the checkpoint's step.
+
+Training never dies for its logs (TensorBoard and train_log.jsonl in the artifact hold every number anyway):
+- opening a tracker, before the first step, fails with one line: a server that cannot be reached, times out or
+  throttles is `TransientError` (exit 75, retried); anything else it refuses (a `file:` store MLflow 3 will not
+  open, an unknown scheme, a 401/403) is `ConfigError` (exit 2);
+- a tracker that fails during training is a warning, once, and is not called again for the rest of the run.
+MLflow's own HTTP retries come first (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-from dorl.errors import ConfigError
+from dorl.errors import ConfigError, TransientError
+
+log = logging.getLogger("dorl.tracking")
 
 
 @dataclass
@@ -89,9 +99,99 @@ class WandB:
         self.run.finish()
 
 
+# ---------------------------------------------------------------- failures: transient, refused, or a warning
+
+# What a tracker's client says when the server could not be reached or asked to come back later.
+_TRANSIENT_TEXT = (
+    "failed with exception",  # MLflow: "API request to ... failed with exception <requests' error>"
+    "Max retries exceeded",
+    "timed out",
+    "Connection refused",
+    "Connection reset",
+    "Connection aborted",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "NameResolutionError",
+    "too many 5",
+    "too many 429",
+)
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+_TRANSIENT_TYPES = {"CommError", "ConnectionError", "Timeout", "ConnectTimeout", "ReadTimeout", "TimeoutError"}
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _where(kind: str) -> str:
+    if kind == "mlflow":
+        return f"MLflow at {os.environ.get('MLFLOW_TRACKING_URI') or '(MLFLOW_TRACKING_URI unset: ./mlruns)'}"
+    return f"W&B (WANDB_MODE={os.environ.get('WANDB_MODE', 'online')})"
+
+
+def is_transient(e: BaseException) -> bool:
+    """A connection failure, timeout or throttling (retrying later may succeed), by type, error code or text."""
+    if any(t.__name__ in _TRANSIENT_TYPES for t in type(e).__mro__):
+        return True
+    if getattr(e, "error_code", None) in _TRANSIENT_CODES:
+        return True
+    text = str(e)
+    return any(t in text for t in _TRANSIENT_TEXT)
+
+
+def _open_error(kind: str, e: Exception) -> Exception:
+    """One line for a tracker that could not be opened: transient (exit 75) or misconfigured (exit 2)."""
+    text = _first_line(e)
+    if "filesystem tracking backend" in text:  # MLflow 3 refuses `file:` stores unless asked
+        text = (
+            "MLflow 3 refuses a file store (maintenance mode): set MLFLOW_ALLOW_FILE_STORE=true, or use "
+            "sqlite:///mlflow.db or a tracking server"
+        )
+    if is_transient(e):
+        return TransientError(f"tracking: {_where(kind)} cannot be reached: {text}")
+    return ConfigError(f"tracking: {_where(kind)} refused: {text}")
+
+
+class _Guarded:
+    """A tracker that, once it fails during training, warns once and is left alone (training goes on)."""
+
+    def __init__(self, kind: str, tracker):
+        self.kind, self.tracker = kind, tracker
+
+    def _call(self, what: str, *args) -> None:
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, what)(*args)
+        except Exception as e:  # noqa: BLE001 - whatever the client raises, the logs must not end training
+            log.warning(
+                "tracking: %s failed (%s): %s; training goes on without it (every number is in train_log.jsonl "
+                "and TensorBoard)", _where(self.kind), what, _first_line(e),
+            )  # fmt: skip
+            self.tracker = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self._call("log", metrics, step)
+
+    def close(self) -> None:
+        self._call("close")
+
+
 def open_trackers(run: RunInfo | None, start_step: int) -> list:
-    """The trackers other than TensorBoard (which the Monitor writes itself)."""
+    """The trackers other than TensorBoard (which the Monitor writes itself). Called before the first step: a
+    tracker that cannot be opened raises `TransientError` or `ConfigError` (one line)."""
     if run is None:
         return []
     kinds = {"mlflow": MLflow, "wandb": WandB}
-    return [kinds[t](run, start_step) for t in dict.fromkeys(run.tracking) if t in kinds]
+    out = []
+    for kind in (t for t in dict.fromkeys(run.tracking) if t in kinds):
+        try:
+            out.append(_Guarded(kind, kinds[kind](run, start_step)))
+        except ConfigError:
+            raise  # the package is missing: already one line
+        except Exception as e:  # noqa: BLE001 - classified into exit 75 or 2, never a traceback
+            for t in out:
+                t.close()
+            raise _open_error(kind, e) from None
+    return out

@@ -23,6 +23,22 @@ STAGE = "model"
 SKIP = (".git", ".cache", ".gitattributes")
 
 
+def check_hub_id(hub_id, where: str) -> str:
+    """A Hub model id as the Hub allows it (huggingface_hub's own check: `name` or `org/name`, letters, digits,
+    '-', '_', '.', no '--' or '..', at most 96 characters). It names a folder of the mirror and of the HF cache, so
+    '.', '' or '../x' would write at the mirror's root or outside the cache."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        if not isinstance(hub_id, str):
+            raise HFValidationError(f"expected a string, got {type(hub_id).__name__}")
+        validate_repo_id(hub_id)
+    except HFValidationError as e:
+        first = " ".join(str(e).split())[:160]
+        raise StoreError(f"{where}: {str(hub_id)[:100]!r} is not a Hub id (org/name): {first}") from None
+    return hub_id
+
+
 def artifact_name(hub_id: str) -> str:
     return hub_id.replace("/", "--")
 
@@ -49,6 +65,7 @@ def _source(hub_id: str, folder: str | None) -> tuple[Path, str]:
 
 
 def mirror(hub_id: str, out: str, folder: str | None = None, force: bool = False) -> Artifact:
+    check_hub_id(hub_id, "models mirror: Hub id")
     src, revision = _source(hub_id, folder)
     files = sorted(p for p in src.rglob("*") if p.is_file() and not any(part in SKIP for part in p.parts))
     uri = f"{out.rstrip('/')}/{artifact_name(hub_id)}"
@@ -83,7 +100,7 @@ def fetch(uri: str, cache: Path) -> list[str]:
     out = []
     for name in sorted(names):
         art = Artifact(f"{uri.rstrip('/')}/{name}", expect_stage=STAGE)
-        hub_id = art.info["hub_id"]
+        hub_id = check_hub_id(art.info.get("hub_id"), f"{art.uri}/manifest.json: info.hub_id")
         rev = hashlib.sha1(art.loc.read_bytes("manifest.json")).hexdigest()
         repo = cache / f"models--{artifact_name(hub_id)}"
         snap = repo / "snapshots" / rev

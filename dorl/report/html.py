@@ -1,22 +1,27 @@
 """`report.html`: the results table, the plot and, per dataset, every test context side by side.
 
-One self-contained file (no network: the plot is inlined; page.html holds the styles and the script). Each method's
-evaluation is joined on the example (dialogue_id, turn_index; older evaluations on context and human response);
-with several seeds the first one's responses are shown. The examples are data in a JSON block that a small
-script renders with textContent (dataset text is never parsed as HTML), paged, filterable and sortable, by
-default by where the methods disagree most (the spread of their scores).
+One self-contained file (no network: the plot is inlined), rendered by Jinja2 from page.html.j2 with autoescaping,
+so every name, note and number is text. Each method's evaluation is joined on the example (dialogue_id,
+turn_index; older evaluations on context and human response); with several seeds the first one's responses are
+shown. The examples are JSON in a `<script type="application/json">` block with every '<', '>', '&' and "'"
+escaped, so no dialogue text can close the block or open a comment in it; page.js renders them with textContent
+(dataset text is never parsed as HTML), paged, filterable and sortable, by default by where the methods disagree
+most (the spread of their scores). The page's Content-Security-Policy allows only page.js and page.css, by their
+sha256: no inline handler or injected script could run even if markup got in.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import json
+import hashlib
+import math
 import re
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from dorl.report.table import LABELS, METRICS, groups, mark, row_order
 from dorl.text import CUS_END, CUS_START, REP_END, REP_START
@@ -32,6 +37,7 @@ _TURN = re.compile(
     + "|$)",
     re.S,
 )
+_HERE = Path(__file__).parent
 
 
 def turns(context: str) -> list[list[str]]:
@@ -39,6 +45,15 @@ def turns(context: str) -> list[list[str]]:
     return [
         ["customer", m.group(1)] if m.group(1) is not None else ["agent", m.group(2)] for m in _TURN.finditer(context)
     ]
+
+
+def _score(value) -> float | None:
+    """A score for the page's JSON: None where it is not a finite number (JSON has no NaN)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(v, 4) if math.isfinite(v) else None
 
 
 def _best_of_k(pred: pd.DataFrame, k: int, metric: str) -> np.ndarray:
@@ -81,55 +96,82 @@ def examples(evals: list[dict], k: int) -> dict[str, dict]:
                 r, j = joined[m][key]
                 row["methods"][m] = {
                     "response": r[f"response_{j + 1}"],
-                    "scores": {x: round(float(r[f"{x}_{j + 1}"]), 4) for x in metrics},
+                    "scores": {x: _score(r[f"{x}_{j + 1}"]) for x in metrics},
                 }
             if primary:
                 vals = [row["methods"][m]["scores"][primary] for m in methods]
-                row["spread"] = round(max(vals) - min(vals), 4)
+                row["spread"] = None if None in vals else round(max(vals) - min(vals), 4)
             rows.append(row)
         out[dataset] = {"methods": methods, "metrics": metrics, "primary": primary, "rows": rows}
     return out
 
 
-def _results_table(table: pd.DataFrame, confidence: float) -> str:
+def _cells(table: pd.DataFrame, confidence: float) -> tuple[list, list]:
+    """The results table as plain values for the template: [(dataset, metric label)], [(method, [cell|None])]."""
     cols = list(dict.fromkeys(zip(table["dataset"], table["metric"])))
     cell = {(r.dataset, r.metric, r.method): r for r in table.itertuples()}
-    head = "".join(f"<th>{html.escape(d)}<br>{LABELS[m]}</th>" for d, m in cols)
-    body = []
+    rows = []
     for method in dict.fromkeys(table["method"]):
-        tds = []
+        cells = []
         for d, m in cols:
             r = cell.get((d, m, method))
             if r is None:
-                tds.append("<td>–</td>")
+                cells.append(None)
                 continue
             seeds = f" ±{(r.seed_high - r.seed_low) / 2:.3f}" if r.seeds > 1 else ""
             sig = mark(r, confidence)
-            cls = {"*": ' class="better"', "†": ' class="worse"'}.get(sig, "")
-            p = "" if np.isnan(r.p_holm) else f' title="Holm-adjusted p = {r.p_holm:.3g}"'
-            tds.append(
-                f"<td{cls}{p}><b>{r.mean:.3f}</b>{sig} <small>[{r.ci_low:.3f}, {r.ci_high:.3f}]{seeds}</small></td>"
+            cells.append(
+                {
+                    "cls": {"*": "better", "†": "worse"}.get(sig, ""),
+                    "title": "" if np.isnan(r.p_holm) else f"Holm-adjusted p = {r.p_holm:.3g}",
+                    "mean": f"{r.mean:.3f}",
+                    "sig": sig,
+                    "interval": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]{seeds}",
+                }
             )
-        body.append(f"<tr><th>{html.escape(method)}</th>{''.join(tds)}</tr>")
-    return f'<table class="results"><tr><th>method</th>{head}</tr>{"".join(body)}</table>'
+        rows.append((method, cells))
+    return [(d, LABELS[m]) for d, m in cols], rows
+
+
+def _inline(name: str, end_tag: str) -> tuple[Markup, str]:
+    """One of the page's own files, to inline, and its CSP hash ('sha256-<base64>' of exactly these bytes)."""
+    text = (_HERE / name).read_text(encoding="utf-8")
+    if end_tag in text.lower():  # pragma: no cover - a bug in the page's own file
+        raise ValueError(f"{name} must not contain {end_tag}")
+    return Markup(text), "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE),
+        autoescape=True,  # every value is text: '<', '&' and quotes become entities
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    # `tojson` escapes <, >, & and ' as \u003c... (htmlsafe_json_dumps); keep the data's own order and its text.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False, "allow_nan": False}
+    return env
 
 
 def write(table: pd.DataFrame, note: str, evals: list[dict], plot_png: Path, path: Path, k: int, confidence: float):
     data = examples(evals, k)
-    # "</" inside a script block would end it: escape it in the JSON text.
-    blob = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
-    png = base64.b64encode(plot_png.read_bytes()).decode()
-    sections = "".join(
-        f'<section class="dataset" data-dataset="{html.escape(d)}"><h2>{html.escape(d)}: '
-        f"{len(v['rows'])} test examples</h2></section>"
-        for d, v in data.items()
-    )
-    template = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+    columns, rows = _cells(table, confidence)
+    css, style_hash = _inline("page.css", "</style")
+    js, script_hash = _inline("page.js", "</script")
     page = (
-        template.replace("@RESULTS@", _results_table(table, confidence))
-        .replace("@NOTE@", html.escape(note))
-        .replace("@PNG@", png)
-        .replace("@SECTIONS@", sections)
-        .replace("@DATA@", blob)
+        _environment()
+        .get_template("page.html.j2")
+        .render(
+            columns=columns,
+            rows=rows,
+            note=note,
+            png=base64.b64encode(plot_png.read_bytes()).decode(),
+            sections=[(d, len(v["rows"])) for d, v in data.items()],
+            data=data,
+            css=css,
+            style_hash=style_hash,
+            js=js,
+            script_hash=script_hash,
+        )
     )
     path.write_text(page, encoding="utf-8")

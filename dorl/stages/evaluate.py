@@ -15,8 +15,8 @@ import time
 
 import click
 
+from dorl import csvsafe, methods, readers
 from dorl import log as dlog
-from dorl import methods, readers
 from dorl.config import RunConfig, to_dict
 from dorl.errors import ConfigError, DataError
 from dorl.generate import DecodeConfig
@@ -140,7 +140,7 @@ def evaluate(
             c for k in range(1, ec.num_responses + 1) for c in [f"response_{k}"] + [f"{m}_{k}" for m in names]
         ]
         pred = pred[cols]
-        pred.to_csv(ctx.out.path("predictions.csv"), index=False)
+        csvsafe.write(pred, ctx.out.path("predictions.csv"))  # text cells a spreadsheet would run get a quote
 
         summary = {
             "method": method,

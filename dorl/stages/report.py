@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import click
 
-from dorl import readers
+from dorl import csvsafe
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError
 from dorl.options import config_options, force_option
 from dorl.store import Artifact, StageResult, run_stage
 
 log = logging.getLogger("dorl.report")
+# A method or dataset name: what the registry and the data stage use. A manifest is data: anything else in it
+# (markup, a template placeholder, a path) is refused before it reaches a file name, a table or the page.
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _load(uri: str) -> dict:
@@ -25,7 +29,13 @@ def _load(uri: str) -> dict:
     for key in ("method", "dataset"):
         if key not in art.info:
             raise DataError(f"{uri}/manifest.json: info has no '{key}'")
-    pred = readers.read_csv(art.path("predictions.csv"), keep_default_na=False)
+        value = art.info[key]
+        if not (isinstance(value, str) and NAME.fullmatch(value)):
+            raise DataError(
+                f"{uri}/manifest.json: info.{key} {str(value)[:80]!r} is not a {key} name "
+                "(lowercase letters, digits and '_', starting with a letter, at most 64)"
+            )
+    pred = csvsafe.read(art.path("predictions.csv"), keep_default_na=False)  # the raw text back
     return {
         "uri": uri,
         "artifact": art,
@@ -40,6 +50,8 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
     from dorl.report.plot import plot
     from dorl.report.table import RELEASED, build, groups, markdown
 
+    if not eval_uris:
+        raise DataError("report: no evaluation artifacts given (--eval URI, one per method and dataset)")
     evals = [_load(u) for u in eval_uris]
     seen = set()
     for ev in evals:
@@ -53,7 +65,7 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
         table = build(evals, rc.k, rc.bootstrap, rc.confidence, rc.seed, rc.baseline, cfg.eval.click_threshold)
         md = markdown(table, rc.baseline, rc.confidence)
         ctx.out.path("results.md").write_text(md)
-        table.to_csv(ctx.out.path("results.csv"), index=False)
+        csvsafe.write(table, ctx.out.path("results.csv"))
         ctx.out.path("results.json").write_text(
             json.dumps(
                 {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dorl import __version__
 from dorl.errors import IntegrityError, StoreError
-from dorl.store.location import Location, atomic_write, inside
+from dorl.store.location import LOCK_SUFFIX, Location, atomic_write, inside
 
 MANIFEST = "manifest.json"
 PENDING = ".dorl-pending.json"
@@ -88,6 +88,31 @@ def _check_entry(manifest: str, name, entry) -> None:
         raise StoreError(f"{manifest}: files entry {name!r} needs an integer size and a sha256")
 
 
+def _check_shape(manifest: str, data: dict) -> None:
+    """The sections every reader uses have the types they are read as (a manifest is data from the store)."""
+    if not isinstance(data.get("stage", ""), str):
+        raise StoreError(f"{manifest}: 'stage' must be a string")
+    for key in ("config", "info", "metrics", "inputs"):
+        if not isinstance(data.get(key, {}), dict):
+            raise StoreError(f"{manifest}: '{key}' must be an object")
+    for name, entry in data.get("inputs", {}).items():
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k, ""), str) for k in ("uri", "manifest_sha256"))):
+            raise StoreError(
+                f"{manifest}: inputs entry {name[:80]!r} must be an object with a uri and a manifest_sha256"
+            )
+
+
+def _check_tree(manifest: str, files: dict) -> None:
+    """The entries fit in one folder: no name is a file and also the folder of another ('x' and 'x/y': S3 keys can
+    be both, a file system cannot hold them, so no pull or local copy could)."""
+    for name in files:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in files:
+                raise StoreError(f"{manifest}: files entry {folder!r} is a file and also the folder of {name!r}")
+
+
 class Artifact:
     """A complete artifact: its manifest and verified access to its files."""
 
@@ -106,12 +131,18 @@ class Artifact:
             raise StoreError(f"no artifact at {self.loc.uri}") from None
         try:
             self.manifest = json.loads(raw)
+            if not isinstance(self.manifest, dict):
+                raise ValueError(f"not a {FORMAT} manifest (a JSON {type(self.manifest).__name__}, not an object)")
             if self.manifest.get("format") != FORMAT or not isinstance(self.manifest.get("files"), dict):
                 raise ValueError(f"not a {FORMAT} manifest")
         except ValueError as e:
             raise StoreError(f"{self.loc.uri}/{MANIFEST} is unreadable: {e}") from None
+        except RecursionError:
+            raise StoreError(f"{self.loc.uri}/{MANIFEST} is unreadable: JSON nested too deeply") from None
+        _check_shape(f"{self.loc.uri}/{MANIFEST}", self.manifest)
         for name, entry in self.manifest["files"].items():
             _check_entry(f"{self.loc.uri}/{MANIFEST}", name, entry)
+        _check_tree(f"{self.loc.uri}/{MANIFEST}", self.manifest["files"])
         self.digest = hashlib.sha256(raw).hexdigest()
         if expect_stage and self.stage != expect_stage:
             raise StoreError(f"{self.loc.uri} holds a '{self.stage}' artifact, expected '{expect_stage}'")
@@ -267,7 +298,7 @@ class ArtifactWriter:
         names = []
         for p in sorted(self.dir.rglob("*")):
             rel = p.relative_to(self.dir).as_posix()
-            if not p.is_file() or rel in (MANIFEST, PENDING) or p.name.endswith(".tmp"):
+            if not p.is_file() or rel in (MANIFEST, PENDING) or p.name.endswith((".tmp", LOCK_SUFFIX)):
                 continue
             if any(rel == e.rstrip("/") or rel.startswith(e.rstrip("/") + "/") for e in exclude):
                 continue

@@ -19,6 +19,12 @@ from pathlib import Path, PurePosixPath
 from dorl.errors import StoreError, TransientStoreError
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+# Leases beside each artifact (dorl/store/lease.py): `.<name>.dorl-lock`, never listed, copied or pulled.
+LOCK_SUFFIX = ".dorl-lock"
+
+
+def _is_lock(rel: str) -> bool:
+    return any(part.endswith(LOCK_SUFFIX) for part in rel.split("/"))
 
 
 def check_key(key: str, uri: str = "") -> str:
@@ -85,7 +91,10 @@ class Location:
                 if part == "..":
                     raise StoreError(f"invalid path {uri!r}: '..' is not allowed in artifact URIs")
             self.backend = _LocalBackend()
-            self.key = str(Path(path).expanduser().absolute())
+            try:
+                self.key = str(Path(path).expanduser().absolute())
+            except RuntimeError:  # '~someone/x' for a user this machine does not know
+                raise StoreError(f"{uri!r}: cannot expand '~' (no such user's home folder)") from None
         else:
             raise StoreError(f"unknown URI scheme '{scheme}://' in {uri!r}; use a local path or s3://bucket/prefix")
 
@@ -259,8 +268,9 @@ class _LocalBackend(_Backend):
         if not root.is_dir():
             return
         for p in sorted(root.rglob("*")):
-            if p.is_file() and not p.name.endswith(".tmp"):
-                yield Entry(p.relative_to(root).as_posix(), False, p.stat().st_size)
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and not p.name.endswith(".tmp") and not _is_lock(rel):
+                yield Entry(rel, False, p.stat().st_size)
 
     def listdir(self, key):
         root = Path(key)
@@ -270,6 +280,8 @@ class _LocalBackend(_Backend):
             raise StoreError(f"{key} is a file, not a folder")
         out = []
         for p in root.iterdir():
+            if p.name.endswith(LOCK_SUFFIX):
+                continue
             try:
                 out.append(Entry(p.name, p.is_dir(), 0 if p.is_dir() else p.stat().st_size))
             except OSError:  # a broken link, a file gone meanwhile (/proc, /dev/fd): not an artifact
@@ -453,7 +465,8 @@ class _S3Backend(_Backend):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
-                    yield Entry(obj["Key"][len(prefix) :], False, obj["Size"])
+                    if not _is_lock(obj["Key"][len(prefix) :]):
+                        yield Entry(obj["Key"][len(prefix) :], False, obj["Size"])
 
     def listdir(self, key):
         prefix = key.rstrip("/") + "/" if key else ""
@@ -463,6 +476,10 @@ class _S3Backend(_Backend):
                 Bucket=self.bucket, Prefix=prefix, Delimiter="/"
             )
             for page in pages:
-                out += [Entry(p["Prefix"][len(prefix) :].rstrip("/"), True) for p in page.get("CommonPrefixes", [])]
+                out += [
+                    Entry(p["Prefix"][len(prefix) :].rstrip("/"), True)
+                    for p in page.get("CommonPrefixes", [])
+                    if not p["Prefix"].rstrip("/").endswith(LOCK_SUFFIX)
+                ]
                 out += [Entry(o["Key"][len(prefix) :], False, o["Size"]) for o in page.get("Contents", [])]
         return out

@@ -9,10 +9,18 @@
   the runner then commits (files, then manifest). A pending marker records which config the
   unfinished output belongs to: re-running with the same config resumes (checkpoints, finished
   chunks stay); a different config first clears the unfinished leftovers.
+
+All of it runs under leases (dorl/store/lease.py): the output for writing, every input for reading, from
+before the output is looked at until after the commit. A second process on the same output waits for the
+first (then skips or refuses as above) or fails with one line after DORL_LOCK_WAIT; an input whose manifest
+was replaced after the stage opened it is refused (exit 75), so a manifest never names an input the stage did
+not read, and no input is replaced while the stage reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dorl.errors import StoreError, TransientStoreError
+from dorl.store import lease
 from dorl.store.artifact import MANIFEST, PENDING, Artifact, ArtifactWriter, base_manifest, digest
 from dorl.store.location import atomic_write
 
@@ -78,7 +87,46 @@ def run_stage(
     keep: tuple[str, ...] = (),
 ) -> StageResult:
     """`keep`: top-level folders of the output that replacing or clearing it leaves alone (nested artifacts)."""
-    writer = ArtifactWriter(out)
+    with writing(out):
+        writer = ArtifactWriter(out)
+    with contextlib.ExitStack() as held:
+        with writing(out):
+            leases = [held.enter_context(lease.hold(writer.loc, write=True, stage=stage))]
+        for name in sorted(inputs):
+            leases.append(held.enter_context(lease.hold(inputs[name].loc, write=False, stage=stage)))
+        _check_inputs(inputs)
+        return _run(stage, out, writer, config, inputs, body, force, keep, leases)
+
+
+@contextlib.contextmanager
+def writing(out: str):
+    """The runner's own writes (the folder, the lease, the pending marker, clearing, the commit): a folder that
+    cannot be written (read-only, no permission, a file in the way, a full disk) is one line naming it, exit 2."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or out
+        raise StoreError(f"cannot write the artifact {out}: {where}: {e.strerror or e}") from None
+
+
+def _check_inputs(inputs: dict[str, Artifact]) -> None:
+    """Each input's manifest is still the one the stage opened (and read files against): now that it is held
+    for reading nobody can replace it until the commit, so the manifest records what the stage read."""
+    for name, art in sorted(inputs.items()):
+        try:
+            now = hashlib.sha256(art.loc.read_bytes(MANIFEST)).hexdigest()
+        except TransientStoreError:
+            raise
+        except StoreError:
+            now = None
+        if now != art.digest:
+            raise TransientStoreError(
+                f"input '{name}' {art.uri} was replaced by another process after this stage opened it "
+                f"({'removed' if now is None else 'a new manifest'}): run again to read the new one"
+            )
+
+
+def _run(stage, out, writer, config, inputs, body, force, keep, leases) -> StageResult:
     want = _fingerprint(stage, config, inputs)
 
     if writer.loc.exists(MANIFEST):
@@ -113,27 +161,33 @@ def run_stage(
                     "use --force to replace it, or choose another output"
                 )
         log.warning("%s: --force: replacing %s", stage, out)
-        writer.clear(keep)
+        with writing(out):
+            writer.clear(keep)
     else:
         pending = _read_pending(writer)
-        if pending is not None and pending != want:
-            log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
-            writer.clear(keep)
-        elif pending is not None:
-            log.info("%s: resuming unfinished output in %s", stage, out)
-        _check_working_copy(writer, pending, want, keep)
+        with writing(out):
+            if pending is not None and pending != want:
+                log.warning("%s: %s holds unfinished output of a different config: clearing it", stage, out)
+                writer.clear(keep)
+            elif pending is not None:
+                log.info("%s: resuming unfinished output in %s", stage, out)
+            _check_working_copy(writer, pending, want, keep)
 
     blob = json.dumps(want, indent=2).encode()
-    writer.loc.write_bytes(PENDING, blob)
-    if not writer.loc.is_local:  # the local working copy says which config it belongs to, too
-        atomic_write(writer.dir / PENDING, blob)
+    with writing(out):
+        writer.loc.write_bytes(PENDING, blob)
+        if not writer.loc.is_local:  # the local working copy says which config it belongs to, too
+            atomic_write(writer.dir / PENDING, blob)
     ctx = StageContext(stage=stage, out=writer, config=config, inputs=inputs)
     started = time.time()
     body(ctx)
     manifest = base_manifest(stage, config, inputs, started)
     manifest["info"] = ctx.info
     manifest["metrics"] = ctx.metrics
-    writer.commit(manifest, exclude=ctx.exclude)
+    for held in leases:
+        held.check()  # S3: still ours (a lease whose renewals failed for a TTL may have been taken over)
+    with writing(out):
+        writer.commit(manifest, exclude=ctx.exclude)
     log.info("%s: committed %s (%.1f s)", stage, out, manifest["wall_time_s"])
     return StageResult(Artifact(writer.loc), skipped=False)
 

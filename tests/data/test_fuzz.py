@@ -1,5 +1,8 @@
-"""Fuzzed raw records: the parsers either return a dialogue or raise DataError naming the file, never
-anything else (which the CLI would show as a traceback)."""
+"""Fuzzed raw records: the parsers either return a dialogue or raise one DataError line naming the file, never
+anything else (which the CLI would show as a traceback), within the profile's time bound (tests/conftest.py).
+
+`target` takes bytes (a raw file of any of the three formats), so a coverage-guided fuzzer can drive it too
+(`python -m tests.fuzz_atheris raw`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import copy
 import gzip
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dorl.data import abcd, multiwoz, taskmaster
@@ -47,7 +50,7 @@ VALID = {
         },
     ),
 }
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(suppress_health_check=[HealthCheck.too_slow])  # examples and deadline: the profile (tests/conftest.py)
 
 
 def _paths(obj, prefix=()):
@@ -62,11 +65,16 @@ def _paths(obj, prefix=()):
             yield from _paths(v, (*prefix, i))
 
 
+def _one_line(e: DataError, name: str) -> None:
+    text = str(e)
+    assert text.startswith(name) and "\n" not in text and "\r" not in text and len(text) < 1000, repr(text[:2000])
+
+
 def _check(parse, records, skip_bad=False):
     try:
         out = parse(records, "fuzz.json", skip_bad)
     except DataError as e:
-        assert str(e).startswith("fuzz.json"), e
+        _one_line(e, "fuzz.json")
         return None
     assert all(isinstance(d, Dialogue) or d.reason.startswith("fuzz.json") for d in out)
     return out
@@ -120,7 +128,7 @@ def test_abcd_top_level(value, tmp_path_factory):
     try:
         abcd.parse_file(path)
     except DataError as e:
-        assert "abcd_v1.1.json" in str(e)
+        _one_line(e, "abcd_v1.1.json")
 
 
 @FUZZ
@@ -131,4 +139,44 @@ def test_arbitrary_bytes_fail_cleanly(blob, gz, tmp_path_factory):
     try:
         load_json(path, "f.json")
     except DataError as e:
-        assert str(e).startswith("f.json")
+        _one_line(e, "f.json")
+
+
+_RAW = {"abcd": ("abcd_v1.1.json", abcd.parse_file), "multiwoz22": ("dialogues_001.json", multiwoz.parse_file),
+        "taskmaster3": ("data_00.json", taskmaster.parse_file)}  # fmt: skip
+
+
+def target(data: bytes) -> None:
+    """A raw file of each format holding `data`: parsed (strictly and with skip_bad) or one DataError line."""
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="dorl-fuzz-"))
+    try:
+        for name, parse in _RAW.values():
+            (folder / name).write_bytes(data)
+            for skip in (False, True):
+                try:
+                    parse(folder / name, skip_bad=skip)
+                except DataError as e:
+                    _one_line(e, name)
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+@FUZZ
+@given(value=JSON | st.dictionaries(st.sampled_from(["train", "dev", "test"]) | st.text(max_size=6), JSON, max_size=4))
+def test_raw_files(value):
+    import json
+
+    target(json.dumps(value).encode())
+
+
+@FUZZ
+@given(blob=st.binary(max_size=120))
+@example(blob=b"[" * 100_000)
+@example(blob=b'{"a\\nb": 1}')  # a key with a line break, echoed in the message
+def test_raw_file_bytes(blob):
+    target(blob)

@@ -70,3 +70,83 @@ def test_tensorboard_off_and_a_missing_package_is_a_user_error(tmp_path, data_ar
     cfg = config.load(preset="tiny", sets=[*TF, "tracking=[mlflow]"])
     with pytest.raises(ConfigError, match=r"pip install 'dorl\[mlflow\]'"):
         train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf2"))
+
+
+# ---------------------------------------------------------------- training never dies for its logs (issue 27)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: connections are refused
+
+
+def test_unreachable_mlflow_is_transient_before_training(tmp_path, data_artifact, monkeypatch):
+    _need("mlflow")
+    from dorl.errors import TransientError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would take minutes
+    cfg = config.load(preset="tiny", sets=[*TF, "tracking=[mlflow]"])
+    with pytest.raises(TransientError) as e:
+        train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf"))
+    assert "\n" not in str(e.value) and "MLflow" in str(e.value) and "127.0.0.1" in str(e.value)
+    assert not (tmp_path / "tf" / "manifest.json").exists()
+
+
+def test_file_store_refused_by_mlflow_is_one_line_user_error(tmp_path, data_artifact, monkeypatch):
+    _need("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    cfg = config.load(preset="tiny", sets=[*TF, "tracking=[mlflow]"])
+    with pytest.raises(ConfigError) as e:
+        train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf"))
+    assert "\n" not in str(e.value) and "MLFLOW_ALLOW_FILE_STORE=true" in str(e.value), str(e.value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://x")
+    with pytest.raises(ConfigError) as e:
+        train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf"))
+    assert "\n" not in str(e.value) and "bogus://x" in str(e.value)
+
+
+def test_mlflow_failing_during_training_is_a_warning(tmp_path, data_artifact, monkeypatch, caplog):
+    _need("mlflow")
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    calls = []
+    real = MlflowClient.log_batch
+
+    def flaky(self, run_id, metrics=(), params=(), tags=(), **kw):
+        if metrics:  # the server goes away once training has started
+            calls.append(len(metrics))
+            raise MlflowException("API request to http://x/api failed with exception Connection refused")
+        return real(self, run_id, metrics=metrics, params=params, tags=tags, **kw)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", flaky)
+    monkeypatch.setattr(MlflowClient, "set_terminated", lambda *a, **k: (_ for _ in ()).throw(OSError("gone")))
+    cfg = config.load(preset="tiny", sets=[*TF, "tracking=[tensorboard, mlflow]"])
+    with caplog.at_level("WARNING", logger="dorl"):
+        art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
+    assert "train_log.jsonl" in art.files and any(f.startswith("tensorboard/") for f in art.files)
+    assert len(calls) == 1  # tried once, then left alone: a dead server must not slow every step
+    warnings = [r.getMessage() for r in caplog.records if "MLflow" in r.getMessage()]
+    assert len(warnings) == 1 and "training goes on without it" in warnings[0], warnings
+
+
+def test_cli_unreachable_mlflow_exits_75(tmp_path, data_artifact):
+    _need("mlflow")
+    from tests.conftest import run_dorl
+
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_closed_port()}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    sets = [x for s in [*TF, "tracking=[mlflow]"] for x in ("--set", s)]
+    r = run_dorl(
+        "train", "--method", "tf", "--data", data_artifact.uri, "--out", str(tmp_path / "tf"), "--preset", "tiny",
+        *sets, env=env, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 75, r.stderr[-3000:]
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr and "MLflow" in errors[0]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dorl import csvsafe
 from dorl.errors import ConfigError
 from dorl.stages.evaluate import evaluate
 from dorl.stages.train import train
@@ -41,7 +42,7 @@ def test_beta_zero_evaluation_is_hf_greedy_decoding_of_the_saved_policy(trained,
     art = evaluate(
         cfg, method="ilql", model_uri=trained.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
     ).artifact
-    pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    pred = csvsafe.read(art.path("predictions.csv"), keep_default_na=False)
 
     folder = trained.local_dir()
     lm = AutoModelForCausalLM.from_pretrained(folder).eval()

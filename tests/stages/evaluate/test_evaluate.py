@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sacrebleu
 
-from dorl import config
+from dorl import config, csvsafe
 from dorl.errors import ConfigError, DataError
 from dorl.stages.evaluate import evaluate
 from dorl.store import Artifact, run_stage
@@ -23,7 +23,7 @@ def test_predictions_and_metrics(cfg, tiny_model_artifact, data_artifact, tmp_pa
     art = evaluate(
         cfg, method="tf", model_uri=tiny_model_artifact.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
     ).artifact
-    pred = pd.read_csv(art.path("predictions.csv"), keep_default_na=False)
+    pred = csvsafe.read(art.path("predictions.csv"), keep_default_na=False)
     test = pd.read_parquet(data_artifact.path("examples/test.parquet"))
     sample = test.sample(n=8, random_state=1)  # the reference's sample
     assert pred["context"].tolist() == sample["context"].tolist()

@@ -1,31 +1,9 @@
-<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dorl report</title>
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
-table.results td{white-space:nowrap}
-.better{background:#e3f6e3}.worse{background:#fbe4e4}
-.note{color:#555;max-width:70em}
-img{max-width:100%}
-.controls{margin:.5em 0;display:flex;gap:1em;align-items:center;flex-wrap:wrap}
-table.examples{width:100%;table-layout:fixed}
-table.examples th.sortable{cursor:pointer;background:#f3f3f3}
-.turn{margin:0 0 2px}.customer{color:#114b8a}.agent{color:#6b3a00}
-.score{color:#555;font-size:12px}.top{background:#eef7ff}
-details summary{cursor:pointer;color:#555}
-</style></head><body>
-<h1>dorl report</h1>
-@RESULTS@
-<p class="note">@NOTE@</p>
-<img alt="results plot" src="data:image/png;base64,@PNG@">
-@SECTIONS@
-<script type="application/json" id="dorl-data">@DATA@</script>
-<script>
+// report.html's code: html.py inlines it and the page's CSP allows it by its sha256 (no other script runs).
+// Dataset text reaches the page only through textContent: it is never parsed as HTML.
 "use strict";
 const DATA = JSON.parse(document.getElementById("dorl-data").textContent);
 const PAGE = 20;
+const fmt = v => v === null || v === undefined ? "–" : v.toFixed(3);  // null: a score that was not a number
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -49,8 +27,8 @@ function render(section) {
   const q = st.filter.toLowerCase();
   let rows = d.rows.filter(r => !q || JSON.stringify([r.context, r.human, r.methods]).toLowerCase().includes(q));
   const key = st.sort;
-  const val = r => key === "spread" ? (r.spread ?? 0) : key === "order" ? 0 : r.methods[key].scores[d.primary];
-  if (key !== "order") rows = rows.slice().sort((a, b) => st.dir * (val(b) - val(a)));
+  const val = r => (key === "spread" ? r.spread : r.methods[key].scores[d.primary]) ?? -Infinity;
+  if (key !== "order") rows = rows.slice().sort((a, b) => st.dir * ((val(b) > val(a)) - (val(b) < val(a))));
   st.pages = Math.max(1, Math.ceil(rows.length / PAGE));
   st.page = Math.min(st.page, st.pages - 1);
   const tbody = section.querySelector("tbody");
@@ -64,10 +42,10 @@ function render(section) {
     d.methods.forEach(m => {
       const c = r.methods[m], td = el("td", d.primary && c.scores[d.primary] === best ? "top" : null);
       td.appendChild(el("div", "response", c.response));
-      td.appendChild(el("div", "score", d.metrics.map(x => x + " " + c.scores[x].toFixed(3)).join(" · ")));
+      td.appendChild(el("div", "score", d.metrics.map(x => x + " " + fmt(c.scores[x])).join(" · ")));
       tr.appendChild(td);
     });
-    tr.appendChild(el("td", null, r.spread === undefined ? "" : r.spread.toFixed(3)));
+    tr.appendChild(el("td", null, r.spread === undefined ? "" : fmt(r.spread)));
     tbody.appendChild(tr);
   });
   section.querySelector(".count").textContent =
@@ -111,4 +89,3 @@ document.querySelectorAll("section.dataset").forEach(section => {
   render(section);
 });
 document.body.dataset.rendered = "1";
-</script></body></html>
