@@ -94,33 +94,31 @@ class Conversations:
 
     def parse(self, row: Any, where: RowWhere) -> tuple[Dialogue, str | None]:
         """One conversation: its dialogue and its `split` field (None if it has none)."""
-        field, role_key, text_key, standard = FORMATS[self.fmt]
+        field = FORMATS[self.fmt][0]
         if not isinstance(row, dict):
             raise where.error(f"expected an object (one conversation), got {show(row)}")
-        given = row.get("id")
-        if given is not None:
-            if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
-                raise where.error(f"expected a non-empty string or an integer, got {show(given)}", "id")
-            try:
-                str(given).encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise where.error(f"not valid Unicode text (lone surrogate {given[e.start]!r} at character {e.start})",
-                                  "id") from None  # fmt: skip
-            where.dialogue_id = str(given)
-        split = row.get("split")
-        if split is not None:
-            if not isinstance(split, str) or split.lower() not in SPLIT_NAMES:
-                raise where.error(f"unknown split {show(split)}; expected train, validation (valid, val, dev) or "
-                                  "test", "split")  # fmt: skip
-            split = SPLIT_NAMES[split.lower()]
+        row_id(row, where)
+        split = row_split(row, where)
         messages = row.get(field)
         if messages is None:
-            raise where.error(f"missing (a {self.fmt} row has a list of {role_key}/{text_key} objects)", field)
+            raise where.error(f"missing (a {self.fmt} row has a list of {'/'.join(FORMATS[self.fmt][1:3])} objects)",
+                              field)  # fmt: skip
+        kept = self.messages(messages, where, field)
+        if not kept:
+            raise where.error("empty: no messages", field)
+        if not any(role == self.respond_as for role, _ in kept):
+            raise where.error(f"no {self.respond_as} turn: nothing to respond to ({self.key}.respond_as)", field)
+        did = where.dialogue_id or stable_id(kept)
+        return Dialogue(did, self.turns(kept), False, (where.file, where.position)), split
+
+    def messages(self, messages: Any, where: Where, field: str, fmt: str | None = None) -> list[tuple[str, str]]:
+        """(standard role, text) of each message of the list `messages` kept by the role map."""
+        _, role_key, text_key, standard = FORMATS[fmt or self.fmt]
         if not isinstance(messages, list):
             raise where.error(f"expected a list of {role_key}/{text_key} objects, got {show(messages)}", field)
         if not messages:
-            raise where.error("empty: no messages", field)
-        kept: list[tuple[str, str]] = []  # (standard role, text)
+            return []
+        kept: list[tuple[str, str]] = []
         for i, m in enumerate(messages):
             at = f"{field}[{i}]"
             if not isinstance(m, dict):
@@ -140,8 +138,34 @@ class Conversations:
             if not isinstance(text, str):
                 raise where.error("missing" if text is None else f"expected str, got {show(text)}", f"{at}.{text_key}")
             kept.append((std, check_text(text, where, f"{at}.{text_key}")))
-        if not any(role == self.respond_as for role, _ in kept):
-            raise where.error(f"no {self.respond_as} turn: nothing to respond to ({self.key}.respond_as)", field)
-        did = where.dialogue_id or stable_id(kept)
-        turns = [(self.speaker[role], text) for role, text in kept]
-        return Dialogue(did, turns, False, (where.file, where.position)), split
+        return kept
+
+    def turns(self, kept: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """dorl's (speaker, text) turns of (standard role, text) messages."""
+        return [(self.speaker[role], text) for role, text in kept]
+
+
+def row_id(row: dict, where: Where) -> str | None:
+    """The row's `id` (a non-empty string or an integer, as a string), also set on `where`; None if it has none."""
+    given = row.get("id")
+    if given is None:
+        return None
+    if isinstance(given, bool) or not isinstance(given, (str, int)) or given == "":
+        raise where.error(f"expected a non-empty string or an integer, got {show(given)}", "id")
+    try:
+        str(given).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise where.error(f"not valid Unicode text (lone surrogate {given[e.start]!r} at character {e.start})",
+                          "id") from None  # fmt: skip
+    where.dialogue_id = str(given)
+    return where.dialogue_id
+
+
+def row_split(row: dict, where: Where) -> str | None:
+    """The row's `split` (train, validation or test; aliases allowed), or None if it has none."""
+    split = row.get("split")
+    if split is None:
+        return None
+    if not isinstance(split, str) or split.lower() not in SPLIT_NAMES:
+        raise where.error(f"unknown split {show(split)}; expected train, validation (valid, val, dev) or test", "split")
+    return SPLIT_NAMES[split.lower()]
