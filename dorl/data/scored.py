@@ -56,11 +56,13 @@ class Imported:
     files: dict = field(default_factory=dict)  # {name: sha256}: part of the relabel stage's identity
 
 
-def _examples(data: Artifact) -> dict[bytes, tuple]:
-    """{sha256(context): (split, example_index, dialogue_id, turn_index, response)}, the first of equal contexts."""
+def _examples(data: Artifact) -> tuple[dict[bytes, tuple], dict[str, int]]:
+    """({sha256(context): (split, example_index, dialogue_id, turn_index, response)}, the first of equal contexts;
+    the number of examples per split)."""
     import pyarrow.parquet as pq
 
     out: dict[bytes, tuple] = {}
+    sizes = dict.fromkeys(SPLITS, 0)
     for split in SPLITS:
         name = f"examples/{split}.parquet"
         if name not in data.files:
@@ -68,7 +70,8 @@ def _examples(data: Artifact) -> dict[bytes, tuple]:
         t = pq.read_table(data.path(name), columns=["dialogue_id", "turn_index", "context", "response"]).to_pydict()
         for i, (did, turn, ctx, resp) in enumerate(zip(*t.values(), strict=True)):
             out.setdefault(hashlib.sha256(ctx.encode()).digest(), (split, i, did, int(turn), resp))
-    return out
+        sizes[split] = len(t["context"])
+    return out, sizes
 
 
 def _context(reader: Conversations, prompt: Any, where: RowWhere) -> tuple[str, list]:
@@ -127,7 +130,7 @@ def read_scored(
     files, _ = locate(source, tmp, max_bytes)
     sha = {name: d.sha256 for name, d in digests(files, source).items()}
     reader = Conversations("messages", src.roles, src.respond_as, key)
-    examples = _examples(data)
+    examples, sizes = _examples(data)
     column = None
     groups: dict[tuple, list] = {}  # (split, dialogue_id, turn_index, context) -> [(position key, row tuple)]
     order: dict[tuple, tuple] = {}  # group -> (matched example index or None, first seen)
@@ -179,7 +182,7 @@ def read_scored(
         per_split[split].append((group, members))
     out, matched = {}, 0
     for split, part in per_split.items():
-        n_examples = sum(1 for e in examples.values() if e[0] == split)
+        n_examples = sizes[split]
         # matched contexts sort with their example; the others after every example, in file order
         part.sort(key=lambda gm: (0, order[gm[0]][0]) if order[gm[0]][0] is not None else (1, order[gm[0]][1]))
         records = []

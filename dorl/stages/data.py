@@ -167,7 +167,7 @@ def _prepare_own(cfg: RunConfig, dataset: str, source: str | None, out_uri: str,
         )
     skip_bad = cfg.data.skip_bad
     with tempfile.TemporaryDirectory(prefix=f"dorl-source-{dataset}-") as tmp:
-        files, layout = rows.locate(source, Path(tmp), int(cfg.data.max_file_mb * 2**20))
+        files, layout = rows.locate(source, Path(tmp), round(cfg.data.max_file_mb * 2**20))
         started = time.perf_counter()  # throughput counts reading, rendering and writing, not downloading
         raw = {name: {"size": d.size, "sha256": d.sha256} for name, d in rows.digests(files, source).items()}
         dialogues, bad, facts = custom.read(files, own, key, skip_bad)

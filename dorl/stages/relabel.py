@@ -298,7 +298,7 @@ def relabel(
     if scored is not None:  # read and checked before anything is written
         first = 1 if model is None else cfg.relabel.num_candidates + 1
         with tempfile.TemporaryDirectory(prefix="dorl-scored-") as tmp:
-            imported = read_scored(scored, data, own, key, first, int(cfg.data.max_file_mb * 2**20), Path(tmp))
+            imported = read_scored(scored, data, own, key, first, round(cfg.data.max_file_mb * 2**20), Path(tmp))
         imported.rows = {s: imported.rows[s] for s in cfg.relabel.splits}
         mine = {"files": imported.files, "reward_name": own.reward_name}
         mine.update(split_fractions=own.split_fractions, split_seed=own.split_seed)
