@@ -35,7 +35,7 @@ def test_your_conversations_and_your_scores_run_to_a_report(tmp_path: Path):
                 },
             }
         },
-        "pipeline": {"datasets": ["support", "kto"], "methods": METHODS},
+        "pipeline": {"methods": METHODS},  # datasets: --datasets below
         "tf": {"epochs": 2},
         "finetune": {"max_steps": 4},
         "ilql": {"train": {"max_steps": 4}},
@@ -44,7 +44,7 @@ def test_your_conversations_and_your_scores_run_to_a_report(tmp_path: Path):
     }
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(run))
-    r = run_dorl("pipeline", "--config", str(config), env=ENV)
+    r = run_dorl("pipeline", "--config", str(config), "--datasets", "support,kto", env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     results = pd.read_csv(Artifact(str(tmp_path / "own" / "report")).path("results.csv"))
     assert set(results["dataset"]) == {"support", "kto"}
