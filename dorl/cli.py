@@ -18,6 +18,7 @@ COMMANDS = {
     "config": "dorl.commands.config:config",
     "data": "dorl.stages.data:data",
     "evaluate": "dorl.stages.evaluate:evaluate_cmd",
+    "export": "dorl.commands.export:export_cmd",
     "generate": "dorl.generate_cli:generate",
     "k8s": "dorl.k8s.cli:k8s",
     "launch": "dorl.engine.launch:launch",

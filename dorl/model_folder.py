@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dorl.errors import DataError, StoreError
-from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC, render_conversation
+from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC, SYS_END, SYS_START, render_conversation
 
 CARD = "README.md"
 
@@ -52,9 +52,11 @@ def chat_template(turn_token: str = "", reply_token: str = "") -> str:
         "{{- '" + CUS_START + "' + message['content'] + '" + CUS_END + "' -}}"
         "{%- elif message['role'] == 'assistant' -%}"
         "{{- '" + turn_token + REP_START + "' + message['content'] + '" + REP_END + "' -}}"
+        "{%- elif message['role'] == 'system' -%}"
+        "{{- '" + SYS_START + "' + message['content'] + '" + SYS_END + "' -}}"
         "{%- else -%}"
-        "{{- raise_exception('dorl models know two roles: user (the customer) and assistant (the agent), got ' "
-        "+ message['role']) -}}"
+        "{{- raise_exception('dorl models know the roles user (the customer), assistant (the agent) and system "
+        "(context), got ' + message['role']) -}}"
         "{%- endif -%}"
         "{%- endfor -%}"
         "{%- if add_generation_prompt -%}{{- '" + reply_token + REP_START + "' -}}{%- endif -%}"

@@ -3,6 +3,10 @@
 conversation = <_soc_> + turns, each <_cus_start_>TEXT<_cus_end_> or <_rep_start_>TEXT<_rep_end_>
 example      = (context = the rendered history before an agent turn, response = its raw text)
 training line = context <_rep_start_> response <_rep_end_>
+
+A system message (your own conversations' `system` role; the public datasets have none) is context only:
+<_sos_>TEXT<_eos_>, where it stands in the conversation (usually first, right after <_soc_>). The two tokens are
+among the reference's 15 but unused by its text format, so every dorl tokenizer and model already has them.
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     RESPONSE_PLACEHOLDER,
 )
 
-Speaker = Literal["customer", "agent"]
+SYS_START, SYS_END = SOS, EOS_  # a system message: context only, never a response
+
+Speaker = Literal["customer", "agent", "system"]
 Turn = tuple[Speaker, str]
+MARKS = {"customer": (CUS_START, CUS_END), "agent": (REP_START, REP_END), "system": (SYS_START, SYS_END)}
 
 
 def render_turn(speaker: Speaker, text: str) -> str:
@@ -46,7 +53,29 @@ def render_turn(speaker: Speaker, text: str) -> str:
         return f"{CUS_START}{text}{CUS_END}"
     if speaker == "agent":
         return f"{REP_START}{text}{REP_END}"
+    if speaker == "system":
+        return f"{SYS_START}{text}{SYS_END}"
     raise ValueError(f"unknown speaker {speaker!r}")
+
+
+def parse_context(context: str) -> list[Turn]:
+    """The turns of a rendered context (the inverse of `render_conversation`); ValueError if it is not one."""
+    if not context.startswith(SOC):
+        raise ValueError(f"a context starts with {SOC}: {context[:60]!r}")
+    out: list[Turn] = []
+    i = len(SOC)
+    ends = {start: (speaker, end) for speaker, (start, end) in MARKS.items()}
+    while i < len(context):
+        start = next((s for s in ends if context.startswith(s, i)), None)
+        if start is None:
+            raise ValueError(f"unexpected text at character {i} of a context: {context[i : i + 40]!r}")
+        speaker, end = ends[start]
+        j = context.find(end, i + len(start))
+        if j < 0:
+            raise ValueError(f"a {speaker} turn without {end} at character {i} of a context")
+        out.append((speaker, context[i + len(start) : j]))
+        i = j + len(end)
+    return out
 
 
 def render_conversation(turns: Iterable[Turn]) -> str:

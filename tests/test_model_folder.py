@@ -8,7 +8,7 @@ import pytest
 
 from dorl import model_folder
 from dorl.methods.dt import dt_prompt
-from dorl.text import REP_END, prompt
+from dorl.text import REP_END, prompt, render_conversation
 from tests.fixtures import dialogues, make_tiny_model_dir
 
 CONVERSATION = [
@@ -33,8 +33,17 @@ def test_chat_template_is_dorls_prompt(folder, method, reply):
     tok = AutoTokenizer.from_pretrained(folder)
     text = tok.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
     assert text == (dt_prompt(CONTEXT, reply) if reply else prompt(CONTEXT))
-    with pytest.raises(Exception, match="two roles"):
-        tok.apply_chat_template([{"role": "system", "content": "x"}], tokenize=False)
+    # a system message is context, rendered as the data renders it (dorl.text); other roles are refused
+    system = [{"role": "system", "content": "Be brief."}, *CONVERSATION]
+    text = tok.apply_chat_template(system, add_generation_prompt=True, tokenize=False)
+    assert text == text_of(render_conversation([("system", "Be brief."), ("agent", CONVERSATION[0]["content"]),
+                                                ("customer", CONVERSATION[1]["content"])]), reply)  # fmt: skip
+    with pytest.raises(Exception, match="know the roles user"):
+        tok.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
+
+
+def text_of(context: str, reply: str | None) -> str:
+    return dt_prompt(context, reply) if reply else prompt(context)
 
 
 def test_generation_config_and_lengths(folder):

@@ -34,9 +34,10 @@ def keys(prefix: str, as_json: bool) -> None:
     # The defaults are read off the resolved configuration, what `dorl config show` prints: a section
     # built by a default_factory (methods, ilql.train, k8s) has other defaults than its class.
     resolved = cfglib.load()
-    for key, tp, _, help_ in describe(cfglib.RunConfig):
-        if key.startswith(prefix):
-            table.add_row(key, tp, repr(resolved_value(resolved, key)), help_)
+    for key, tp, default, help_ in describe(cfglib.RunConfig):
+        if key.startswith(prefix):  # a key under a mapping's <name> (data.sources.<name>.path): its class default
+            value = default if "<name>" in key else resolved_value(resolved, key)
+            table.add_row(key, tp, repr(value), help_)
     Console().print(table)
 
 

@@ -356,6 +356,9 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, key))
+        elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[1]):
+            rows.append((key, f"mapping of names to {_join(key, '<name>')}", {}, f.metadata.get("help", "")))
+            rows.extend(describe(typing.get_args(tp)[1], _join(key, "<name>")))  # e.g. data.sources.<name>.path
         else:
             rows.append((key, _name(tp), getattr(default_obj, f.name), f.metadata.get("help", "")))
     return rows

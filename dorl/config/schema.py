@@ -23,17 +23,92 @@ from dorl.config.loader import param
 from dorl.errors import ConfigError
 from dorl.methods import registry as _methods
 
-Dataset = Literal["abcd", "multiwoz22", "taskmaster3"]
 DATASETS: tuple[str, ...] = ("abcd", "multiwoz22", "taskmaster3")
+# A dataset's name (public or your own): it names folders, Kubernetes objects and Argo tasks.
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # Environment names that hold secrets (AWS keys, tokens, passwords): refused in k8s.env.
 SECRET_NAME = re.compile(
     r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|CREDENTIAL|API_KEY|ACCESS_KEY_ID|SESSION_KEY)", re.IGNORECASE
 )
 
 
+def check_dataset_name(name: str, key: str) -> None:
+    """`key`: the config key (or the option, e.g. --dataset) that holds the name."""
+    if not DATASET_NAME.match(name):
+        where = key if key.startswith("--") else f"config key '{key}'"
+        raise ConfigError(
+            f"{where}: {name!r} is not a dataset name: use 1-40 lowercase letters, digits, '_' and '-', starting "
+            "with a letter or digit (it names folders and Kubernetes objects)"
+        )
+
+
+@dataclass
+class SourceConfig:
+    """Where one dataset comes from (`data.sources.NAME`): your own conversations, or a public dataset's folder."""
+
+    RANGES: ClassVar[dict] = {"split_fractions": "[0, 1]", "split_seed": ">= 0"}
+    path: str | None = param(
+        None,
+        "Your conversations: a JSON Lines, JSON or parquet file, a folder of such files named by split "
+        "(train / validation / test), or a `datasets.save_to_disk` folder; local or s3://. For a public dataset: "
+        "a folder in its upstream layout (as data.source).",
+    )
+    format: Literal["auto", "messages", "sharegpt"] = param(
+        "auto",
+        "Row format: 'messages' ({role, content} lists), 'sharegpt' ({from, value} lists under `conversations`), "
+        "'auto': told from the first row.",
+    )
+    roles: dict[str, Literal["system", "user", "assistant", "skip"]] = param(
+        factory=dict,
+        help="Your role names -> system, user, assistant or skip (a turn left out), e.g. {customer: user, agent: "
+        "assistant, tool: skip}; the standard names (system/user/assistant, ShareGPT's system/human/gpt) need none.",
+    )
+    respond_as: Literal["assistant", "user"] = param(
+        "assistant", "The role dorl learns to respond as (its turns are the agent's); the other one is the customer."
+    )
+    split_fractions: list[float] = param(
+        factory=lambda: [0.8, 0.1, 0.1],
+        help="train / validation / test shares of the seeded split by conversation, used when the rows have no "
+        "`split` and the files are not named by split.",
+    )
+    split_seed: int = param(42, "Seed of that split.")
+    scored: str | None = param(
+        None,
+        "Your scored responses: rows of `prompt` (a messages list or text), `completion` and `reward` (a number) or "
+        "`label` (a bool: TRL's KTO format); a JSON Lines, JSON or parquet file, local or s3://.",
+    )
+    candidates: Literal["beams", "scored", "both"] = param(
+        "beams",
+        "What the relabel stage makes the methods' candidates from: 'beams' (the base model's, scored by "
+        "relabel.reward), 'scored' (the `scored` file's rows only: no beams, no base model needed), 'both'.",
+    )
+    reward_name: str | None = param(
+        None,
+        "What the scored file's reward measures (e.g. csat), recorded in the relabel manifest; default: its column.",
+    )
+
+    def check(self, where: str) -> None:
+        f = self.split_fractions
+        if len(f) != 3 or abs(sum(f) - 1) > 1e-6 or f[0] <= 0:
+            raise ConfigError(
+                f"config key '{where}.split_fractions': {f} is not three shares (train, validation, test) summing "
+                "to 1 with train > 0"
+            )
+        for name in self.roles:
+            if not name:
+                raise ConfigError(f"config key '{where}.roles': an empty role name")
+        if self.candidates != "beams" and not self.scored:
+            raise ConfigError(f"config key '{where}.candidates': {self.candidates!r} needs {where}.scored (a file)")
+        if self.candidates == "beams" and self.scored:
+            raise ConfigError(
+                f"config keys '{where}.scored' and '{where}.candidates': the scored file is used only with "
+                "candidates: scored (its rows alone) or both (beside the beams)"
+            )
+
+
 @dataclass
 class DataConfig:
-    RANGES: ClassVar[dict] = {"simulate": ">= 0", "seed": ">= 0", "download_timeout": "> 0"}
+    RANGES: ClassVar[dict] = {"simulate": ">= 0", "seed": ">= 0", "download_timeout": "> 0", "max_file_mb": "> 0"}
     source: str | None = param(
         None,
         "Folder with the raw files in their upstream layout; '{dataset}' is replaced by the dataset "
@@ -53,6 +128,28 @@ class DataConfig:
         "(default: $DORL_DATA_BASE_URL, else https://raw.githubusercontent.com; set it for a mirror).",
     )
     download_timeout: float = param(60.0, "Seconds without data before a download attempt fails (3 attempts).")
+    sources: dict[str, SourceConfig] = param(
+        factory=dict,
+        help="Datasets by name, each with its own source: your own conversations (any name but the public ones, "
+        "e.g. data.sources.mylogs.path=chats.jsonl), or a public dataset's folder (instead of data.source).",
+    )
+    max_file_mb: float = param(
+        4096.0, "Largest file of your own conversations or scores read, in MiB (JSON files are parsed whole)."
+    )
+
+    def check(self, where: str) -> None:
+        defaults = SourceConfig()
+        for name, src in self.sources.items():
+            check_dataset_name(name, f"{where}.sources.{name}")
+            if name not in DATASETS:
+                continue
+            odd = [f.name for f in dataclasses.fields(SourceConfig) if f.name in ("format", "roles", "respond_as",
+                   "split_fractions", "split_seed") and getattr(src, f.name) != getattr(defaults, f.name)]  # fmt: skip
+            if odd:
+                raise ConfigError(
+                    f"config key '{where}.sources.{name}.{odd[0]}': {name} is a public dataset, read from its "
+                    "upstream layout; only path, scored, candidates and reward_name apply to it"
+                )
 
 
 @dataclass
@@ -326,7 +423,10 @@ class ReportConfig:
 
 @dataclass
 class PipelineConfig:
-    datasets: list[Dataset] = param(factory=lambda: ["abcd"], help="Datasets to run.")
+    datasets: list[str] = param(
+        factory=lambda: ["abcd"],
+        help="Datasets to run: the public ones (abcd, multiwoz22, taskmaster3) and your own, named in data.sources.",
+    )
     # Narrowed to the registered names, the default the paper's methods, by `run_config`.
     methods: list[str] = param(factory=list, help="Methods trained on the relabelled data.")
     scorers: list[str] = param(
@@ -344,7 +444,12 @@ class PipelineConfig:
 
     def check(self, where: str) -> None:
         if not self.datasets:
-            raise ConfigError(f"config key '{where}.datasets': empty; list at least one of {', '.join(DATASETS)}")
+            raise ConfigError(
+                f"config key '{where}.datasets': empty; list at least one (a public dataset: "
+                f"{', '.join(DATASETS)}, or one of data.sources)"
+            )
+        for i, name in enumerate(self.datasets):
+            check_dataset_name(name, f"{where}.datasets[{i}]")
         dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if dup:
             raise ConfigError(f"config key '{where}.seeds': {dup[0]} is listed twice (two seeds would be one artifact)")
@@ -491,6 +596,14 @@ class RunChecks:
             Location(self.root)
         except StoreError as e:
             raise ConfigError(f"config key '{where + '.' if where else ''}root': {e}") from None
+        # Your own datasets are read from data.sources.
+        for i, name in enumerate(self.pipeline.datasets):
+            src = self.data.sources.get(name)
+            if name not in DATASETS and (src is None or not src.path):
+                raise ConfigError(
+                    f"config key 'pipeline.datasets[{i}]': {name!r} is not a public dataset ({', '.join(DATASETS)}) "
+                    f"and data.sources.{name}.path is not set: name the file or folder of its conversations there"
+                )
         # The base model built from model.* (source=config) has model.n_positions positions for tf's blocks.
         tf, model = getattr(self, "tf", None), self.model
         if tf is not None and model.source == "config" and tf.max_length > model.n_positions:

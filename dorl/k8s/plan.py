@@ -58,18 +58,35 @@ def check(cfg: RunConfig) -> None:
     # Seeded Jobs' names end in -s<seed>: the run name gives way to it.
     longest = max(cfg.pipeline.seeds, default=None)
     max_run = MAX_RUN - (0 if longest is None else len(f"-s{longest}"))
+    long_name = max(cfg.pipeline.datasets, key=len, default="")  # your own datasets' names may be longer
+    max_run -= max(0, len(long_name) - len("taskmaster3"))
     if not (_DNS_LABEL.match(cfg.run) and len(cfg.run) <= max_run):
         raise ConfigError(
             f"config key 'run': {cfg.run!r} names Kubernetes objects: use at most {max_run} lowercase letters, "
             "digits and '-', starting and ending with a letter or digit"
             + ("" if longest is None else f" (pipeline.seeds add -s{longest} to Job names)")
+            + (f" (dataset {long_name!r} takes the rest of the Job names)" if len(long_name) > 11 else "")
         )
     if not cfg.pipeline.datasets:
         raise ConfigError("config key 'pipeline.datasets': no dataset to run")
+    for d in cfg.pipeline.datasets:
+        own = cfg.data.sources.get(d)
+        for key in ("path", "scored"):
+            value = getattr(own, key) if own is not None else None
+            if value is not None and not value.startswith("s3://"):
+                raise ConfigError(
+                    f"config key 'data.sources.{d}.{key}': pods read your files from S3, so it must be "
+                    f"s3://bucket/key, got {value!r}"
+                )
     for key, values in (("pipeline.datasets", cfg.pipeline.datasets), ("pipeline.methods", cfg.pipeline.methods)):
         dup = sorted({v for v in values if values.count(v) > 1})
         if dup:
             raise ConfigError(f"config key '{key}': {dup[0]!r} is listed twice")
+    named = [d.replace("_", "-") for d in cfg.pipeline.datasets]  # as Job names spell them
+    for i, d in enumerate(cfg.pipeline.datasets):
+        if named.index(named[i]) != i:
+            other = cfg.pipeline.datasets[named.index(named[i])]
+            raise ConfigError(f"config key 'pipeline.datasets[{i}]': {d!r} and {other!r} would name the same Jobs")
     for key in ("gpus", "nodes", "relabel_shards", "master_port", "active_deadline_seconds"):
         value = getattr(k, key)
         if value < 1:
@@ -140,7 +157,8 @@ def plan(cfg: RunConfig) -> list[Step]:
         name = job_name(cfg, *job_parts(node))
         after = [job[a] for a in node.after]
         n = k.relabel_shards
-        if node.stage == "relabel" and n > 1:
+        scored_only = node.stage == "relabel" and "base_uri" not in dict(node.inputs)  # no beams: CPU, no shards
+        if node.stage == "relabel" and n > 1 and not scored_only:
             shard = node.args(CONFIG_PATH, ["--shard", f"{SHARD_INDEX}/{n}"])
             steps.append(Step(name, "relabel", shard, "gpu", after, node.dataset, shards=n))
             assemble = node.args(CONFIG_PATH, ["--assemble", str(n)])
@@ -149,6 +167,7 @@ def plan(cfg: RunConfig) -> list[Step]:
         else:
             nodes = k.nodes if node.stage == "train" else 1
             args = node.args(CONFIG_PATH)
-            steps.append(Step(name, node.stage, args, POOLS[node.stage], after, node.dataset, node.method, nodes=nodes))
+            pool = "cpu" if scored_only else POOLS[node.stage]
+            steps.append(Step(name, node.stage, args, pool, after, node.dataset, node.method, nodes=nodes))
         job[node.key] = name
     return steps

@@ -99,9 +99,12 @@ def _split(step: Step) -> tuple[Step, dict[str, str]]:
 
 def _template_of(step: Step, values: dict) -> str:
     """The stage, told apart where one stage has two command shapes: the base model is trained on the data alone
-    (no --base: train-tf), a scorer's evaluation reads another model's candidates (evaluate-scorer)."""
+    (no --base: train-tf), a scorer's evaluation reads another model's candidates (evaluate-scorer), your own scored
+    rows are relabelled without beams (no --base: relabel-scored)."""
     if step.stage == "train" and "base" not in values:
         return f"train-{step.method}"
+    if step.stage == "relabel" and "base" not in values:  # your own scored rows alone (no beams)
+        return "relabel-scored"
     if step.stage == "evaluate" and "candidates" in values:
         return "evaluate-scorer"
     return step.stage

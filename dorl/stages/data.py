@@ -2,11 +2,14 @@
 
     art = prepare(cfg, "abcd", "runs/demo/abcd/data")                 # download, verify, parse
     art = prepare(cfg, "abcd", uri, source="path/to/abcd/data")       # a local copy, upstream layout
+    art = prepare(cfg, "mylogs", uri, source="s3://b/chats.jsonl")     # your own conversations
 
-The raw files come from a local copy (`source` / `data.source`), from simulation (`data.simulate` > 0:
-simulated dialogues in the dataset's raw format), or else from their public URLs, verified against
-their git blob ids. Everything that can fail on user input (missing files, checksums, malformed
-records) fails before the stage writes anything. Output (docs/store.md, "Artifacts"):
+A public dataset's raw files come from a local copy (`source` / `data.sources.D.path` / `data.source`), from
+simulation (`data.simulate` > 0: simulated dialogues in the dataset's raw format), or else from their public URLs,
+verified against their git blob ids. Your own dataset (any other name) is read from `source` or
+`data.sources.NAME.path`: conversations as messages or ShareGPT rows (dorl/data/custom.py). Everything that can fail
+on user input (missing files, checksums, malformed records) fails before the stage writes anything. Output
+(docs/store.md, "Artifacts"):
 
     examples/{split}.parquet       dialogue_id, turn_index (int32), context, response
     conversations/{split}.parquet  dialogue_id, text
@@ -24,13 +27,14 @@ import click
 
 from dorl import log as dlog
 from dorl.config import RunConfig
+from dorl.config.schema import SourceConfig, check_dataset_name
 from dorl.data import DATASETS, splits
 from dorl.data.dialogue import Dialogue, load_json
 from dorl.data.download import digest_file, fetch, mismatch
 from dorl.data.public import SPLIT_RULES, locate, read
 from dorl.data.sources import SOURCES
 from dorl.data.write import write_split
-from dorl.errors import DataError
+from dorl.errors import ConfigError, DataError
 from dorl.options import config_options, force_option
 from dorl.store import StageContext, StageResult, run_stage
 
@@ -45,7 +49,9 @@ def prepare(
 ) -> StageResult:
     """Run the data stage for `dataset` into `out_uri` (skipped when already complete for the same inputs)."""
     if dataset not in SOURCES:
-        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}")
+        return _prepare_own(cfg, dataset, source, out_uri, force)
+    own = cfg.data.sources.get(dataset)
+    source = source or (own.path if own else None)
     source = source or (cfg.data.source.replace("{dataset}", dataset) if cfg.data.source else None)
     if source is None and cfg.data.simulate > 0:
         from dorl.data.simulate import simulate
@@ -88,6 +94,26 @@ def _prepare(
         simulator = load_json(source / SIMULATED_MARKER)
     config = {"dataset": dataset, "skip_bad": skip_bad, "raw_sha256": {rel: r["sha256"] for rel, r in raw.items()}}
 
+    info = dict(
+        dataset=dataset,
+        synthetic=any(d.synthetic for part in dialogues.values() for d in part),
+        source="download" if source is None else (origin or str(source)),
+        upstream={"repo": src.repo, "commit": src.commit, "folder": src.folder, "license": src.license},
+        raw_files=raw,
+        split_rule=SPLIT_RULES[dataset],
+    )
+    if simulator is not None:
+        info["simulator"] = simulator
+    if skip_bad:
+        info["skipped"] = {"count": len(bad), "dialogues": [b.to_dict() for b in bad[:MAX_LISTED]]}
+    body = _writer(dataset, dialogues, info, started, parsed)
+    return run_stage("data", out_uri, config, {}, body, force=force)
+
+
+def _writer(dataset: str, dialogues: dict[str, list[Dialogue]], info: dict, started: float, parsed: float):
+    """The stage body: render and write every split, then record counts and throughput."""
+    total = sum(len(v) for v in dialogues.values())
+
     def body(ctx: StageContext) -> None:
         counts = {}
         with dlog.progress() as bar:
@@ -105,21 +131,8 @@ def _prepare(
                 counts[split] = {"dialogues": len(part), "examples": n_ex}
         wall = time.perf_counter() - started
         n_ex = sum(c["examples"] for c in counts.values())
-        ctx.info.update(
-            dataset=dataset,
-            synthetic=any(d.synthetic for part in dialogues.values() for d in part),
-            source="download" if source is None else (origin or str(source)),
-            upstream={"repo": src.repo, "commit": src.commit, "folder": src.folder, "license": src.license},
-            counts=counts,
-            dialogues=total,
-            examples=n_ex,
-            raw_files=raw,
-            split_rule=SPLIT_RULES[dataset],
-        )
-        if simulator is not None:
-            ctx.info["simulator"] = simulator
-        if skip_bad:
-            ctx.info["skipped"] = {"count": len(bad), "dialogues": [b.to_dict() for b in bad[:MAX_LISTED]]}
+        ctx.info.update(info)
+        ctx.info.update(counts=counts, dialogues=total, examples=n_ex)
         ctx.metrics.update(
             dialogues_per_s=round(total / wall, 1),
             examples_per_s=round(n_ex / wall, 1),
@@ -136,6 +149,57 @@ def _prepare(
             total / wall,
         )
 
+    return body
+
+
+def _prepare_own(cfg: RunConfig, dataset: str, source: str | None, out_uri: str, force: bool) -> StageResult:
+    """Your own conversations (messages or ShareGPT rows) -> the same artifact as a public dataset's."""
+    from dorl.data import custom, rows
+
+    check_dataset_name(dataset, "--dataset")
+    key = f"data.sources.{dataset}"
+    own = cfg.data.sources.get(dataset) or SourceConfig()
+    source = source or own.path
+    if not source:
+        raise ConfigError(
+            f"dataset {dataset!r} is not one of the public ones ({', '.join(SOURCES)}): give --source (a file or "
+            f"folder of your conversations, local or s3://) or set {key}.path"
+        )
+    skip_bad = cfg.data.skip_bad
+    with tempfile.TemporaryDirectory(prefix=f"dorl-source-{dataset}-") as tmp:
+        files, layout = rows.locate(source, Path(tmp), round(cfg.data.max_file_mb * 2**20))
+        started = time.perf_counter()  # throughput counts reading, rendering and writing, not downloading
+        raw = {name: {"size": d.size, "sha256": d.sha256} for name, d in rows.digests(files, source).items()}
+        dialogues, bad, facts = custom.read(files, own, key, skip_bad)
+    total = sum(len(v) for v in dialogues.values())
+    if total == 0:
+        raise DataError(f"{dataset}: no usable conversations in {source}")
+    parsed = time.perf_counter()
+    log.info("%s: read %d conversations (%d skipped) in %.1f s", dataset, total, len(bad), parsed - started)
+    read = {"roles": own.roles, "respond_as": own.respond_as}
+    if "seeded" in facts["split_rule"]:
+        read.update(split_fractions=own.split_fractions, split_seed=own.split_seed)
+    config = {
+        "dataset": dataset,
+        "skip_bad": skip_bad,
+        "source": {"format": facts["format"], "files": {rel: r["sha256"] for rel, r in raw.items()}},
+        "read": read,
+    }
+    info = dict(
+        dataset=dataset,
+        synthetic=False,
+        source=str(source),
+        format=facts["format"],
+        layout=layout,
+        conversational=True,  # prompts are message lists (`dorl export` writes TRL's conversational format)
+        respond_as=own.respond_as,
+        roles=own.roles,
+        raw_files=raw,
+        split_rule=facts["split_rule"],
+    )
+    if skip_bad:
+        info["skipped"] = {"count": len(bad), "dialogues": [b.to_dict() for b in bad[:MAX_LISTED]]}
+    body = _writer(dataset, dialogues, info, started, parsed)
     return run_stage("data", out_uri, config, {}, body, force=force)
 
 
@@ -144,27 +208,48 @@ def _prepare(
 
 @click.group("data")
 def data() -> None:
-    """Prepare ABCD / MultiWOZ 2.2 / Taskmaster-3 for training, simulate dialogues, show sizes."""
+    """Prepare ABCD / MultiWOZ 2.2 / Taskmaster-3 or your own conversations, simulate dialogues, show sizes."""
 
 
 @data.command("prepare")
-@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset to prepare.")
+@click.option(
+    "--dataset",
+    required=True,
+    help=f"{', '.join(DATASETS)}, or a name of your own for your conversations (lowercase letters, digits, _ and -; "
+    "with --source or data.sources.NAME.path).",
+)
 @click.option(
     "--source",
-    type=click.Path(file_okay=False),
-    help="Local copy of the raw files in the upstream layout (see docs/data.md); default: download and verify "
-    "the public files (or data.source / data.simulate from the config).",
+    help="Public dataset: a local copy of the raw files in the upstream layout (see docs/data.md); default: download "
+    "and verify the public files (or data.source / data.simulate). Your own: a .jsonl / .json / .parquet file, a "
+    "folder of them named by split, or a datasets.save_to_disk folder; local or s3://.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["messages", "sharegpt"]),
+    help="Your conversations' row format (default: data.sources.NAME.format, else told from the first row).",
 )
 @click.option("--out", help="Output artifact URI (default: <root>/<run>/<dataset>/data).")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed dialogues (counted and listed in the manifest).")
 @force_option
 @config_options
-def prepare_cmd(dataset: str, source: str | None, out: str | None, skip_bad: bool, force: bool, cfg) -> None:
+def prepare_cmd(
+    dataset: str, source: str | None, fmt: str | None, out: str | None, skip_bad: bool, force: bool, cfg
+) -> None:
     """Turn a dataset's raw files into (context, response) examples and conversations per split."""
+    import dataclasses
+
     from dorl.layout import stage_uri
 
+    check_dataset_name(dataset, "--dataset")
     if skip_bad:
         cfg.data.skip_bad = True
+    if fmt is not None:
+        if dataset in DATASETS:
+            raise ConfigError(f"--format is for your own conversations; {dataset} is read in its upstream format")
+        own = cfg.data.sources.get(dataset) or SourceConfig()
+        cfg.data.sources[dataset] = dataclasses.replace(own, format=fmt)
     art = prepare(cfg, dataset=dataset, source=source, out_uri=out or stage_uri(cfg, dataset, "data"), force=force)
     art = art.artifact
     counts = art.info.get("counts", {})

@@ -6,6 +6,9 @@ each node into a Job and into a task of the Argo DAG; all three read `nodes(cfg)
                        train ilql + train <candidates> ─► evaluate ilql_scorer   (pipeline.scorers)
     then:              report (every evaluation)
 
+A dataset whose candidates are your own scored rows alone (`data.sources.D.candidates: scored`) relabels from the
+data alone (`dorl relabel --data D`, the scored file named in the config): no beams, so it waits for data, not tf.
+
 With `pipeline.seeds`, each method's train and evaluate nodes are repeated once per seed (`seed`:
 `dorl train --seed S`, the method's TrainConfig.seed); data, tf, relabel and tf's evaluation stay
 one per dataset (tf is trained once, so it has one evaluation), and the report reads every one.
@@ -115,7 +118,14 @@ def nodes(cfg: RunConfig) -> list[Node]:
 
         data = Node("data", uri("data"), dataset=ds)
         tf = Node("train", uri(base), (("data_uri", data.out),), ds, base, (data.key,))
-        relabel = Node("relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,))
+        own = cfg.data.sources.get(ds)
+        if own is not None and own.candidates == "scored":  # your scored rows alone: no beams, no base model
+            relabel = Node("relabel", uri("relabel"), (("data_uri", data.out),), ds, after=(data.key,))
+        else:
+            relabel = Node(
+                "relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,)
+            )
+        needs = (relabel.key,) if tf.key in relabel.after else (relabel.key, tf.key)  # a method starts from tf
         inputs = (("model_uri", tf.out), ("data_uri", data.out))
         tf_eval = Node("evaluate", uri(f"eval/{base}"), inputs, ds, base, (tf.key,))
         out += [data, tf, relabel, tf_eval]
@@ -124,7 +134,7 @@ def nodes(cfg: RunConfig) -> list[Node]:
             models = {base: tf}
             for m in trained:
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
-                model = models[m] = Node("train", uri(m, seed), inputs, ds, m, (relabel.key,), seed)
+                model = models[m] = Node("train", uri(m, seed), inputs, ds, m, needs, seed)
                 inputs = (("model_uri", model.out), ("data_uri", data.out))
                 ev = Node("evaluate", uri(f"eval/{m}", seed), inputs, ds, m, (model.key,), seed)
                 out += [model, ev]

@@ -3,6 +3,13 @@
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O)                  # everything in one process
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, shard=(i, n))    # shard i of n -> <out>/shards/i-of-n
     relabel(cfg, data_uri=D, base_uri=TF, out_uri=O, assemble=n)      # <out> from the n shard artifacts
+    relabel(cfg, data_uri=D, scored=FILE, out_uri=O)                    # your own scored responses, no beams
+    relabel(cfg, data_uri=D, base_uri=TF, scored=FILE, out_uri=O)       # both: the beams and your rows
+
+Your own scored responses (`scored`, or `data.sources.<dataset>.scored` with `candidates: scored|both`; rows of
+prompt, completion and reward or label, read by dorl/data/scored.py) become candidates numbered after the beams
+(from 1 without beams: candidate 0, the data's human response, comes only with the beams), and their rewards are
+cut into returns with the same bins as the beams'.
 
 Work is cut into chunks of `relabel.chunk_size` contexts per split, and shard i of n takes every n-th chunk
 (dorl/relabel/shards.py: the plan and the assembly). A chunk is always computed the same way, so the output
@@ -20,6 +27,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -27,6 +36,8 @@ import pandas as pd
 from dorl import log as dlog
 from dorl import readers
 from dorl.config import RunConfig, to_dict
+from dorl.data.scored import COLUMNS as SCORED_COLUMNS
+from dorl.data.scored import read_scored, scored_source
 from dorl.errors import ConfigError, DataError, StoreError
 from dorl.layout import stage_uri
 from dorl.options import config_options, force_option
@@ -38,6 +49,7 @@ from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, run_
 log = logging.getLogger("dorl.relabel")
 
 STAGE = "relabel"
+assert SCORED_COLUMNS == CHUNK_COLUMNS  # your own scored rows join relabel's chunk rows
 EXAMPLE_COLUMNS = ("dialogue_id", "turn_index", "context", "response")
 
 
@@ -164,44 +176,67 @@ class Worker:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in t.items()}
 
 
-def finalize(ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], sizes: dict[str, int]) -> None:
-    """Returns and the candidates tables, from every split's chunk rows."""
+def finalize(
+    ctx: StageContext, cfg: RunConfig, rows: dict[str, pd.DataFrame], sizes: dict[str, int], imported=None
+) -> None:
+    """Returns and the candidates tables, from every split's chunk rows (and your own scored rows, `imported`)."""
     r = cfg.relabel
     bin_edges = edges(r)
     counts = {}
     for split in r.splits:
-        table = rows.get(split, empty_chunk()).sort_values(["example_index", "candidate_index"], kind="stable")
+        table = rows.get(split, empty_chunk())
         if len(table) != sizes[split] * (r.num_candidates + 1):
             raise StoreError(
                 f"relabel: split {split} has {len(table)} candidate rows, expected "
                 f"{sizes[split] * (r.num_candidates + 1)} (missing chunks)"
             )
+        if imported is not None:
+            table = pd.concat([table, imported.rows[split][CHUNK_COLUMNS]], ignore_index=True)
+        table = table.sort_values(["example_index", "candidate_index"], kind="stable")
         returns = to_returns(table["reward"].to_numpy(), bin_edges)
         returns[table["candidate_index"].to_numpy() == 0] = r.return_bins - 1  # the human response: top return
         table = table.drop(columns="example_index").assign(**{"return": returns}).reset_index(drop=True)
         table[CANDIDATE_COLUMNS].to_parquet(ctx.out.path(f"candidates/{split}.parquet"), index=False)
         model_rows = table[table["candidate_index"] > 0]
         counts[split] = {
-            "contexts": sizes[split],
+            "contexts": int(table.groupby(["dialogue_id", "turn_index", "context"]).ngroups),
             "candidates": len(table),
             "tf_top": int((returns == r.return_bins - 1).sum()),
             "mean_reward": round(float(model_rows["reward"].mean()), 6) if len(model_rows) else None,
             "returns": {str(k): int((returns == k).sum()) for k in range(r.return_bins)},
         }
+        if imported is not None:
+            counts[split]["imported"] = len(imported.rows[split])
         log.info(
             "%s: %d contexts, %d candidates, %d in the top return bin",
             split,
-            sizes[split],
+            counts[split]["contexts"],
             len(table),
             counts[split]["tf_top"],
         )
+    data = ctx.inputs["data"]
+    beams = sum(sizes.values()) > 0 or imported is None
     ctx.info.update(
-        dataset=ctx.inputs["data"].info.get("dataset"),
+        dataset=data.info.get("dataset"),
         counts=counts,
         return_bins=r.return_bins,
         return_edges=bin_edges,
-        generator=r.generator,
+        # what candidate_index means here: 0 the data's human response and 1..n the beams (with beams), then
+        # your own scored rows from `imported_from`
+        candidates={
+            "human": beams,
+            "beams": r.num_candidates if beams else 0,
+            "imported_from": imported.facts["first_candidate_index"] if imported is not None else None,
+        },
     )
+    if beams:
+        ctx.info["generator"] = r.generator
+    for key in ("conversational", "respond_as"):  # how `dorl export` writes prompts
+        if key in data.info:
+            ctx.info[key] = data.info[key]
+    if imported is not None:
+        ctx.info["scored"] = imported.facts
+        ctx.info.setdefault("reward", imported.facts)  # no beams: the reward is yours
 
 
 def _sizes(worker: Worker, splits: list[str]) -> dict[str, int]:
@@ -212,21 +247,27 @@ def relabel(
     cfg: RunConfig,
     *,
     data_uri: str,
-    base_uri: str,
+    base_uri: str | None = None,
+    scored: str | None = None,
     out_uri: str | None = None,
     shard: tuple[int, int] | None = None,
     assemble: int | None = None,
     force: bool = False,
 ) -> StageResult:
     data = Artifact(data_uri, expect_stage="data")
-    model = Artifact(base_uri)
-    if not model.stage.startswith("train/"):
-        raise StoreError(f"{base_uri} holds a '{model.stage}' artifact, expected a trained model (train/tf)")
+    scored, own, key = scored_source(cfg, data, scored, base_uri)  # how your scored rows are read, if any
+    model = None
+    if base_uri is not None:
+        model = Artifact(base_uri)
+        if not model.stage.startswith("train/"):
+            raise StoreError(f"{base_uri} holds a '{model.stage}' artifact, expected a trained model (train/tf)")
     out_uri = out_uri or stage_uri(cfg, data.info.get("dataset", "data"), STAGE)
     config = stage_config(cfg)
-    inputs = {"data": data, "model": model}
+    inputs = {"data": data, "model": model} if model is not None else {"data": data}
     if shard is not None and assemble is not None:
         raise ConfigError("choose --shard or --assemble, not both")
+    if model is None and (shard is not None or assemble is not None):
+        raise ConfigError("--shard and --assemble share out the beam search; your scored rows alone need neither")
 
     if shard is not None:
         index, count = shard
@@ -253,8 +294,27 @@ def relabel(
         uri = shard_uri(out_uri, index, count)
         return _drop_checkpoints(uri, run_stage(SHARD_STAGE, uri, shard_config, inputs, shard_body, force))
 
+    imported = None
+    if scored is not None:  # read and checked before anything is written
+        first = 1 if model is None else cfg.relabel.num_candidates + 1
+        with tempfile.TemporaryDirectory(prefix="dorl-scored-") as tmp:
+            imported = read_scored(scored, data, own, key, first, round(cfg.data.max_file_mb * 2**20), Path(tmp))
+        imported.rows = {s: imported.rows[s] for s in cfg.relabel.splits}
+        mine = {"files": imported.files, "reward_name": own.reward_name}
+        mine.update(split_fractions=own.split_fractions, split_seed=own.split_seed)
+        if model is None:  # only what the returns depend on
+            keep = ("splits", "threshold", "return_bins", "return_edges", "seed")
+            made = {"relabel": {k: v for k, v in config["relabel"].items() if k in keep}, "scored": mine}
+        else:
+            made = {**config, "scored": mine}
+    else:
+        made = config
+
     def body(ctx: StageContext) -> None:
         ctx.exclude = ("checkpoints/", "shards/")
+        if model is None:
+            finalize(ctx, cfg, {}, {s: 0 for s in cfg.relabel.splits}, imported)
+            return
         worker = Worker(ctx, cfg, data, model)
         sizes = _sizes(worker, cfg.relabel.splits)
         if assemble is None:
@@ -263,9 +323,9 @@ def relabel(
             ctx.metrics.update(worker.throughput())
         else:
             rows = assemble_shards(ctx, out_uri, assemble, config, inputs, sizes)
-        finalize(ctx, cfg, rows, sizes)
+        finalize(ctx, cfg, rows, sizes, imported)
 
-    return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, config, inputs, body, force, keep=("shards/",)))
+    return _drop_checkpoints(out_uri, run_stage(STAGE, out_uri, made, inputs, body, force, keep=("shards/",)))
 
 
 def _drop_checkpoints(uri: str, result: StageResult) -> StageResult:
@@ -295,6 +355,12 @@ def _parse_shard(ctx, param, value):
 @click.option("--data", "data_uri", required=True, help="The `data` artifact (examples per split).")
 @click.option("--base", "base_uri", help="The base model: a `train/tf` artifact (as `dorl train --base`).")
 @click.option("--model", "old_model", hidden=True, help="Renamed to --base.")
+@click.option(
+    "--scored",
+    help="Your own scored responses (rows of prompt, completion and reward or label; .jsonl/.json/.parquet, local "
+    "or s3://): without --base the candidates are these rows alone, with it they join the beams. Default: "
+    "data.sources.<dataset>.scored when its candidates are 'scored' or 'both'.",
+)
 @click.option("--out", "out_uri", help="Output artifact (default: <root>/<run>/<dataset>/relabel).")
 @click.option(
     "--shard",
@@ -305,7 +371,7 @@ def _parse_shard(ctx, param, value):
 @click.option("--assemble", type=click.IntRange(min=1), metavar="N", help="Build <out> from its N shard artifacts.")
 @config_options
 @force_option
-def relabel_cmd(cfg, data_uri, base_uri, old_model, out_uri, shard, assemble, force):
+def relabel_cmd(cfg, data_uri, base_uri, old_model, scored, out_uri, shard, assemble, force):
     """Relabel every context: beam candidates of the base model, rewards and returns.
 
     Prompts are context + <_rep_start_> (last relabel.prompt_tokens tokens); relabel.num_candidates
@@ -313,17 +379,23 @@ def relabel_cmd(cfg, data_uri, base_uri, old_model, out_uri, shard, assemble, fo
     by default; see the metrics section). Work goes in chunks of relabel.chunk_size contexts: a
     killed run resumes from its finished chunks. With --shard I/N, N processes (pods, GPUs) each
     compute their share, and --assemble N builds the same artifact a single process would.
-    Each method builds its training set from these candidates when it trains.
+    Each method builds its training set from these candidates when it trains. With --scored, your own scored
+    responses join the beams, or (without --base) are the candidates alone.
     """
     if old_model is not None:
         raise click.UsageError("--model was renamed to --base (the base `train/tf` model, as in `dorl train`)")
-    if base_uri is None:
-        raise click.UsageError("Missing option '--base' (the base `train/tf` artifact).")
     if shard is not None and assemble is not None:
         raise click.UsageError("choose --shard or --assemble, not both")
 
     art = relabel(
-        cfg, data_uri=data_uri, base_uri=base_uri, out_uri=out_uri, shard=shard, assemble=assemble, force=force
+        cfg,
+        data_uri=data_uri,
+        base_uri=base_uri,
+        scored=scored,
+        out_uri=out_uri,
+        shard=shard,
+        assemble=assemble,
+        force=force,
     ).artifact
     click.echo(art.uri)
     if shard is None:

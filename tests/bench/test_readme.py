@@ -74,3 +74,15 @@ def test_the_table_lives_in_docs_performance_not_in_the_readme():
     assert out.startswith(head + readme.BEGIN) and out.endswith(readme.END + tail) and "Goals met: 2 of 2." in out
     front = (REPO / "README.md").read_text()
     assert readme.BEGIN not in front and readme.END not in front and "docs/performance.md" in front
+
+
+def test_your_own_conversations_are_judged_against_abcd_on_the_same_dialogues():
+    rows = [
+        {"bench": "data.prepare", "format": "abcd (same dialogues)", "dialogues": 100_000, "dialogues_per_s": 2000.0,
+         "peak_rss_mib": 2900.0},
+        {"bench": "data.prepare", "format": "messages jsonl", "dialogues": 100_000, "dialogues_per_s": 1800.0,
+         "peak_rss_mib": 450.0, "raw_mib": 95.6},
+    ]  # fmt: skip
+    *_, own = [bench_run.judge(r) for r in bench_run._data(rows)]
+    assert own["baseline"] == 2000.0 and own["ratio"] == 0.9 and own["met"] is False  # slower than ABCD: not met
+    assert "byte-identical" in own["notes"]

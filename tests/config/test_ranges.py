@@ -21,9 +21,9 @@ NUMERIC = [(k, t, d) for k, t, d, _ in describe(RunConfig) if re.search(r"\b(int
 def _range_of(key: str) -> str | None:
     *path, leaf = key.split(".")
     cls = RunConfig
-    for part in path:
-        cls = typing.get_type_hints(cls)[part]
-        assert dataclasses.is_dataclass(cls)
+    for part in path:  # <name>: the sections of a mapping of names (data.sources.<name>.split_seed)
+        cls = typing.get_args(cls)[1] if part == "<name>" else typing.get_type_hints(cls)[part]
+        assert dataclasses.is_dataclass(cls) or typing.get_origin(cls) is dict
     return getattr(cls, "RANGES", {}).get(leaf)
 
 
@@ -50,6 +50,7 @@ def test_every_numeric_key_is_range_checked(key, tp, default):
         return
     assert spec is not None, f"{key} has no range: add it to its class's RANGES"
     config.load(preset="tiny")  # the defaults and the preset are inside every range
+    key = key.replace("<name>", "mine")
     for v in _outside(spec):
         if v != v and "int" in tp and "float" not in tp:
             continue  # NaN is not an int: the type check refuses it

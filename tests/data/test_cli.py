@@ -56,7 +56,13 @@ def test_user_errors(tmp_path):
         run_dorl("data", "prepare", "--dataset", "multiwoz22", "--source", str(raw), "--out", str(tmp_path / "o")),
         "missing multiwoz22 file(s) train/dialogues_001.json",
     )
-    _user_error(run_dorl("data", "prepare", "--dataset", "woz", "--source", str(raw)), "Invalid value for '--dataset'")
+    # any other name is your own dataset: a file or folder of conversations (tests/data/test_own.py)
+    _user_error(
+        run_dorl("data", "prepare", "--dataset", "woz", "--source", str(raw)), "a folder without files named by split"
+    )
+    _user_error(
+        run_dorl("data", "prepare", "--dataset", "Woz", "--source", str(raw)), "--dataset: 'Woz' is not a dataset name"
+    )
     _user_error(run_dorl("data", "stats", str(tmp_path / "nothing")), "no artifact at")
     _user_error(run_dorl("data", "simulate", "--format", "abcd", "-n", "0", "--out", str(tmp_path / "s")), "-n")
 
