@@ -343,3 +343,24 @@ def test_render_cli_writes_a_kustomize_base_in_dependency_order(tmp_path):
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["configmap.yaml", "rbac.yaml"] + [f"jobs/{f.name}" for f in files]
     assert (out / "argo" / "workflowtemplate.yaml").exists()  # multi-node too: JobSet resource templates
+
+
+def test_pods_ask_for_a_few_gigabytes_of_scratch_not_100():
+    """The audit's finding: 100Gi of ephemeral storage per pod (800Gi for eight relabel shards on a node) left
+    pods Pending on stock root volumes; the scratch (HF cache, checkpoints before upload) needs a few GB."""
+    m = render(load("k8s.relabel_shards=8"))
+    for obj in [*m.jobs.values(), *render(load("k8s.nodes=2")).jobsets.values()]:
+        spec = obj["spec"]["replicatedJobs"][0]["template"]["spec"] if obj["kind"] == "JobSet" else obj["spec"]
+        pod = spec["template"]["spec"]
+        assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "20Gi"
+        scratch = next(v for v in pod["volumes"] if v["name"] == "scratch")
+        assert scratch["emptyDir"]["sizeLimit"] == "20Gi"
+    custom = render(load("k8s.scratch_size=50Gi")).jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]
+    assert custom["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "50Gi"
+
+
+def test_the_models_init_container_names_the_models_the_run_needs():
+    [init] = render(load()).jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"] == [
+        "models", "fetch", "--from", "s3://dorl-example/models", "--need", "distilgpt2", "--need", "roberta-large",
+    ]  # fmt: skip

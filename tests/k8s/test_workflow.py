@@ -246,3 +246,23 @@ def test_two_command_shapes_never_share_a_template(monkeypatch):
         workflow_template(load("pipeline.scorers=[ilql_scorer]"))
     monkeypatch.undo()
     assert errors(workflow_template(load("pipeline.scorers=[ilql_scorer]"))) == []
+
+
+def test_the_workflow_is_bounded_and_its_jobsets_deleted_when_it_fails():
+    """The audit's finding: no deadline on the Workflow or its JobSet steps; a JobSet outlived a failed
+    Workflow until the Workflow itself was deleted (3 days later)."""
+    wt = workflow_template(load("k8s.nodes=2", "k8s.workflow_deadline_seconds=864000"))
+    spec = wt["spec"]
+    assert spec["activeDeadlineSeconds"] == 864000 and spec["onExit"] == "cleanup"
+    templates = {t["name"]: t for t in spec["templates"]}
+    [[step]] = templates["cleanup"]["steps"]
+    assert step == {"name": "delete-jobsets", "template": "delete-jobsets", "when": "{{workflow.status}} != Succeeded"}
+    delete = templates["delete-jobsets"]["resource"]
+    assert delete == {"action": "delete", "flags": ["jobsets.jobset.x-k8s.io", "--selector", "dorl.dev/run=example"]}
+    assert errors(wt) == []
+    # the Workflow's pods may do it: list and delete JobSets
+    rules = {r["metadata"]["name"]: r for r in render(load("k8s.nodes=2")).rbac if r["kind"] == "Role"}
+    [jobsets] = [r for r in rules["dorl-example-workflow"]["rules"] if r["resources"] == ["jobsets"]]
+    assert {"list", "delete", "get", "patch", "create"} <= set(jobsets["verbs"])
+    single = workflow_template(load())["spec"]
+    assert "onExit" not in single and single["activeDeadlineSeconds"] == 1209600
