@@ -224,3 +224,13 @@ def test_submit_runs_the_preflight_first_and_creates_nothing(monkeypatch, capsys
         [line] = errors(err)
         assert line.startswith("Secret dorl/dorl-s3: not found")
         assert [w for w in cluster.writes() if "selfsubjectaccessreviews" not in w[1]] == []
+
+
+def test_an_s3_compatible_store_gets_a_note_on_boto3_checksums(monkeypatch, capsys, tmp_path):
+    path = run_file(tmp_path, endpoint_url="https://storage.googleapis.com")
+    code, out, err = preflight(monkeypatch, capsys, path, "--offline")
+    assert code == 0 and "AWS_REQUEST_CHECKSUM_CALCULATION: when_required" in " ".join(err.split())
+    env = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    path = run_file(tmp_path, endpoint_url="https://storage.googleapis.com", env=env)
+    code, out, err = preflight(monkeypatch, capsys, path, "--offline")
+    assert code == 0 and "checksum" not in err
