@@ -234,3 +234,20 @@ def test_an_s3_compatible_store_gets_a_note_on_boto3_checksums(monkeypatch, caps
     path = run_file(tmp_path, endpoint_url="https://storage.googleapis.com", env=env)
     code, out, err = preflight(monkeypatch, capsys, path, "--offline")
     assert code == 0 and "checksum" not in err
+
+
+def test_every_page_names_the_jobset_version_preflight_requires():
+    """The audit's finding: the docs said JobSet v0.8, which drops the failure rules' message patterns."""
+    import re
+
+    from dorl.k8s.server_checks import JOBSET_MIN
+    from tests.conftest import REPO
+
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), REPO / "k8s/README.md", REPO / "k8s/argo/README.md"]
+    versions = {
+        (page.name, m.group(1))
+        for page in pages
+        for m in re.finditer(r"JobSet[^.\n]{0,40}?\bv(\d+\.\d+)", page.read_text())
+    }
+    assert versions and {v for _, v in versions} == {JOBSET_MIN.removeprefix("v")}, versions
+    assert "JobSet v0.10 or newer" in (REPO / "docs/kubernetes.md").read_text()
