@@ -81,6 +81,7 @@ def render_cmd(cfg, out_dir: str) -> None:
         f"{len(m.jobs)} Jobs, {len(m.jobsets)} JobSets, {len(m.rbac)} RBAC objects, 1 ConfigMap -> {out_dir} "
         f"({len(files)} files)"
     )
+    console.print("  check first: dorl k8s preflight --config <run.yaml> [--mode argo]   (submit runs it too)")
     console.print(
         f"  Argo (recommended): dorl k8s submit --config <run.yaml> --mode argo   (namespace {cfg.k8s.namespace})"
     )
