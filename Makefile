@@ -54,6 +54,7 @@ lint: install
 	$(BIN)/ruff check dorl tests scripts
 	$(BIN)/ruff format --check dorl tests scripts
 	$(BIN)/lint-imports
+	$(BIN)/hadolint docker/Dockerfile
 
 bench: install
 	$(RUN) $(BIN)/python scripts/bench/run.py $(BENCH_ARGS)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from dorl import __version__
-from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, TransientError, UserError
+from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, Stopped, TransientError, UserError
 
 # name -> "module:attribute". Modules import heavy libraries (torch, …) inside their functions, so
 # `dorl --help` stays fast.
@@ -57,9 +57,21 @@ def cli(log_level: str | None, local_rank: int | None) -> None:
     log.setup(log_level)
 
 
+def _stop(signum, frame) -> None:
+    raise Stopped(f"stopped by signal {signum} (the pod is being deleted, preempted or drained)")
+
+
 def main() -> None:
+    import signal
+
+    # Python as a container's PID 1 ignores SIGTERM unless it handles it: without this a pod waits out its whole
+    # grace period and is killed. torchrun's agent installs its own handler and forwards the signal to us.
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         rv = cli.main(standalone_mode=False)
+    except Stopped as e:
+        click.echo(f"error (transient, exit {EXIT_TRANSIENT}): {e}; the next attempt resumes", err=True)
+        _exit(EXIT_TRANSIENT)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -76,6 +88,8 @@ def main() -> None:
 
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         _exit(EXIT_USER_ERROR)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # main() called in-process (tests) leaves no handler behind
     _exit(rv if isinstance(rv, int) else 0)
 
 

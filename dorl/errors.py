@@ -45,6 +45,13 @@ class DataError(UserError):
     """Bad raw or prepared data: the message names file, record and field."""
 
 
+class Stopped(BaseException):
+    """SIGTERM: the pod is being stopped (deleted, preempted, drained, past its deadline). `dorl` exits 75 at once
+    instead of waiting out the grace period to be killed: nothing is half-written (artifacts and checkpoints
+    commit atomically), and the next attempt resumes (complete work skipped, training from its last checkpoint).
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it."""
+
+
 def exit_code_of(codes) -> int:
     """One exit code for a group of worker exit codes, by the contract: a user error anywhere wins (retrying
     cannot help), then a transient fault, then a crash (1); 0 only when every worker succeeded."""

@@ -43,14 +43,21 @@ def mirror_cmd(names: tuple[str, ...], out: str, force: bool) -> None:
     default=None,
     help="HF hub cache to fill (default: HF_HUB_CACHE, else HF_HOME/hub).",
 )
-def fetch_cmd(uri: str, cache: str | None) -> None:
+@click.option(
+    "--need",
+    "needed",
+    multiple=True,
+    metavar="HUB_ID",
+    help="A model the caller needs: if the mirror lacks it, fail at once (exit 2) naming it, before copying.",
+)
+def fetch_cmd(uri: str, cache: str | None, needed: tuple[str, ...]) -> None:
     """Copy every mirrored model into the HF cache, so from_pretrained(<hub id>) works with HF_HUB_OFFLINE=1."""
     from dorl.log import console
     from dorl.models.mirror import fetch
 
     if cache is None:
         cache = os.environ.get("HF_HUB_CACHE") or str(Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
-    ids = fetch(uri, Path(cache).expanduser())
+    ids = fetch(uri, Path(cache).expanduser(), need=needed)
     console.print(f"{len(ids)} models in {cache}: {', '.join(ids)}")
 
 

@@ -462,11 +462,21 @@ class K8sResources:
 
 
 @dataclass
+class K8sNode:
+    RANGES: ClassVar[dict] = {"gpus": ">= 1"}
+    cpu: str | None = param(None, "Allocatable CPU of one node (kubectl describe node: Allocatable), e.g. 190.")
+    memory: str | None = param(None, "Allocatable memory of one node, e.g. 1900Gi.")
+    gpus: int | None = param(None, "GPUs of one node, e.g. 8.")
+    ephemeral_storage: str | None = param(None, "Allocatable ephemeral storage of one node, e.g. 400Gi.")
+
+
+@dataclass
 class K8sConfig:
     RANGES: ClassVar[dict] = {"gpus": ">= 1", "nodes": ">= 1", "master_port": "[1, 65535]", "relabel_shards": ">= 1",
         "backoff_limit": ">= 0", "active_deadline_seconds": ">= 1", "ttl_seconds_after_finished": ">= 0",
         "poll_seconds": "> 0", "retry_limit": ">= 0", "transient_retry_limit": ">= 0", "rendezvous_timeout": ">= 1",
-        "max_restarts": ">= 0", "torchrun_max_restarts": ">= 0"}  # fmt: skip
+        "max_restarts": ">= 0", "torchrun_max_restarts": ">= 0", "workflow_deadline_seconds": ">= 1",
+        "api_retries": ">= 0", "stuck_seconds": ">= 0"}  # fmt: skip
     image: str = param("ghcr.io/dorl/dorl:0.1.0", "Container image with dorl installed (docker/Dockerfile).")
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = param("IfNotPresent", "imagePullPolicy.")
     image_pull_secrets: list[str] = param(factory=list, help="Secrets for pulling the image from a private registry.")
@@ -503,11 +513,43 @@ class K8sConfig:
         factory=lambda: K8sResources(cpu="8", memory="64Gi"), help="Resources of a training pod (all its GPUs)."
     )
     shm_size: str = param("16Gi", "Size of the memory-backed /dev/shm (data loaders, NCCL).")
-    scratch_size: str = param("100Gi", "Size of the pod's scratch emptyDir at /work (caches, downloads).")
-    backoff_limit: int = param(3, "Retries of a failed pod (exit code 2, a user error, fails the Job at once).")
-    active_deadline_seconds: int = param(172800, "Wall-clock limit of one Job, retries included.")
+    scratch_size: str = param(
+        "20Gi",
+        "Size of the pod's scratch emptyDir at /work (HF cache, checkpoints before upload, temporary files), also "
+        "its ephemeral-storage request.",
+    )
+    node: K8sNode = param(
+        factory=K8sNode,
+        help="The allocatable resources of one node of the pool the pods run on: `dorl k8s preflight` checks that "
+        "every pod fits one (an unset key: not checked).",
+    )
+    backoff_limit: int = param(
+        6,
+        "Retries of a failed pod, counted whatever the cause (a crash, a transient fault exiting 75); a user error "
+        "(2) fails the Job at once, a disrupted pod (preemption, drain) is retried uncounted.",
+    )
+    active_deadline_seconds: int = param(
+        172800,
+        "Wall-clock limit of one step: a Job with its retries, each attempt of a JobSet (the JobSet's bound is "
+        "(max_restarts + 1) x this), one attempt of an Argo step.",
+    )
     ttl_seconds_after_finished: int = param(259200, "Finished Jobs (and their pods' logs) are deleted after this.")
-    poll_seconds: float = param(30.0, "`dorl k8s submit`: seconds between two looks at the Jobs.")
+    poll_seconds: float = param(10.0, "`dorl k8s submit`: seconds between two looks at the Jobs and their pods.")
+    stuck_seconds: float = param(
+        30.0,
+        "`dorl k8s submit`: how long a pod may wait in a state it cannot leave by itself (CreateContainerConfigError, "
+        "ImagePullBackOff, ErrImagePull...) before submit stops, naming it.",
+    )
+    api_retries: int = param(
+        8,
+        "`dorl k8s submit|status|preflight`: retries of an API call answered 429 or 5xx or cut off (backoff 1 s "
+        "doubling, Retry-After honoured); then exit 75.",
+    )
+    workflow_deadline_seconds: int = param(
+        1209600,
+        "Argo: wall-clock limit of the whole Workflow (activeDeadlineSeconds); its JobSets are deleted when it fails "
+        "or runs out of time.",
+    )
     argo_service_account: str | None = param(
         None, "ServiceAccount of the Argo Workflow's pods (needs Argo's executor permissions)."
     )
@@ -519,7 +561,10 @@ class K8sConfig:
         1800, "Multi-node: seconds torchrun waits for every pod to join (covers image pulls and node start-up)."
     )
     max_restarts: int = param(
-        3, "Multi-node: group restarts of the JobSet (failurePolicy.maxRestarts) after a crash or a lost pod."
+        6,
+        "Multi-node: group restarts of a JobSet (failurePolicy.maxRestarts), counted whatever the cause (a crash, a "
+        "transient fault exiting 75, a lost pod); a user error (2) or an attempt past active_deadline_seconds fails "
+        "it at once.",
     )
     torchrun_max_restarts: int = param(
         0, "torchrun --max-restarts inside a pod (worker restarts without a new pod; the JobSet restarts groups)."

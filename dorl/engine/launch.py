@@ -43,8 +43,11 @@ def run_torchrun(args: list[str], folder: Path) -> int:
     except RendezvousError as e:  # timeout, closed, connection: the group may form on a later attempt
         click.echo(f"dorl launch: rendezvous failed ({type(e).__name__}: {e}): exit {EXIT_TRANSIENT}", err=True)
         return EXIT_TRANSIENT
-    except SignalException as e:  # SIGTERM from the kubelet: the usual 128 + n
-        return 128 + int(e.sigval)
+    except SignalException as e:  # SIGTERM from the kubelet (pod deleted, preempted, drained): retry, 75
+        # torchrun forwarded it to the workers, which exit 75 (dorl.cli) unless one had a user error (2)
+        code = exit_code_of(_recorded(folder) + [EXIT_TRANSIENT])
+        click.echo(f"dorl launch: stopped by signal {int(e.sigval)}: exit {code}", err=True)
+        return code
     codes = _recorded(folder)
     return exit_code_of(codes) if codes else 0
 

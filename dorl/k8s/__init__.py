@@ -2,8 +2,11 @@
 
 The modules, top-down (each imports only from those below it):
 
-    cli                         `dorl k8s render|submit|status|logs`
-    submit | status | overlay   talk to the cluster (cluster: the API clients)
+    cli                         `dorl k8s render|preflight|submit|status|logs`
+    submit | status | overlay | preflight
+                                talk to the cluster (cluster: the API clients); preflight: what would stop the
+                                run, found before anything is created
+    server_checks               the preflight's checks against the cluster (RBAC, CRDs, objects, dry runs)
     render                      every object of a run (ConfigMap, RBAC, Jobs, JobSets, Argo) and its files
     workflow                    the Argo WorkflowTemplate: one DAG task per step
     jobset | rbac               multi-node training as a JobSet; the run's RBAC

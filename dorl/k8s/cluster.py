@@ -1,4 +1,10 @@
-"""The Kubernetes API through the official client: credentials, errors, and a Job's state."""
+"""The Kubernetes API through the official client: credentials, retries, errors, a Job's state, a stuck pod.
+
+Every call goes through urllib3's Retry (configured on the client): an answer of 429 or 5xx, or a connection
+cut off, is retried with exponential backoff (1 s doubling, jittered, Retry-After honoured), k8s.api_retries
+times; then `api_errors` raises ClusterUnavailable (a TransientError: exit 75, submit again later). Retrying a
+create is safe here: every create dorl makes treats 409 AlreadyExists as "made by the earlier attempt".
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,19 @@ from dataclasses import dataclass
 
 import click
 
-from dorl.errors import ConfigError
+from dorl.errors import ConfigError, TransientError
 
 ARGO_GROUP, ARGO_VERSION = "argoproj.io", "v1alpha1"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+BACKOFF_SECONDS = 0.5  # urllib3 sleeps backoff * 2**(n-1) before retry n > 1: 1 s, 2 s, 4 s... (cap 120 s)
 
 
 class ClusterError(click.ClickException):
     """The cluster refused or failed something (exit 1): API errors, a failed Job."""
+
+
+class ClusterUnavailable(TransientError):
+    """The API server kept answering 429/5xx or could not be reached after the retries (exit 75)."""
 
 
 @dataclass
@@ -22,11 +34,13 @@ class Clients:
     batch: object
     core: object
     custom: object
+    api: object = None  # the ApiClient: for the APIs only preflight reads (CRDs, access reviews)
 
 
-def connect(context: str | None = None) -> Clients:
+def connect(context: str | None = None, retries: int = 8) -> Clients:
     """Clients from the kubeconfig (KUBECONFIG, ~/.kube/config) or, inside a pod, the service account."""
     from kubernetes import client, config
+    from urllib3.util.retry import Retry
 
     try:  # KUBECONFIG read now: the client reads it once, at import
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), context=context)
@@ -35,8 +49,18 @@ def connect(context: str | None = None) -> Clients:
             config.load_incluster_config()
         except config.ConfigException:
             raise ConfigError(f"no Kubernetes credentials ({e}): set KUBECONFIG, or run inside a cluster") from None
-    api = client.ApiClient()
-    return Clients(client.BatchV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api))
+    conf = client.Configuration.get_default_copy()
+    conf.retries = Retry(
+        total=retries,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # every verb: dorl's creates are idempotent (409 = made by the earlier attempt)
+        backoff_factor=BACKOFF_SECONDS,
+        backoff_jitter=BACKOFF_SECONDS,
+        respect_retry_after_header=True,
+        raise_on_status=True,
+    )
+    api = client.ApiClient(conf)
+    return Clients(client.BatchV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api), api)
 
 
 @contextmanager
@@ -48,12 +72,17 @@ def api_errors(doing: str):
     try:
         yield
     except ApiException as e:
-        raise ClusterError(f"Kubernetes API: {e.status} {e.reason} while {doing}: {_message(e)}") from None
+        raise ClusterError(f"Kubernetes API: {e.status} {e.reason} while {doing}: {message(e)}") from None
+    except urllib3.exceptions.MaxRetryError as e:
+        raise ClusterUnavailable(
+            f"Kubernetes API: no answer but errors while {doing}, after the retries ({e.reason}); "
+            "try again later (k8s.api_retries)"
+        ) from None
     except urllib3.exceptions.HTTPError as e:
-        raise ClusterError(f"cannot reach the Kubernetes API while {doing}: {e}") from None
+        raise ClusterUnavailable(f"cannot reach the Kubernetes API while {doing}: {e}; try again later") from None
 
 
-def _message(e) -> str:
+def message(e) -> str:
     import json
 
     try:
@@ -83,3 +112,48 @@ def job_state(job) -> tuple[str, str]:
     if status and status.active:
         return "Running", ""
     return "Pending", ""
+
+
+# ---------------------------------------------------------------- pods that cannot start by themselves
+
+# Waiting reasons a pod does not leave without a person: a missing Secret/ConfigMap or key, an image that cannot
+# be pulled (wrong name or tag, no pull secret), a container the runtime cannot create.
+STUCK = {
+    "CreateContainerConfigError": "create the Secret or ConfigMap it names (k8s.s3_secret), or fix the name",
+    "CreateContainerError": "see `kubectl describe pod`; often a bad volume mount or security setting",
+    "ImagePullBackOff": "check k8s.image (name, tag) and k8s.image_pull_secrets",
+    "ErrImagePull": "check k8s.image (name, tag) and k8s.image_pull_secrets",
+    "InvalidImageName": "fix k8s.image",
+}
+
+
+@dataclass
+class Stuck:
+    pod: str
+    owner: str  # the Job (or, for a JobSet's pods, the JobSet) it belongs to
+    reason: str
+    message: str
+
+    def line(self) -> str:
+        return f"pod {self.pod} ({self.owner}) cannot start: {self.reason}: {self.message}; {STUCK[self.reason]}"
+
+
+def owner(pod) -> str:
+    """The JobSet, Job or Argo Workflow a pod belongs to, from the labels their controllers set."""
+    labels = pod.metadata.labels or {}
+    for key in ("jobset.sigs.k8s.io/jobset-name", "batch.kubernetes.io/job-name", "job-name"):
+        if key in labels:
+            return labels[key]
+    return labels.get("workflows.argoproj.io/workflow", "")
+
+
+def stuck(pod) -> Stuck | None:
+    """A pod waiting in one of the STUCK states (its init containers' or containers')."""
+    status = pod.status
+    if status is None or status.phase not in (None, "Pending", "Running"):
+        return None
+    for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
+        waiting = cs.state.waiting if cs.state else None
+        if waiting is not None and waiting.reason in STUCK:
+            return Stuck(pod.metadata.name, owner(pod), waiting.reason, (waiting.message or "").strip())
+    return None

@@ -40,6 +40,8 @@ def _text(cfg: RunConfig) -> str:
     )
 
 
+CONFIG_HASH = "dorl.dev/config-hash"  # the annotation every ConfigMap, Job and JobSet of a run carries
+
 # (repr of the last config, its run.yaml, its hash): a render asks once per Job; a dataclass's repr shows every field
 _last = ("", "", "")
 

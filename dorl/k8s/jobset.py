@@ -1,15 +1,19 @@
-"""Multi-node training as a JobSet (jobset.x-k8s.io/v1alpha2): one replicated Job of N pods, restarted as a group.
+"""Multi-node training as a JobSet (jobset.x-k8s.io/v1alpha2, JobSet >= v0.10): one replicated Job of N pods,
+restarted as a group.
 
 Why a JobSet and not an Indexed Job: a replaced pod cannot rejoin a running torch group, so any lost pod must
-restart every pod (failurePolicy: Recreate, up to maxRestarts), and every restarted pod resumes from the last
-checkpoint in S3. The pods meet through torchrun's c10d rendezvous on pod 0 (hostname
-<jobset>-n-0-0.<jobset>, DNS from JobSet's own headless Service, deleted with the JobSet) with a join
-timeout that covers image pulls and node start-up. Kueue admits the JobSet as one unit (gang admission)
-from the queue named by `kueue.x-k8s.io/queue-name`.
+restart every pod, and every restarted pod resumes from the last checkpoint in S3. `BlockingRecreate` creates the
+new pods only once every old one is gone, so a new pod never meets an old pod 0 lingering in DNS. The pods meet
+through torchrun's c10d rendezvous on pod 0 (hostname <jobset>-n-0-0.<jobset>, DNS from JobSet's own headless
+Service, deleted with the JobSet) with a join timeout that covers image pulls and node start-up. Kueue admits
+the JobSet as one unit (gang admission) from the queue named by `kueue.x-k8s.io/queue-name`.
 
-Failure rules follow the exit-code contract (dorl/errors.py): a user error (2) in any pod fails the JobSet
-at once; a transient fault (75) or a disrupted pod (preemption, drain) restarts the group without counting
-against maxRestarts; a crash restarts it, counted.
+Failure rules follow the exit-code contract (dorl/errors.py), and every restart is counted, so nothing loops on
+GPUs: a user error (2) in any pod, or an attempt that ran past k8s.active_deadline_seconds, fails the JobSet at
+once; anything else (a crash, a transient fault (75), a lost or preempted pod, a rendezvous that timed out
+because the group was only partly scheduled) restarts the group, counted against maxRestarts. The JobSet is
+bounded by (max_restarts + 1) x active_deadline_seconds. The rules' `onJobFailureMessagePatterns` needs JobSet
+v0.10 or newer (an older CRD drops the field, and the user-error rule would then fail on any pod failure).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from dorl.config import RunConfig
 from dorl.errors import EXIT_TRANSIENT, EXIT_USER_ERROR, ConfigError
 from dorl.k8s import pod
+from dorl.k8s.configmap import CONFIG_HASH, config_hash
 from dorl.k8s.plan import Step
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
@@ -63,28 +68,20 @@ def _job_failure_policy() -> dict:
 
 
 def failure_policy(cfg: RunConfig) -> dict:
-    """Match the Job controller's messages: 'Container dorl for pod NS/P failed with exit code 2 matching
-    FailJob rule at index 0' and 'Pod NS/P has condition DisruptionTarget matching FailJob rule at index 2'."""
-    reasons = ["PodFailurePolicy"]
+    """The user-error rule matches the Job controller's message, 'Container dorl for pod NS/P failed with exit
+    code 2 matching FailJob rule at index 0'; a child Job past its activeDeadlineSeconds fails with reason
+    DeadlineExceeded. Every other failure takes JobSet's default action, RestartJobSet: counted."""
     return {
         "maxRestarts": cfg.k8s.max_restarts,
-        "restartStrategy": "Recreate",
+        "restartStrategy": "BlockingRecreate",
         "rules": [
             {
                 "name": "UserError",
                 "action": "FailJobSet",
-                "onJobFailureReasons": reasons,
+                "onJobFailureReasons": ["PodFailurePolicy"],
                 "onJobFailureMessagePatterns": [f"failed with exit code {EXIT_USER_ERROR} matching"],
             },
-            {
-                "name": "TransientOrDisrupted",
-                "action": "RestartJobSetAndIgnoreMaxRestarts",
-                "onJobFailureReasons": reasons,
-                "onJobFailureMessagePatterns": [
-                    f"failed with exit code {EXIT_TRANSIENT} matching",
-                    "has condition DisruptionTarget matching",
-                ],
-            },
+            {"name": "DeadlineExceeded", "action": "FailJobSet", "onJobFailureReasons": ["DeadlineExceeded"]},
         ],
     }
 
@@ -107,8 +104,10 @@ def jobset(cfg: RunConfig, step: Step) -> dict:
         "template": {"metadata": pod.pod_metadata(cfg, labels), "spec": spec},
     }
     meta = {"name": name, "namespace": k.namespace, "labels": {**labels, **pod.queue_labels(cfg)}}
+    # the hash of the run config it runs: a resubmit of the same config adopts it, an edited one is refused
+    meta["annotations"] = {CONFIG_HASH: config_hash(cfg)}
     if step.after:
-        meta["annotations"] = {"dorl.dev/after": ",".join(step.after)}
+        meta["annotations"]["dorl.dev/after"] = ",".join(step.after)
     return {
         "apiVersion": API_VERSION,
         "kind": "JobSet",

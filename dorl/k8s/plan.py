@@ -45,7 +45,8 @@ class Step:
 
 
 def check(cfg: RunConfig) -> None:
-    """Refuse a run config that cannot run on a cluster, naming the key (ConfigError: exit 2)."""
+    """Refuse a run config that cannot run on a cluster, naming the key (ConfigError: exit 2). Only what is
+    cluster-specific or spans keys: ranges and types are the config's (K8sConfig.RANGES, dorl.config)."""
     k = cfg.k8s
     root = cfg.root
     if not root.startswith("s3://"):
@@ -87,15 +88,6 @@ def check(cfg: RunConfig) -> None:
         if named.index(named[i]) != i:
             other = cfg.pipeline.datasets[named.index(named[i])]
             raise ConfigError(f"config key 'pipeline.datasets[{i}]': {d!r} and {other!r} would name the same Jobs")
-    for key in ("gpus", "nodes", "relabel_shards", "master_port", "active_deadline_seconds"):
-        value = getattr(k, key)
-        if value < 1:
-            raise ConfigError(f"config key 'k8s.{key}': must be a positive integer, got {value!r}")
-    for key in ("backoff_limit", "ttl_seconds_after_finished", "retry_limit"):
-        if getattr(k, key) < 0:
-            raise ConfigError(f"config key 'k8s.{key}': must be >= 0, got {getattr(k, key)!r}")
-    if k.poll_seconds <= 0:
-        raise ConfigError(f"config key 'k8s.poll_seconds': must be > 0, got {k.poll_seconds!r}")
     if k.nodes > 1 and k.launcher != "torchrun":
         raise ConfigError("config key 'k8s.launcher': multi-node training (k8s.nodes > 1) runs with torchrun")
     if not k.image or any(c.isspace() for c in k.image):
@@ -119,6 +111,8 @@ def _check_quantities(cfg: RunConfig) -> None:
     for pool in ("cpu_pod", "gpu_pod", "train_pod"):
         res = getattr(k, pool)
         items += [(f"{pool}.cpu", res.cpu), (f"{pool}.memory", res.memory)]
+    items += [(f"node.{key}", getattr(k.node, key)) for key in ("cpu", "memory", "ephemeral_storage")]
+    items = [(key, value) for key, value in items if value is not None]  # an unset node key: not checked
     for key, value in items:
         try:
             ok = parse_quantity(value) > 0
@@ -126,6 +120,23 @@ def _check_quantities(cfg: RunConfig) -> None:
             ok = False
         if not ok:
             raise ConfigError(f"config key 'k8s.{key}': {value!r} is not a positive Kubernetes quantity (e.g. 8, 16Gi)")
+
+
+def hub_models(cfg: RunConfig) -> dict[str, list[str]]:
+    """The Hugging Face Hub models the run's pods load, {hub id: the config keys naming it}: the base model (and
+    its tokenizer) and the BERTScore encoder, which every evaluation computes. A folder path (in the image or a
+    mounted volume) and the packaged MiniLM are not Hub models."""
+    out: dict[str, list[str]] = {}
+    mc = cfg.model
+    named = []
+    if mc.source == "pretrained" or mc.tokenizer == "pretrained":
+        named.append(("model.name", mc.name))
+    if cfg.metrics.bertscore_model != "minilm":
+        named.append(("metrics.bertscore_model", cfg.metrics.bertscore_model))
+    for key, value in named:
+        if not value.startswith(("/", "./", "../", "~")):
+            out.setdefault(value, []).append(key)
+    return out
 
 
 # ---------------------------------------------------------------- the plan

@@ -13,7 +13,7 @@ from dorl.config import RunConfig
 from dorl.errors import EXIT_TRANSIENT as TRANSIENT_EXIT  # S3 throttled/unreachable, rendezvous timeout: retry
 from dorl.errors import EXIT_USER_ERROR as USER_ERROR_EXIT  # bad config or input: retrying cannot help
 from dorl.k8s.configmap import config_map_name
-from dorl.k8s.plan import CONFIG_DIR, SCRATCH, Step
+from dorl.k8s.plan import CONFIG_DIR, SCRATCH, Step, hub_models
 
 CONTAINER = "dorl"
 MODELS_DIR = "/models"  # k8s.models_pvc, read-only
@@ -184,7 +184,10 @@ def init_containers(cfg: RunConfig) -> list[dict]:
     """With k8s.models_uri: copy the mirrored Hub models from the store into the pod's HF cache first."""
     if not cfg.k8s.models_uri:
         return []
-    c = container(cfg, "cpu", ["models", "fetch", "--from", cfg.k8s.models_uri], None)
+    args = ["models", "fetch", "--from", cfg.k8s.models_uri]
+    for hub_id in hub_models(cfg):  # a model missing from the mirror fails the pod at once (exit 2), naming it
+        args += ["--need", hub_id]
+    c = container(cfg, "cpu", args, None)
     c["name"] = "models"
     c["resources"] = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
     return [c]
@@ -225,19 +228,15 @@ def queue_labels(cfg: RunConfig) -> dict:
 
 
 def pod_failure_policy() -> dict:
-    """The exit-code contract (dorl/errors.py): a user error (2) fails the Job at once; a transient fault (75)
-    and a disrupted pod (preemption, drain) are retried without counting against backoffLimit (the Job's
-    activeDeadlineSeconds bounds them); any other failure is a crash, counted against backoffLimit."""
+    """The exit-code contract (dorl/errors.py): a user error (2) fails the Job at once; a transient fault (75) is
+    retried and counted against backoffLimit like a crash (bounded: an S3 outage or a rendezvous that never forms
+    must not loop); a disrupted pod (preemption, drain: not the pod's doing) is retried uncounted, bounded by the
+    Job's activeDeadlineSeconds."""
+    on_exit = {"containerName": CONTAINER, "operator": "In"}
     return {
         "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [USER_ERROR_EXIT]},
-            },
-            {
-                "action": "Ignore",
-                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [TRANSIENT_EXIT]},
-            },
+            {"action": "FailJob", "onExitCodes": {**on_exit, "values": [USER_ERROR_EXIT]}},
+            {"action": "Count", "onExitCodes": {**on_exit, "values": [TRANSIENT_EXIT]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
     }

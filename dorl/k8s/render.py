@@ -18,7 +18,7 @@ import yaml
 
 from dorl.config import RunConfig
 from dorl.k8s import pod, rbac
-from dorl.k8s.configmap import config_hash, config_map_name, run_yaml
+from dorl.k8s.configmap import CONFIG_HASH, config_hash, config_map_name, run_yaml
 from dorl.k8s.jobset import check_names, jobset
 from dorl.k8s.plan import Step, plan
 from dorl.k8s.workflow import workflow, workflow_template
@@ -58,7 +58,7 @@ def render(cfg: RunConfig) -> Manifests:
 def config_map(cfg: RunConfig) -> dict:
     """Immutable and named after its content: an edited config is a new ConfigMap, never a changed one."""
     meta = _meta(cfg, config_map_name(cfg), pod.labels(cfg, "config"))
-    meta["annotations"] = {"dorl.dev/config-hash": config_hash(cfg)}
+    meta["annotations"] = {CONFIG_HASH: config_hash(cfg)}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -89,7 +89,7 @@ def job(cfg: RunConfig, step: Step) -> dict:
         job_spec["maxFailedIndexes"] = 0
     job_spec["template"] = {"metadata": pod.pod_metadata(cfg, labels), "spec": spec}
     meta = _meta(cfg, step.name, {**labels, **pod.queue_labels(cfg)})
-    annotations = {"dorl.dev/config-hash": config_hash(cfg)}
+    annotations = {CONFIG_HASH: config_hash(cfg)}
     if step.after:
         annotations["dorl.dev/after"] = ",".join(step.after)
     meta["annotations"] = annotations

@@ -1,4 +1,6 @@
-"""`dorl k8s status` and `dorl k8s logs`: the run's Jobs (and Argo Workflows) and its pods' logs."""
+"""`dorl k8s status` and `dorl k8s logs`: the run's Jobs (a JobSet's child Jobs included) and Argo Workflows, the
+pods that cannot start by themselves (a missing Secret, an image that cannot be pulled) or cannot be scheduled,
+and the pods' logs."""
 
 from __future__ import annotations
 
@@ -6,7 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dorl.config import RunConfig
-from dorl.k8s.cluster import ARGO_GROUP, ARGO_VERSION, Clients, ClusterError, api_errors, job_state, selector
+from dorl.k8s.cluster import (
+    ARGO_GROUP,
+    ARGO_VERSION,
+    Clients,
+    ClusterError,
+    api_errors,
+    job_state,
+    owner,
+    selector,
+    stuck,
+)
 from dorl.k8s.pod import CONTAINER
 
 
@@ -60,6 +72,24 @@ def jobs(cfg: RunConfig, c: Clients) -> list[JobRow]:
             )
         )
     return rows
+
+
+def attention(cfg: RunConfig, c: Clients) -> list[str]:
+    """One line per pod of the run that waits on a person: stuck (`dorl.k8s.cluster.STUCK`) or unschedulable
+    (no node has what it requests: the scheduler's message says which resource)."""
+    with api_errors(f"listing the pods of run {cfg.run}"):
+        pods = c.core.list_namespaced_pod(cfg.k8s.namespace, label_selector=selector(run=cfg.run)).items
+    out = []
+    for p in sorted(pods, key=_created):
+        s = stuck(p)
+        if s is not None:
+            out.append(s.line())
+            continue
+        conds = (p.status.conditions or []) if p.status else []
+        for cond in conds:
+            if cond.type == "PodScheduled" and cond.status == "False" and cond.reason == "Unschedulable":
+                out.append(f"pod {p.metadata.name} ({owner(p)}) is not scheduled: {cond.message}")
+    return out
 
 
 def workflows(cfg: RunConfig, c: Clients) -> list[dict]:

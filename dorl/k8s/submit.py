@@ -12,16 +12,21 @@ The ConfigMap is immutable and named by the hash of the run config; every Job an
 (annotation dorl.dev/config-hash). A resubmit after an edit of the config is refused while Jobs made from
 the old config exist (the message names the keys that changed): a Complete Job from another config is not
 the output of this one. Give the edited config a new `run`, or delete the run's Jobs first.
+
+While it waits, --mode jobs looks at the run's pods too: one stuck in a state it cannot leave by itself
+(a missing Secret: CreateContainerConfigError; a wrong image: ImagePullBackOff...) for k8s.stuck_seconds
+stops it with one line naming the pod, the reason and the fix (exit 2), instead of reporting Running for days.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 
 from dorl import log
 from dorl.config import RunConfig
-from dorl.errors import ConfigError
+from dorl.errors import ConfigError, UserError
 from dorl.k8s.cluster import (
     ARGO_GROUP,
     ARGO_VERSION,
@@ -30,13 +35,13 @@ from dorl.k8s.cluster import (
     api_errors,
     job_state,
     selector,
+    stuck,
 )
+from dorl.k8s.configmap import CONFIG_HASH as HASH
 from dorl.k8s.jobset import GROUP as JS_GROUP
 from dorl.k8s.jobset import PLURAL as JS_PLURAL
 from dorl.k8s.jobset import VERSION as JS_VERSION
 from dorl.k8s.render import Manifests
-
-HASH = "dorl.dev/config-hash"
 
 logger = log.get("dorl.k8s")
 
@@ -157,6 +162,7 @@ def submit_jobs(cfg: RunConfig, m: Manifests, c: Clients, poll: float | None = N
     waiting = list(m.steps)
     running: dict[str, float] = {}
     done: set[str] = set()
+    seen_stuck: dict[tuple[str, str], float] = {}  # (pod, reason) -> when first seen
     while True:
         for step in [s for s in waiting if all(d in done for d in s.after)]:
             kind = "JobSet" if step.name in m.jobsets else "Job"
@@ -193,7 +199,27 @@ def submit_jobs(cfg: RunConfig, m: Manifests, c: Clients, poll: float | None = N
             elif state == "Failed":
                 step = next(s for s in m.steps if s.name == name)
                 raise ClusterError(_failure(cfg, step, why, waiting + [s for s in m.steps if s.name in running]))
+        if running:
+            check_stuck(cfg, c, set(running), seen_stuck)
     return Outcome(sorted(done), time.monotonic() - start)
+
+
+def check_stuck(cfg: RunConfig, c: Clients, steps: set[str], seen: dict[tuple[str, str], float]) -> None:
+    """UserError (exit 2) naming a pod of these steps that has waited k8s.stuck_seconds in a state it cannot
+    leave by itself (`dorl.k8s.cluster.STUCK`); `seen` remembers when each (pod, reason) was first seen."""
+    ns, now = cfg.k8s.namespace, time.monotonic()
+    with api_errors(f"listing the pods of run {cfg.run}"):
+        pods = c.core.list_namespaced_pod(ns, label_selector=selector(run=cfg.run)).items
+    for p in pods:
+        s = stuck(p)
+        if s is None or s.owner not in steps:
+            continue
+        first = seen.setdefault((s.pod, s.reason), now)
+        if now - first >= cfg.k8s.stuck_seconds:
+            raise UserError(
+                f"{s.line()}. The {s.owner} is left in place and starts once the cause is fixed: "
+                f"dorl k8s submit again to keep watching (or kubectl -n {ns} describe pod {s.pod})"
+            )
 
 
 def _failure(cfg: RunConfig, step, why: str, not_run: list) -> str:
@@ -238,6 +264,14 @@ def submit_argo(cfg: RunConfig, m: Manifests, c: Clients) -> str:
             current = c.custom.get_namespaced_custom_object(ARGO_GROUP, ARGO_VERSION, ns, "workflowtemplates", name)
             body = {**wt, "metadata": {**wt["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
             c.custom.replace_namespaced_custom_object(ARGO_GROUP, ARGO_VERSION, ns, "workflowtemplates", name, body)
-    with api_errors(f"creating a Workflow from {name}"):
-        created = c.custom.create_namespaced_custom_object(ARGO_GROUP, ARGO_VERSION, ns, "workflows", m.workflow)
-    return created["metadata"]["name"]
+    # Named here rather than by the server's generateName: a create retried after a 5xx that had in fact
+    # succeeded gets 409 for this name instead of starting a second Workflow of the run.
+    wf = {**m.workflow, "metadata": {**m.workflow["metadata"]}}
+    wf["metadata"]["name"] = wf["metadata"].pop("generateName") + secrets.token_hex(3)
+    with api_errors(f"creating Workflow {wf['metadata']['name']}"):
+        try:
+            c.custom.create_namespaced_custom_object(ARGO_GROUP, ARGO_VERSION, ns, "workflows", wf)
+        except ApiException as e:
+            if not _exists(e):
+                raise
+    return wf["metadata"]["name"]

@@ -13,8 +13,16 @@ as `{{inputs.parameters.*}}`, and the task passes those values, so each task run
 Every container template runs the Jobs' pod (`dorl.k8s.pod`) and retries by the exit-code contract
 (RETRY_EXPRESSION); stages are idempotent (a complete output is skipped, an unfinished one resumes), so a retried
 step picks up where the killed one stopped. Multi-node training (k8s.nodes > 1): the train templates are resource
-templates that create the step's JobSet (`dorl.k8s.jobset`, named as with `--mode jobs`) and wait for its terminal
-state; JobSet restarts its own group, so they are not retried.
+templates that apply the step's JobSet (`dorl.k8s.jobset`, named as with `--mode jobs`) and wait for its terminal
+state. JobSet restarts its own group; the step itself is retried (k8s.retry_limit) when its executor pod is lost
+or the API call fails, and a retry applies the same manifest, which adopts the JobSet the first attempt made
+(same name, same config hash) instead of failing with AlreadyExists; a JobSet that failed stays failed, so a retry
+of a failed one fails again in seconds.
+
+Bounded: every container step attempt by k8s.active_deadline_seconds, a JobSet step by its JobSet's own bound,
+(max_restarts + 1) x active_deadline_seconds, and the Workflow by k8s.workflow_deadline_seconds; an exit handler
+deletes the run's JobSets when the Workflow did not succeed (they would otherwise run on until the Workflow is
+deleted).
 """
 
 from __future__ import annotations
@@ -128,20 +136,53 @@ def _container_template(cfg: RunConfig, name: str, step: Step, params: list[str]
     return t
 
 
+def jobset_deadline(cfg: RunConfig) -> int:
+    """The longest a JobSet can run: each attempt is bounded by its child Job's activeDeadlineSeconds and every
+    restart is counted (dorl.k8s.jobset)."""
+    return (cfg.k8s.max_restarts + 1) * cfg.k8s.active_deadline_seconds
+
+
 def _jobset_template(cfg: RunConfig, name: str, step: Step, params: list[str]) -> dict:
-    """Multi-node training: create the step's JobSet and wait for its terminal state (JobSet restarts its own
-    group, so the step is not retried; the JobSet is owned by, and deleted with, the Workflow)."""
+    """Multi-node training: apply the step's JobSet and wait for its terminal state. `apply`, not `create`: a
+    retry (the executor pod lost, the API unavailable) adopts the JobSet of the same name and config hash that the
+    first attempt made. The JobSet is owned by, and deleted with, the Workflow."""
+    k = cfg.k8s
     return {
         "name": name,
         "inputs": {"parameters": [{"name": n} for n in params]},
+        "activeDeadlineSeconds": str(jobset_deadline(cfg)),
+        "retryStrategy": {
+            "limit": str(k.retry_limit),
+            "retryPolicy": "Always",
+            "backoff": {"duration": "1m", "factor": "2", "cap": "30m"},
+        },
         "resource": {
-            "action": "create",
+            "action": "apply",
             "setOwnerReference": True,
             "successCondition": "status.terminalState == Completed",
             "failureCondition": "status.terminalState == Failed",
             "manifest": dump(jobset(cfg, step)),
         },
     }
+
+
+def _cleanup_templates(cfg: RunConfig) -> list[dict]:
+    """The exit handler of a run with JobSets: when the Workflow did not succeed (a failed step, its deadline),
+    delete the run's JobSets, which would otherwise keep their GPUs until the Workflow itself is deleted."""
+    delete = {
+        "name": "delete-jobsets",
+        "resource": {
+            "action": "delete",  # Argo adds --ignore-not-found
+            "flags": ["jobsets.jobset.x-k8s.io", "--selector", f"dorl.dev/run={cfg.run}"],
+        },
+    }
+    cleanup = {
+        "name": "cleanup",
+        "steps": [
+            [{"name": "delete-jobsets", "template": "delete-jobsets", "when": "{{workflow.status}} != Succeeded"}]
+        ],
+    }
+    return [cleanup, delete]
 
 
 # ---------------------------------------------------------------- the DAG
@@ -181,6 +222,7 @@ def workflow_template(cfg: RunConfig, steps: list[Step] | None = None) -> dict:
     k = cfg.k8s
     tasks, templates = _dag(cfg, steps)
     spec: dict = {"entrypoint": "main"}
+    spec["activeDeadlineSeconds"] = k.workflow_deadline_seconds
     spec["serviceAccountName"] = workflow_service_account(cfg)
     spec["podMetadata"] = {"labels": {"dorl.dev/run": cfg.run, "app.kubernetes.io/instance": cfg.run}}
     spec["securityContext"] = pod.pod_security()
@@ -190,6 +232,9 @@ def workflow_template(cfg: RunConfig, steps: list[Step] | None = None) -> dict:
     spec["podGC"] = {"strategy": "OnWorkflowSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": k.ttl_seconds_after_finished}
     spec["templates"] = [{"name": "main", "dag": {"tasks": tasks}}, *templates]
+    if any(s.nodes > 1 for s in steps):
+        spec["onExit"] = "cleanup"
+        spec["templates"] += _cleanup_templates(cfg)
     meta = {"name": template_name(cfg), "namespace": k.namespace, "labels": pod.labels(cfg, "workflow")}
     return {"apiVersion": API_VERSION, "kind": "WorkflowTemplate", "metadata": meta, "spec": spec}
 

@@ -91,12 +91,19 @@ def _sha256(p: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(uri: str, cache: Path) -> list[str]:
-    """Every mirrored model under `uri` into the HF hub cache `cache`; returns their Hub ids."""
+def fetch(uri: str, cache: Path, need: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Every mirrored model under `uri` into the HF hub cache `cache`; returns their Hub ids. A Hub id in `need`
+    that the mirror lacks is refused before anything is copied."""
     loc = Location(uri)
     names = [e.name for e in loc.listdir() if e.is_dir]
     if not names:
         raise StoreError(f"models fetch: no mirrored model under {uri} (run `dorl models mirror ... --out {uri}`)")
+    missing = [hub_id for hub_id in need if artifact_name(hub_id) not in names]
+    if missing:
+        raise StoreError(
+            f"models fetch: {uri} has no mirror of {', '.join(missing)}, which the run needs; add it where the Hub "
+            f"is reachable: dorl models mirror {' '.join(missing)} --out {uri}"
+        )
     out = []
     for name in sorted(names):
         art = Artifact(f"{uri.rstrip('/')}/{name}", expect_stage=STAGE)

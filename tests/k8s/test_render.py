@@ -85,13 +85,13 @@ def test_jobs_fail_fast_on_user_errors_and_run_locked_down():
         pod = spec["template"]["spec"]
         assert pod["restartPolicy"] == "Never"
         assert (
-            spec.get("backoffLimit", spec.get("backoffLimitPerIndex")) == 3 and spec["activeDeadlineSeconds"] == 172800
+            spec.get("backoffLimit", spec.get("backoffLimitPerIndex")) == 6 and spec["activeDeadlineSeconds"] == 172800
         )
         assert spec["ttlSecondsAfterFinished"] == 259200
         fail, transient, ignore = spec["podFailurePolicy"]["rules"]  # the exit-code contract
         assert fail == {"action": "FailJob", "onExitCodes": {"containerName": "dorl", "operator": "In", "values": [2]}}
-        assert transient == {
-            "action": "Ignore",
+        assert transient == {  # counted: a transient fault that never clears ends within backoffLimit
+            "action": "Count",
             "onExitCodes": {"containerName": "dorl", "operator": "In", "values": [75]},
         }
         assert ignore["action"] == "Ignore" and ignore["onPodConditions"][0]["type"] == "DisruptionTarget"
@@ -229,15 +229,22 @@ def test_multi_node_training_is_a_jobset_restarted_as_a_group():
     spec = js["spec"]
     assert spec["network"] == {"enableDNSHostnames": True, "publishNotReadyAddresses": True}  # its own Service
     policy = spec["failurePolicy"]
-    assert policy["maxRestarts"] == 3 and policy["restartStrategy"] == "Recreate"
-    user, transient = policy["rules"]
+    # every restart counted (no RestartJobSetAndIgnoreMaxRestarts); new pods only once the old ones are gone
+    assert policy["maxRestarts"] == 6 and policy["restartStrategy"] == "BlockingRecreate"
+    user, deadline = policy["rules"]
     assert user["action"] == "FailJobSet" and user["onJobFailureMessagePatterns"] == [
         "failed with exit code 2 matching"
     ]
-    assert transient["action"] == "RestartJobSetAndIgnoreMaxRestarts"
+    assert deadline == {"name": "DeadlineExceeded", "action": "FailJobSet", "onJobFailureReasons": ["DeadlineExceeded"]}
+    assert "IgnoreMaxRestarts" not in str(js)
+    assert (
+        js["metadata"]["annotations"]["dorl.dev/config-hash"]
+        == m.config_map["metadata"]["annotations"]["dorl.dev/config-hash"]
+    )
     [rj] = spec["replicatedJobs"]
     job = rj["template"]["spec"]
     assert rj["replicas"] == 1 and job["completions"] == job["parallelism"] == 3 and job["backoffLimit"] == 0
+    assert job["activeDeadlineSeconds"] == 172800  # each attempt; the JobSet: (6 + 1) x this at most
     codes = [r["onExitCodes"]["values"] for r in job["podFailurePolicy"]["rules"] if "onExitCodes" in r]
     assert codes == [[2], [75]]
     pod = job["template"]["spec"]
@@ -260,7 +267,7 @@ def test_multi_node_training_is_a_jobset_restarted_as_a_group():
 
 def test_relabel_shards_have_their_own_retries():
     job = render(load()).jobs["dorl-example-abcd-relabel"]["spec"]
-    assert job["backoffLimitPerIndex"] == 3 and job["maxFailedIndexes"] == 0 and "backoffLimit" not in job
+    assert job["backoffLimitPerIndex"] == 6 and job["maxFailedIndexes"] == 0 and "backoffLimit" not in job
     assert job["completions"] == 4 and job["completionMode"] == "Indexed"
 
 
@@ -336,3 +343,24 @@ def test_render_cli_writes_a_kustomize_base_in_dependency_order(tmp_path):
     kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
     assert kustomization["resources"] == ["configmap.yaml", "rbac.yaml"] + [f"jobs/{f.name}" for f in files]
     assert (out / "argo" / "workflowtemplate.yaml").exists()  # multi-node too: JobSet resource templates
+
+
+def test_pods_ask_for_a_few_gigabytes_of_scratch_not_100():
+    """The audit's finding: 100Gi of ephemeral storage per pod (800Gi for eight relabel shards on a node) left
+    pods Pending on stock root volumes; the scratch (HF cache, checkpoints before upload) needs a few GB."""
+    m = render(load("k8s.relabel_shards=8"))
+    for obj in [*m.jobs.values(), *render(load("k8s.nodes=2")).jobsets.values()]:
+        spec = obj["spec"]["replicatedJobs"][0]["template"]["spec"] if obj["kind"] == "JobSet" else obj["spec"]
+        pod = spec["template"]["spec"]
+        assert pod["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "20Gi"
+        scratch = next(v for v in pod["volumes"] if v["name"] == "scratch")
+        assert scratch["emptyDir"]["sizeLimit"] == "20Gi"
+    custom = render(load("k8s.scratch_size=50Gi")).jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]
+    assert custom["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "50Gi"
+
+
+def test_the_models_init_container_names_the_models_the_run_needs():
+    [init] = render(load()).jobs["dorl-example-abcd-data"]["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"] == [
+        "models", "fetch", "--from", "s3://dorl-example/models", "--need", "distilgpt2", "--need", "roberta-large",
+    ]  # fmt: skip

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import yaml
 
 from tests.conftest import run_dorl
-from tests.k8s.conftest import SMALL_RUN, write_run
+from tests.k8s.conftest import SMALL_RUN, dorl_main, write_run
 
 
 def expected_after(ds: str) -> dict[str, set[str]]:
@@ -132,6 +130,7 @@ def test_argo_mode_creates_the_template_and_a_workflow(fake, small_run):
     from dorl import config
     from dorl.k8s.workflow import workflow_template
 
+    fake.add({"kind": "ServiceAccount", "metadata": {"name": "dorl-t1-workflow"}})  # from rbac.yaml
     r = run_dorl("k8s", "submit", "--config", str(small_run), "--mode", "argo")
     assert r.returncode == 0, r.stderr
     assert fake.created("workflowtemplates") == ["dorl-t1"]
@@ -182,17 +181,6 @@ BAD = {
 CASES = [(case, "jobs") for case in BAD] + [("unknown dataset", "argo"), ("bucket missing", "argo")]
 
 
-def dorl_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The real entrypoint (`dorl.cli.main`, which turns user errors into exit 2), in this process: fast."""
-    from dorl.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["dorl", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
-
-
 @pytest.mark.parametrize(("case", "mode"), CASES)
 def test_bad_run_configs_submit_nothing(fake, tmp_path, monkeypatch, capsys, case, mode):
     change, message = BAD[case]
@@ -209,3 +197,115 @@ def test_bad_run_configs_submit_nothing(fake, tmp_path, monkeypatch, capsys, cas
     assert message in " ".join(err.split())
     assert "Traceback" not in err
     assert fake.requests == []  # not one request reached the API server
+
+
+# ---------------------------------------------------------------- what a real cluster does that the old fake hid
+
+
+def test_an_unchanged_multi_node_config_can_be_submitted_again(fake, tmp_path, monkeypatch, capsys):
+    """The audit's finding: JobSets lacked the config-hash annotation, so a resubmit was refused as 'another
+    config'."""
+    run = write_run(tmp_path, {**SMALL_RUN, "k8s": {**SMALL_RUN["k8s"], "nodes": 2, "queue": "q"}})
+    fake.add({"kind": "LocalQueue", "metadata": {"name": "q"}})
+    assert dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(run))[0] == 0
+    first = fake.created("jobsets")
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(run))
+    assert code == 0, err
+    assert fake.created("jobsets") == first  # each watched, none created again
+
+
+def test_api_errors_are_retried_and_a_persistent_one_exits_75(fake, small_run, monkeypatch, capsys):
+    """The audit's finding: one 503 or 429 ended `submit --mode jobs`."""
+    fake.script("POST", r"/jobs$", 503, 429, 500, retry_after=0)
+    fake.script("GET", r"/jobs$", 503)
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(small_run))
+    assert code == 0, err
+    assert [st for m, p, b, st in fake.requests if m == "POST" and p.endswith("/jobs")][:4] == [503, 429, 500, 201]
+    # an API server that stays down: the retries (k8s.api_retries) run out, exit 75 (submit again later)
+    fake.script("GET", r"/jobs$", *[503] * 3)
+    args = ["k8s", "submit", "--config", str(small_run), "--set", "k8s.api_retries=2", "--skip-preflight"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 75, err
+    assert "no answer but errors while listing the Jobs of run t1, after the retries" in " ".join(err.split())
+
+
+def test_a_create_retried_after_a_lost_answer_is_not_made_twice(fake, small_run, monkeypatch, capsys):
+    """The Workflow is named by submit, not by the server's generateName: a create whose answer was lost (stored,
+    but answered 503) and retried gets 409 for that name instead of starting the run twice."""
+    fake.add({"kind": "ServiceAccount", "metadata": {"name": "dorl-t1-workflow"}})
+    real, lost = fake._create, []
+
+    def create_then_lose_the_answer(ns, plural, body, crd, query):
+        code, payload, headers = real(ns, plural, body, crd, query)
+        if plural == "workflows" and code == 201 and query.get("dryRun") != ["All"] and not lost:
+            lost.append(body["metadata"]["name"])
+            return 503, {"kind": "Status", "code": 503}, {}
+        return code, payload, headers
+
+    monkeypatch.setattr(fake, "_create", create_then_lose_the_answer)
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(small_run), "--mode", "argo")
+    assert code == 0, err
+    assert [n for (p, n) in fake.objects if p == "workflows"] == lost  # one Workflow, not two
+
+
+def test_a_pod_that_cannot_start_stops_submit_within_seconds_naming_it(fake, small_run, monkeypatch, capsys):
+    """The audit's finding: a missing Secret left pods in CreateContainerConfigError for 48 h while submit
+    reported Running. (The preflight would have named the Secret: skipped here to see what submit does.)"""
+    del fake.objects[("secrets", "dorl-s3")]
+    args = ["k8s", "submit", "--config", str(small_run), "--skip-preflight", "--set", "k8s.stuck_seconds=0.1"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 2, err
+    err = " ".join(err.split())
+    assert "pod dorl-t1-abcd-data-0-x0000 (dorl-t1-abcd-data) cannot start: CreateContainerConfigError: " in err
+    assert 'secret "dorl-s3" not found; create the Secret or ConfigMap it names (k8s.s3_secret)' in err
+    # `status` names it as well, and a pod whose image cannot be pulled
+    fake.bad_images["ghcr.io/dorl/dorl:9.9"] = "ImagePullBackOff"
+    image = {**SMALL_RUN["k8s"], "image": "ghcr.io/dorl/dorl:9.9"}
+    bad = write_run(small_run.parent, {**SMALL_RUN, "run": "t3", "k8s": image}, "bad.yaml")
+    fake.handle("POST", "/apis/batch/v1/namespaces/dorl/jobs", _job(bad, "dorl-t3-abcd-data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = dorl_main(monkeypatch, capsys, "k8s", "status", "--config", str(bad))
+    assert code == 0, err
+    assert "pod dorl-t3-abcd-data-0-x0000 (dorl-t3-abcd-data) cannot start: ImagePullBackOff" in " ".join(out.split())
+
+
+def _job(path, name: str) -> dict:
+    from dorl import config
+    from dorl.k8s.render import render
+
+    return render(config.load(file=path)).jobs[name]
+
+
+def test_status_and_logs_see_the_pods_of_a_jobset(fake, tmp_path, monkeypatch, capsys):
+    run = write_run(tmp_path, {**SMALL_RUN, "k8s": {**SMALL_RUN["k8s"], "nodes": 2, "queue": "q"}})
+    fake.add({"kind": "LocalQueue", "metadata": {"name": "q"}})
+    assert dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(run))[0] == 0
+    args = ["k8s", "logs", "--config", str(run), "--stage", "train", "--dataset", "abcd", "--method", "dt"]
+    code, out, err = dorl_main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    headers = [line for line in out.splitlines() if line.startswith("==> ")]
+    assert headers == ["==> dorl-t1-abcd-train-dt-n-0-0-x0000 <==", "==> dorl-t1-abcd-train-dt-n-0-1-x0001 <=="]
+
+
+@pytest.mark.parametrize("mode", ["jobs", "argo"])
+def test_submit_needs_no_more_than_the_rendered_submit_role(tmp_path, monkeypatch, capsys, mode):
+    """The fake enforces RBAC: a whole submit (preflight included) under exactly Role dorl-<run>-submit."""
+    from dorl import config
+    from dorl.k8s import rbac
+    from tests.k8s.conftest import S3_SECRET
+    from tests.k8s.fake_api import FakeCluster
+
+    run = write_run(tmp_path, {**SMALL_RUN, "k8s": {**SMALL_RUN["k8s"], "nodes": 2, "queue": "q"}})
+    with FakeCluster(finish_after=1, rules=rbac.submit_rules(config.load(file=run))) as cluster:
+        cluster.add(dict(S3_SECRET))
+        cluster.add({"kind": "LocalQueue", "metadata": {"name": "q"}})
+        cluster.add({"kind": "ServiceAccount", "metadata": {"name": "dorl-t1-workflow"}})
+        monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig(tmp_path / "kubeconfig")))
+        code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(run), "--mode", mode)
+        assert code == 0, err
+        # nothing refused but reading CRDs, which no namespaced Role can grant (preflight notes it)
+        assert {r[1].rsplit("/", 2)[-2] for r in cluster.requests if r[3] == 403} <= {"customresourcedefinitions"}
+        assert "not readable (forbidden), its version not checked" in err
+        cluster.rules = [r for r in cluster.rules if r["resources"] != ["configmaps"]]  # and it is enforced
+        code, out, err = dorl_main(monkeypatch, capsys, "k8s", "submit", "--config", str(run), "--mode", mode)
+        assert code == 2 and "RBAC (configmaps in namespace dorl): you may not create, get it" in err

@@ -207,8 +207,11 @@ def test_multi_node_training_is_a_jobset_resource_template():
     templates = {t["name"]: t for t in wt["spec"]["templates"]}
     for name in ("train-tf", "train"):
         res = templates[name]["resource"]
-        assert "retryStrategy" not in templates[name]  # the JobSet restarts its own group
-        assert res["action"] == "create" and res["setOwnerReference"] is True
+        # retried when the step itself errs (its pod lost, the API down): `apply` adopts the JobSet the first
+        # attempt made (same name and config hash) where `create` would fail with AlreadyExists
+        assert templates[name]["retryStrategy"]["limit"] == "3"
+        assert res["action"] == "apply" and res["setOwnerReference"] is True
+        assert templates[name]["activeDeadlineSeconds"] == str(7 * 172800)  # the JobSet's own bound
         assert res["successCondition"] == "status.terminalState == Completed"
         assert res["failureCondition"] == "status.terminalState == Failed"
         js = yaml.safe_load(res["manifest"])
@@ -224,8 +227,10 @@ def test_multi_node_training_is_a_jobset_resource_template():
         jobs_mode = m.jobsets[filled["metadata"]["name"]]
         assert filled["spec"] == jobs_mode["spec"]
         meta = dict(jobs_mode["metadata"])
-        assert meta.pop("annotations") == {"dorl.dev/after": task["depends"].replace("abcd-", "dorl-example-abcd-")}
-        assert filled["metadata"] == meta  # Argo orders by `depends`, not by the annotation
+        annotations = meta.pop("annotations")
+        assert annotations.pop("dorl.dev/after") == task["depends"].replace("abcd-", "dorl-example-abcd-")
+        assert filled["metadata"] == {**meta, "annotations": annotations}  # Argo orders by `depends`
+        assert annotations == {"dorl.dev/config-hash": m.config_map["metadata"]["annotations"]["dorl.dev/config-hash"]}
     rbac = {r["metadata"]["name"]: r for r in m.rbac if r["kind"] == "Role"}
     assert {"apiGroups": ["jobset.x-k8s.io"], "resources": ["jobsets"]}.items() <= rbac["dorl-example-workflow"][
         "rules"
@@ -241,3 +246,23 @@ def test_two_command_shapes_never_share_a_template(monkeypatch):
         workflow_template(load("pipeline.scorers=[ilql_scorer]"))
     monkeypatch.undo()
     assert errors(workflow_template(load("pipeline.scorers=[ilql_scorer]"))) == []
+
+
+def test_the_workflow_is_bounded_and_its_jobsets_deleted_when_it_fails():
+    """The audit's finding: no deadline on the Workflow or its JobSet steps; a JobSet outlived a failed
+    Workflow until the Workflow itself was deleted (3 days later)."""
+    wt = workflow_template(load("k8s.nodes=2", "k8s.workflow_deadline_seconds=864000"))
+    spec = wt["spec"]
+    assert spec["activeDeadlineSeconds"] == 864000 and spec["onExit"] == "cleanup"
+    templates = {t["name"]: t for t in spec["templates"]}
+    [[step]] = templates["cleanup"]["steps"]
+    assert step == {"name": "delete-jobsets", "template": "delete-jobsets", "when": "{{workflow.status}} != Succeeded"}
+    delete = templates["delete-jobsets"]["resource"]
+    assert delete == {"action": "delete", "flags": ["jobsets.jobset.x-k8s.io", "--selector", "dorl.dev/run=example"]}
+    assert errors(wt) == []
+    # the Workflow's pods may do it: list and delete JobSets
+    rules = {r["metadata"]["name"]: r for r in render(load("k8s.nodes=2")).rbac if r["kind"] == "Role"}
+    [jobsets] = [r for r in rules["dorl-example-workflow"]["rules"] if r["resources"] == ["jobsets"]]
+    assert {"list", "delete", "get", "patch", "create"} <= set(jobsets["verbs"])
+    single = workflow_template(load())["spec"]
+    assert "onExit" not in single and single["activeDeadlineSeconds"] == 1209600

@@ -62,3 +62,19 @@ def test_mirror_then_fetch_loads_offline(backend, tiny_folder, tmp_path, request
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
     r = run_dorl("models", "mirror", f"distilgpt2={tmp_path}", "--out", str(tmp_path / "models"))
     assert r.returncode == 2 and "no config.json" in r.stderr
+
+
+def test_fetch_refuses_a_mirror_without_a_needed_model_before_copying(tiny_folder, tmp_path):
+    """The pods' init container names the models the run loads (--need): a mirror without one fails the pod
+    at once, exit 2, naming it, instead of the stage failing at its first model load."""
+    from dorl.errors import StoreError
+    from dorl.models.mirror import fetch, mirror
+
+    out = str(tmp_path / "models")
+    mirror("distilgpt2", out, str(tiny_folder))
+    cache = tmp_path / "hf-cache"
+    with pytest.raises(StoreError, match="has no mirror of roberta-large, which the run needs") as e:
+        fetch(out, cache, need=["distilgpt2", "roberta-large"])
+    assert f"dorl models mirror roberta-large --out {out}" in str(e.value)
+    assert not cache.exists()  # nothing copied
+    assert fetch(out, cache, need=["distilgpt2"]) == ["distilgpt2"]
