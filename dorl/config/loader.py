@@ -20,6 +20,7 @@ values with aliases expanded); every error is one short line, and values echoed 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import reprlib
 import types
@@ -30,6 +31,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from dorl.errors import ConfigError
+
+MAX_LISTED_KEYS = 24  # a section with more keys names the closest ones instead of all (one short line)
 
 
 def param(default: Any = dataclasses.MISSING, help: str = "", *, factory: Any = None) -> Any:
@@ -65,7 +68,13 @@ def build(cls: type, data: dict | None, where: str = "") -> Any:
             )
     if unknown:
         key = _join(where, unknown[0])
-        raise ConfigError(f"unknown config key '{key}'; allowed keys here: {', '.join(sorted(fields))}")
+        if len(fields) <= MAX_LISTED_KEYS:
+            raise ConfigError(f"unknown config key '{key}'; allowed keys here: {', '.join(sorted(fields))}")
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=3)
+        hint = f"did you mean {' or '.join(repr(_join(where, c)) for c in close)}? " if close else ""
+        raise ConfigError(
+            f"unknown config key '{key}'; {hint}`dorl config keys {_join(where, '')}` lists the {len(fields)} keys here"
+        )
     kwargs = {}
     for name, value in data.items():
         factory = fields[name].default_factory

@@ -161,11 +161,13 @@ def test_s3_lock_held_by_another_host_expires(s3, tmp_path, monkeypatch):
     out = f"s3://{s3}/runs/art"
     holder = {"host": "another-pod", "pid": 1, "stage": "evaluate", "mode": "write", "since": "2026-01-01T00:00:00"}
     boto3.client("s3").put_object(Bucket=s3, Key="runs/.art.dorl-lock/writer", Body=json.dumps(holder).encode())
-    monkeypatch.setenv("DORL_LOCK_TTL", "2")
+    # A TTL well above what one attempt takes on a loaded 2-core machine (2 s was not: the lock had expired
+    # before the first attempt looked at it)
+    monkeypatch.setenv("DORL_LOCK_TTL", "8")
     monkeypatch.setenv("DORL_LOCK_WAIT", "1")
     with pytest.raises(TransientError, match="another-pod"):
-        _write(out, 1)  # renewed 0 s ago by the server's clock: still held
-    time.sleep(2.5)
+        _write(out, 1)  # renewed a moment ago by the server's clock: still held
+    time.sleep(8.5)
     assert _write(out, 1).artifact.config == {"k": 1}
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3, Prefix="runs/")["Contents"]]
     assert not any(".dorl-lock" in k for k in keys), keys  # released after the commit
