@@ -7,6 +7,10 @@ from dorl.config.loader import merge
 # The reference hyperparameters at distilgpt2 scale: exactly the defaults.
 PAPER: dict = {}
 
+# How the tiny model fine-tunes (every method's optimisation section starts here).
+_METHOD: dict = {"epochs": 2, "batch_size": 16, "micro_batch_size": 16, "max_length": 256, "lr": 5e-4,
+                 "checkpoint_every": 50}  # fmt: skip
+
 # A small GPT-2 that trains on 2 CPU cores in seconds, the offline BERTScore encoder.
 TINY: dict = {
     "model": {
@@ -19,24 +23,12 @@ TINY: dict = {
         "n_positions": 512,
     },
     "tf": {"epochs": 10, "batch_size": 8, "micro_batch_size": 8, "max_length": 256, "lr": 2e-3, "checkpoint_every": 50},
-    "finetune": {
-        "epochs": 2,
-        "batch_size": 16,
-        "micro_batch_size": 16,
-        "max_length": 256,
-        "lr": 5e-4,
-        "checkpoint_every": 50,
-    },
-    "ilql": {
-        "train": {
-            "epochs": 2,
-            "batch_size": 16,
-            "micro_batch_size": 16,
-            "max_length": 256,
-            "lr": 5e-4,
-            "checkpoint_every": 50,
-        }
-    },
+    "finetune": _METHOD,
+    "ilql": {"train": _METHOD},
+    # the preference methods' reference learning rate (1e-6, for billion-parameter models) barely moves this one
+    "kto": {"train": {**_METHOD, "lr": 5e-5}},
+    "dpo": {"train": {**_METHOD, "lr": 5e-5, "warmup_steps": 0}},
+    "awr": {"train": _METHOD},
     "relabel": {"batch_size": 32, "chunk_size": 256},
     "metrics": {"bertscore_model": "minilm", "bertscore_layers": 6},
     "eval": {"n_examples": 200},
