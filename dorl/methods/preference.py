@@ -64,8 +64,8 @@ def encode_pairs(tok, prompts: list[str], firsts: list[str], seconds: list[str],
     rows, plens, flens = [], [], []
     for p, a, b in zip(prompts, firsts, seconds, strict=True):
         a_ids, b_ids = c_ids[a][:max_length], c_ids[b][:max_length]
-        keep = max_length - max(len(a_ids), len(b_ids))
-        p_kept = p_ids[p][len(p_ids[p]) - keep :] if keep > 0 else []
+        keep = max(max_length - max(len(a_ids), len(b_ids)), 0)  # prompt tokens that fit beside the longer one
+        p_kept = p_ids[p][max(len(p_ids[p]) - keep, 0) :] if keep else []
         rows.append(np.asarray(p_kept + a_ids + b_ids, dtype=np.int32))
         plens.append(len(p_kept))
         flens.append(len(a_ids))
