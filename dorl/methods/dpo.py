@@ -6,7 +6,7 @@ the lower candidate index; a context whose best and worst rewards are equal has 
 Rows: prompt (context + <_rep_start_>), chosen and rejected (candidate + <_rep_end_>), their rewards.
 
 Loss, per pair, as TRL 1.16's `DPOTrainer` (`loss_type="sigmoid"`), with conservative DPO's label smoothing ε
-(Mitchell 2023; TRL's sigmoid loss before 1.x; TRL 1.16 keeps that formula as `loss_type="aot"` for a batch of
+(Mitchell 2023; earlier TRL releases' sigmoid loss; TRL 1.16 keeps that formula as `loss_type="aot"` for a batch of
 one pair):
 
     Δ = (log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))
