@@ -15,7 +15,9 @@ from dorl.model_folder import SAMPLE
 from tests.fixtures import make_relabel_artifact
 
 STEPS = ["tf.max_steps=2", "tf.max_length=128", "tf.batch_size=8", "tf.micro_batch_size=8"] + [
-    f"{s}.{k}" for s in ("finetune", "ilql.train") for k in ("max_steps=2", "batch_size=8", "micro_batch_size=8")
+    f"{s}.{k}"
+    for s in ("finetune", "ilql.train", "kto.train", "dpo.train", "awr.train")
+    for k in ("max_steps=2", "batch_size=8", "micro_batch_size=8")
 ]
 DECODE = ["eval.max_new_tokens=8", "ilql.beta=0"]
 

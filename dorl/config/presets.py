@@ -7,6 +7,16 @@ from dorl.config.loader import merge
 # The reference hyperparameters at distilgpt2 scale: exactly the defaults.
 PAPER: dict = {}
 
+# The paper's methods (pipeline.methods' default: the registry's `paper` entries) and the baselines a team would
+# otherwise run on the same scored candidates (KTO, DPO, advantage-weighted regression), side by side:
+# pipeline.methods of `compare` and of the demo (tests/config/test_presets.py holds them to the registry).
+BASELINES = ["kto", "dpo", "awr"]
+COMPARE: dict = {"pipeline": {"methods": ["tf_all", "tf_top", "dt", "ilql", *BASELINES]}}
+
+# How the tiny model fine-tunes (every method's optimisation section starts here).
+_METHOD: dict = {"epochs": 2, "batch_size": 16, "micro_batch_size": 16, "max_length": 256, "lr": 5e-4,
+                 "checkpoint_every": 50}  # fmt: skip
+
 # A small GPT-2 that trains on 2 CPU cores in seconds, the offline BERTScore encoder.
 TINY: dict = {
     "model": {
@@ -19,31 +29,36 @@ TINY: dict = {
         "n_positions": 512,
     },
     "tf": {"epochs": 10, "batch_size": 8, "micro_batch_size": 8, "max_length": 256, "lr": 2e-3, "checkpoint_every": 50},
-    "finetune": {
-        "epochs": 2,
-        "batch_size": 16,
-        "micro_batch_size": 16,
-        "max_length": 256,
-        "lr": 5e-4,
-        "checkpoint_every": 50,
-    },
-    "ilql": {
-        "train": {
-            "epochs": 2,
-            "batch_size": 16,
-            "micro_batch_size": 16,
-            "max_length": 256,
-            "lr": 5e-4,
-            "checkpoint_every": 50,
-        }
-    },
+    "finetune": _METHOD,
+    "ilql": {"train": _METHOD},
+    # the preference methods' reference learning rate (1e-6, for billion-parameter models) barely moves this one;
+    # at 5e-5 both collapse on the demo (docs/evaluation.md)
+    "kto": {"train": {**_METHOD, "lr": 1e-5}},
+    "dpo": {"train": {**_METHOD, "lr": 1e-5, "warmup_steps": 0}},
+    "awr": {"train": _METHOD},
     "relabel": {"batch_size": 32, "chunk_size": 256},
     "metrics": {"bertscore_model": "minilm", "bertscore_layers": 6},
     "eval": {"n_examples": 200},
 }
 
-# What `make demo` runs: simulated ABCD-format dialogues, the tiny model, every method.
-# The base model trains 30 epochs: a weaker one proposes too few good candidates to learn from.
-DEMO: dict = merge(TINY, {"run": "demo", "data": {"simulate": 300}, "tf": {"epochs": 30}})
+# What `make demo` runs: simulated ABCD-format dialogues, the tiny model, the paper's methods and the baselines.
+# The base model trains 30 epochs: a weaker one proposes too few good candidates to learn from. The methods
+# train one epoch (tiny's two would not fit the demo's ten minutes on two CPU cores with seven of them).
+_ONE_EPOCH = {"epochs": 1}
+DEMO: dict = merge(
+    TINY,
+    {
+        "run": "demo",
+        "data": {"simulate": 300},
+        "tf": {"epochs": 30},
+        "finetune": _ONE_EPOCH,
+        "ilql": {"train": _ONE_EPOCH},
+        **{m: {"train": _ONE_EPOCH} for m in BASELINES},
+        # about a third of the demo's candidates are desirable (top return bin): λ_D = 2 puts λ_D·n_D / λ_U·n_U in
+        # the KTO paper's [1, 4/3] (Eq. 8); at 1 KTO learns to push every completion down and stops ending them
+        "kto": {"train": _ONE_EPOCH, "desirable_weight": 2.0},
+        **COMPARE,
+    },
+)
 
-PRESETS: dict[str, dict] = {"paper": PAPER, "tiny": TINY, "demo": DEMO}
+PRESETS: dict[str, dict] = {"paper": PAPER, "compare": COMPARE, "tiny": TINY, "demo": DEMO}

@@ -234,8 +234,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- batches
     def _batch(self, data: Examples, idx) -> tuple[dict, int, int]:
+        """(the collated micro-batch, its real tokens, the sum of its sequences' squared lengths)."""
         examples = [data[i] for i in idx]
-        lengths = np.array([len(e["input_ids"]) for e in examples], dtype=np.int64)
+        lengths = np.asarray(self.method.sequence_lengths(examples), dtype=np.int64)
         batch = self.method.collate(examples)
         return batch, int(lengths.sum()), int((lengths**2).sum())
 
@@ -286,7 +287,7 @@ class Trainer:
             "bf16" if self.bf16 else "fp32",
         )  # fmt: skip
         acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.dist.device), "targets": 0.0}
-        acc.update(tokens=0.0, tokens_sq=0.0, stats={})
+        acc.update(head=0.0, tokens=0.0, tokens_sq=0.0, stats={})
         interval_start, paused = time.perf_counter(), 0.0
         mark = time.perf_counter()  # start of the step in progress: train_time_s counts steps only
         with dlog.progress() as bar:
@@ -296,10 +297,10 @@ class Trainer:
                 # uninterrupted run and one resumed in any epoch see the same batches.
                 steps = epoch_steps(self.train.lengths, self.tc.batch_size, self.tc.seed, st.epoch, self.group)
                 while st.batch < len(steps) and st.step < self.total_steps:
-                    targets, tokens, tokens_sq = self._step(steps[st.batch], acc)
+                    head, tokens, tokens_sq = self._step(steps[st.batch], acc)
                     # Totals at every step (kept in every checkpoint): a resumed run's tokens, tokens/s and MFU
                     # are those of an uninterrupted one.
-                    st.targets += int(targets)
+                    st.targets += int(head)
                     st.tokens += int(tokens)
                     st.tokens_sq += tokens_sq
                     st.step += 1
@@ -332,24 +333,30 @@ class Trainer:
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
     def _step(self, step_idx: np.ndarray, acc: dict) -> tuple[float, float, float]:
-        """One optimizer step; returns its targets, tokens and squared lengths summed over all ranks."""
+        """One optimizer step; returns its output-head positions, tokens and squared lengths summed over all
+        ranks."""
         micro = rank_micro_batches(step_idx, self.tc.micro_batch_size, self.dist.rank, self.dist.world)
         batches = [self._batch(self.train, idx) for idx in micro]
         counts = [self.method.target_count(b) for b, *_ in batches]
-        local = [sum(counts), sum(b[1] for b in batches), sum(b[2] for b in batches)]
-        total, tokens, tokens_sq = self.dist.all_sum(local)
+        heads = [self.method.head_positions(b) for b, *_ in batches]
+        local = [sum(counts), sum(heads), sum(b[1] for b in batches), sum(b[2] for b in batches)]
+        total, head, tokens, tokens_sq = self.dist.all_sum(local)
         scale = self.gas * self.dist.world / max(total, 1.0)
-        for (batch, n_tok, n_sq), n in zip(batches, counts, strict=True):
-            loss, stats = self.engine(**self._to_device(batch))
+        on_device = [self._to_device(b) for b, *_ in batches]
+        # A statistic of the whole step (all processes) that its losses use: KTO's KL estimate, AWR's mean weight
+        self.method.before_step(self.engine.module, on_device, self.dist)
+        for batch, (_, n_tok, n_sq), n, h in zip(on_device, batches, counts, heads, strict=True):
+            loss, stats = self.engine(**batch)
             self.engine.backward(loss * (n * scale))
             self.engine.step()
             acc["loss"] += loss.detach().double() * n
             acc["targets"] += n
+            acc["head"] += h
             acc["tokens"] += n_tok
             acc["tokens_sq"] += n_sq
             for k, v in stats.items():
                 acc["stats"][k] = acc["stats"].get(k, 0.0) + (v.detach().double() if torch.is_tensor(v) else v) * n
-        return total, tokens, tokens_sq
+        return head, tokens, tokens_sq
 
     def _sync_time(self, start: float) -> float:
         if self.dist.device.type == "cuda":
@@ -364,9 +371,9 @@ class Trainer:
 
     def _log_record(self, st: TrainState, acc: dict, elapsed: float) -> dict:
         keys = sorted(acc["stats"])
-        local = [float(acc["loss"]), acc["targets"], acc["tokens"], acc["tokens_sq"]]
+        local = [float(acc["loss"]), acc["targets"], acc["head"], acc["tokens"], acc["tokens_sq"]]
         local += [float(acc["stats"][k]) for k in keys]
-        loss, targets, tokens, tokens_sq, *stats = self.dist.all_sum(local)
+        loss, targets, head, tokens, tokens_sq, *stats = self.dist.all_sum(local)
         grad_norm = self.engine.get_global_grad_norm()
         rec = {
             "kind": "train",
@@ -376,13 +383,13 @@ class Trainer:
             "lr": float(self.engine.lr_scheduler.get_last_lr()[0]),
             "tokens": int(tokens),
             "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-            "mfu": self._mfu(tokens, targets, tokens_sq, elapsed),
+            "mfu": self._mfu(tokens, head, tokens_sq, elapsed),
         }
         if grad_norm is not None:  # DeepSpeed keeps it under ZeRO / bf16
             rec["grad_norm"] = float(grad_norm)
         rec.update({k: v / max(targets, 1.0) for k, v in zip(keys, stats, strict=True)})
         acc["loss"].zero_()
-        acc.update(targets=0.0, tokens=0.0, tokens_sq=0.0, stats={})
+        acc.update(targets=0.0, head=0.0, tokens=0.0, tokens_sq=0.0, stats={})
         if not math.isfinite(rec["loss"]):
             raise FloatingPointError(f"training loss is {rec['loss']} at step {st.step}: lower the lr?")
         return rec

@@ -1,4 +1,4 @@
-"""The methods, one module each (tf, tf_all, tf_top, dt, ilql, and the scorer ilql_scorer), and their registry
+"""The methods, one module each (tf, tf_all, tf_top, dt, ilql; kto, dpo, awr; the scorer ilql_scorer), and their
 (`dorl.methods.registry`), which every other place reads. `from dorl import methods; methods.get(name, cfg)`."""
 
 from dorl.methods.registry import (

@@ -9,8 +9,11 @@ logs. A method owns what differs:
                 candidates; the train stage builds them (`training_sets`, dorl/methods/training_set.py) and
                 records them in the method's artifact;
 - training:     data (`datasets`, `collate`), model (`tokenizer`, `model`, `wrap`: ILQL wraps the LM with
-                Q/V heads, whose forward returns `(loss, stats)`), hooks (`on_engine`, `on_step_end`: ILQL's
-                Polyak update), saving (`save`) and the manifest's facts (`info`);
+                Q/V heads, whose forward returns `(loss, stats)`; the text methods' loss seam is
+                `dorl.engine.causal_lm`), per-example columns computed once from the starting model
+                (`reference`: DPO's and KTO's reference log-probs), hooks (`on_engine`, `before_step`: a
+                statistic of the whole step, `on_step_end`: ILQL's Polyak update), saving (`save`) and the
+                manifest's facts (`info`);
 - evaluation:   `prompt(context, model_info)` (DT asks for its top return token) and
                 `respond(model_dir, prompts, decode, num_responses)` (text methods: greedy then beam
                 search; ILQL: advantage-guided decoding), with the settings `decoding()` returns.
@@ -129,12 +132,32 @@ class Method:
         return CausalLMLoss(lm)
 
     def target_count(self, batch: dict) -> int:
-        """How many targets the batch's loss averages over: the step's loss is their global mean."""
+        """How many targets the batch's loss averages over (tokens; DPO: pairs): the step's loss is their global
+        mean."""
         return int((batch["labels"][:, 1:] != -100).sum())
+
+    def head_positions(self, batch: dict) -> int:
+        """Where the output head runs with a gradient (the MFU's FLOPs); the targets unless they are not tokens."""
+        return self.target_count(batch)
+
+    def sequence_lengths(self, examples: list[dict]) -> list[int]:
+        """The lengths of the sequences the examples train on (real tokens, tokens/s, the MFU's attention FLOPs)."""
+        return [len(e["input_ids"]) for e in examples]
 
     # ---------------------------------------------------------------- hooks
     def on_engine(self, engine) -> None:
         """Once DeepSpeed has wrapped the module (ILQL keeps the engine to read its fp32 master weights)."""
+
+    def reference(self, module, sets: dict, dist) -> dict | None:
+        """Per-example columns computed once, before the first step, from the module as it starts (the
+        reference model's log-probs of DPO and KTO): {split: {column: array}}, or None. The train stage keeps
+        them with the checkpoints (a resumed run reads them back), adds them to the examples as fields and
+        records them in the training set."""
+        return None
+
+    def before_step(self, module, batches: list[dict], dist) -> None:
+        """Before the micro-batches of a training step run (all of this process's, on the device): a statistic
+        of the whole step, over every process, that its losses use (KTO's KL estimate, AWR's mean weight)."""
 
     def on_step_end(self, module, step: int) -> None:
         """After each optimizer step (ILQL: Polyak update of the target heads)."""

@@ -5,6 +5,9 @@
     tf_top  the candidates in the top return bin                            (dorl/methods/tf_top.py)
     dt      every candidate with its return token (Decision Transformer)    (dorl/methods/dt.py)
     ilql    implicit language Q-learning, on dorl/ilql                       (dorl/methods/ilql.py)
+    kto     KTO: each candidate desirable (top return bin) or not            (dorl/methods/kto.py)
+    dpo     DPO: the best vs the worst candidate of each context             (dorl/methods/dpo.py)
+    awr     advantage-weighted teacher forcing on every candidate            (dorl/methods/awr.py)
 
 and the evaluation-only methods (scorers: no training set, no train node; `dorl evaluate` only):
 
@@ -67,6 +70,10 @@ REGISTRY: dict[str, Entry | str] = {
     "tf_top": Entry("dorl.methods.tf_top:TfTop", "finetune", FINETUNE, paper=True),
     "dt": Entry("dorl.methods.dt:DT", "finetune", FINETUNE, paper=True),
     "ilql": Entry("dorl.methods.ilql:ILQL", "ilql", ILQL, paper=True),
+    # the baselines a team would otherwise run on the same scored candidates (not the paper's: `compare` preset)
+    "kto": Entry("dorl.methods.kto:KTO", "kto", "dorl.methods.kto:KTOConfig"),
+    "dpo": Entry("dorl.methods.dpo:DPO", "dpo", "dorl.methods.dpo:DPOConfig"),
+    "awr": Entry("dorl.methods.awr:AWR", "awr", "dorl.methods.awr:AWRConfig"),
     # `dorl evaluate --method ilql_scorer --model <ilql> --candidates-from <a trained model>`; its setting
     # (which model's candidates, in pipeline.scorers) is ilql.scorer_candidates
     "ilql_scorer": Entry("dorl.methods.ilql_scorer:ILQLScorer", "ilql", ILQL, scorer=True),

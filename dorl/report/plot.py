@@ -18,9 +18,11 @@ def plot(table: pd.DataFrame, path: Path, confidence: float) -> None:
     datasets = list(dict.fromkeys(table["dataset"]))
     metrics = list(dict.fromkeys(table["metric"]))
     methods = list(dict.fromkeys(table["method"]))
-    colors = dict(zip(methods, plt.get_cmap("tab10").colors))
+    palette = plt.get_cmap("tab10").colors
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(methods)}  # more methods than colours: they repeat
+    width = max(3.2, 0.4 * len(methods))  # a panel wide enough for every method's label
     fig, axes = plt.subplots(
-        len(datasets), len(metrics), figsize=(3.2 * len(metrics), 3.0 * len(datasets)), squeeze=False
+        len(datasets), len(metrics), figsize=(width * len(metrics), 3.0 * len(datasets)), squeeze=False
     )
     for i, dataset in enumerate(datasets):
         for j, metric in enumerate(metrics):

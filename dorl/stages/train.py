@@ -7,7 +7,8 @@ and they wait for its commit at a barrier.
 
 A method trained on a relabel artifact builds its training set from the artifact's scored candidates
 (`Method.training_sets`: every rank the same rows) and records it as `training_set/{train,validation}.parquet`
-(rank 0; `info.training_set` counts the rows).
+(rank 0; `info.training_set` counts the rows), with the columns it computes once from the starting model before
+the first step (`Method.reference`: DPO's and KTO's reference log-probs; kept with the checkpoints for a resume).
 
 The artifact is a `save_pretrained` folder (safetensors + tokenizer), completed for plain transformers by
 `dorl.model_folder.finish` (generation config, chat template, model card), with `train_log.jsonl`,
@@ -35,6 +36,7 @@ from dorl.store import Artifact, ArtifactWriter, StageResult, run_stage
 
 log = logging.getLogger("dorl.train")
 TRAINING_SET = "training_set"  # the method's rows, as it trained on them: training_set/{train,validation}.parquet
+REFERENCE = "reference"  # checkpoints/reference/{split}.parquet: the method's columns from the starting model
 
 
 def train(
@@ -164,6 +166,35 @@ def _shared_tokenizer(m, ckpt, data, base, d):
         return AutoTokenizer.from_pretrained(tmp)
 
 
+def _reference(m, module, sets: dict, ckpt, d) -> dict:
+    """The method's per-example columns from the model before its first step (`Method.reference`: DPO's and KTO's
+    reference log-probs), added to the examples as fields. Computed once: kept in checkpoints/reference/, which a
+    resumed run reads back (the checkpoint's weights are loaded later, by the trainer). {split: {column: array}}."""
+    import numpy as np
+    import pandas as pd
+
+    folder = ckpt.root / REFERENCE
+    columns = None
+    if d.main and folder.is_dir():
+        columns = {split: pd.read_parquet(folder / f"{split}.parquet").to_dict("series") for split in sets}
+        columns = {split: {k: v.to_numpy() for k, v in c.items()} for split, c in columns.items()}
+    columns = d.broadcast(columns)
+    if columns is None:
+        columns = m.reference(module, sets, d)
+        if columns is None:
+            return {}
+        if d.main:
+            ckpt.save_folder(REFERENCE, lambda p: [pd.DataFrame(c).to_parquet(p / f"{split}.parquet", index=False)
+                                                   for split, c in columns.items()])  # fmt: skip
+    for split, c in columns.items():
+        for name, values in c.items():
+            if len(values) != len(sets[split]):
+                raise RuntimeError(f"{m.name}: {len(values)} reference values {name!r} for {len(sets[split])} "
+                                   f"{split} examples (checkpoints/{REFERENCE} from another run?)")  # fmt: skip
+            sets[split].fields[name] = np.asarray(values)
+    return columns
+
+
 def _finish_folder(m, workdir: Path, info: dict) -> None:  # info: the manifest's, and the data URI
     """Make the saved folder (last or best weights alike) work in plain transformers as dorl prompts and
     decodes it: generation config, model_max_length, chat template (checked against the method's prompt),
@@ -203,11 +234,9 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     lm = m.model(tok, base)
     n_params = sum(p.numel() for p in lm.parameters())  # before ZeRO-3 partitions them
     module = m.wrap(lm)
-    # The method's rows from relabel's scored candidates (None for tf): built alike on every rank, recorded once.
+    # The method's rows from relabel's scored candidates (None for tf): built alike on every rank, recorded once
+    # (below, with the columns the method computes from the starting model).
     rows = m.training_sets(data)
-    if rows is not None and d.main:
-        for split, frame in rows.items():
-            frame.to_parquet(writer.path(f"{TRAINING_SET}/{split}.parquet"), index=False)
     train_set, val_set = m.datasets(data, tok, rows)
     log.info(
         "%s: %d training and %d validation examples, %s real tokens per epoch",
@@ -226,6 +255,11 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     name = "/".join(str(x) for x in (m.cfg.run, data.info.get("dataset"), m.name) if x)
     run = RunInfo(name, writer.uri, m.config(), tuple(m.cfg.tracking))
     trainer = Trainer(m, module, tc, train_set, val_set, d, workdir, ckpt, save_best if tc.keep_best else None, run)
+    columns = _reference(m, trainer.engine.module, {"train": train_set, "validation": val_set}, ckpt, d)
+    if rows is not None and d.main:
+        for split, frame in rows.items():
+            frame = frame.assign(**columns.get(split, {}))
+            frame.to_parquet(writer.path(f"{TRAINING_SET}/{split}.parquet"), index=False)
     result = trainer.fit()
     st = result.state
     selected = "best" if tc.keep_best and st.best_dir else "last"

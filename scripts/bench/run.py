@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, for `import dorl`
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = ("data", "train", "relabel", "ilql")
+BENCHES = ("data", "train", "prefs", "relabel", "ilql")
 
 
 def _data(rows):
@@ -66,6 +66,24 @@ def _train(rows):
             "goal": TRAIN_GOALS.get((r.get("peer", "hf"), kind)),
             "notes": f"{r['model']}; {r['peer_setup']}; medians {r['dorl_median']:,} / {r['reference_median']:,}; "
             f"real tokens per step {r['real_tokens_per_step'][0]:,} / {r['real_tokens_per_step'][1]:,}"
+            + (f"; MFU {r['dorl_mfu']:.1%}" if r.get("dorl_mfu") else ""),
+        }
+
+
+def _prefs(rows):
+    """dorl's dpo and kto vs TRL's DPOTrainer and KTOTrainer (issue 25's goal: >= 1.3x each)."""
+    for r in rows:
+        first = r["first_batch_loss"]
+        yield {
+            "figure": f"{r['name'].removeprefix('train: ')}, {r['unit']}",
+            "dorl": r["dorl"],
+            "baseline": r["reference"],
+            "ratio": r["ratio"],
+            "round_ratios": r.get("round_ratios", []),
+            "goal": (">=", 1.3),
+            "notes": f"{r['model']}; {r['peer_setup']}; first-batch loss {first['dorl']:.6f} / {first['trl']:.6f}; "
+            f"medians {r['dorl_median']:,} / {r['reference_median']:,}; real tokens per step "
+            f"{r['real_tokens_per_step'][0]:,} / {r['real_tokens_per_step'][1]:,}"
             + (f"; MFU {r['dorl_mfu']:.1%}" if r.get("dorl_mfu") else ""),
         }
 
@@ -122,7 +140,8 @@ def _ilql(rows):
 
 
 # Each benchmark's own rows -> the common shape (figure, dorl, baseline, ratio, round_ratios, goal, notes).
-NORMALIZE = {"data": _data, "train": _train, "relabel": _relabel, "ilql": _ilql, "gpu": lambda result: result["rows"]}
+NORMALIZE = {"data": _data, "train": _train, "prefs": _prefs, "relabel": _relabel, "ilql": _ilql,
+             "gpu": lambda result: result["rows"]}  # fmt: skip
 
 
 def judge(row: dict) -> dict:

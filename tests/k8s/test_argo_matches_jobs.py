@@ -25,6 +25,7 @@ from dorl.k8s.render import render
 
 READS = ("--data", "--base", "--model", "--candidates-from", "--eval")
 METHODS = ["tf_all", "tf_top", "dt", "ilql"]
+BASELINES = ["kto", "dpo", "awr"]  # the `compare` preset's: each alone and all with the paper's (every subset: 8x)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ def check_artifacts(runs: list[Run], where: str) -> None:
 
 
 AXES = {  # config key -> the values tried
-    "pipeline.methods": [list(s) for k in range(len(METHODS) + 1) for s in itertools.combinations(METHODS, k)],
+    "pipeline.methods": [list(s) for k in range(len(METHODS) + 1) for s in itertools.combinations(METHODS, k)]
+    + [[b] for b in BASELINES]
+    + [METHODS + BASELINES],
     "pipeline.scorers": [[], ["ilql_scorer"]],
     "ilql.scorer_candidates": ["dt", "tf"],  # what ilql_scorer re-ranks: a relabelled method's or the base's
     "pipeline.seeds": [[], [0], [0, 1]],
@@ -223,7 +226,7 @@ def check_same_runs(cfg) -> bool:
 def test_jobs_and_argo_run_the_same_invocations_in_every_combination():
     base = config.load(sets=BASE)
     combos = list(combinations())
-    assert len(combos) == 16 * (1 + 2) * 3 * 2 * 2 * 2
+    assert len(combos) == (16 + 3 + 1) * (1 + 2) * 3 * 2 * 2 * 2
     for combo in combos[::97]:  # the shortcut is the real thing
         assert repr(_with(base, combo)) == repr(config.load(sets=_sets(combo))), combo
     rendered = refused = 0

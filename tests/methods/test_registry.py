@@ -151,6 +151,10 @@ IDENTITIES = {
     "tf_top": "76ed508c89dceaa3a24e4cb63c3cf76de52ea79aaf61bb39a321534f835a0148",
     "dt": "536fc41f717d0bb68b3b725a6b754e8ca6ac5a27107ffa5939a01861ac4a4ea5",
     "ilql": "5a1bdbc2f79def2b15b93aad379daec1f4e2cbe7f4af0ddf49c568c6c695f89f",
+    # the baselines, as they were added (issue 25)
+    "kto": "4801a0b8302da9ce662c8cf45456903025607e71f611c73c866f3ae6b2c2e36c",
+    "dpo": "0c16e818e456b772a1e298f3e419527dd69bdb3042d68e76dc5371948cb00792",
+    "awr": "802bdcac100a26d91bb53523d2140d713bfa2208c35961f0525ecba686c82107",
     "relabel": "1f56c6636569e6396e3279f4944b9db8c8a2a8e7391de8b3b925fa4af2855d37",
 }
 
@@ -169,7 +173,8 @@ def test_the_method_modules_are_light_to_import():
     """The config imports the settings' modules to assemble the run config: no torch, no transformers."""
     code = (
         "import sys; from dorl import config; config.load(); import dorl.methods.ilql_scorer, dorl.methods.tf_top, "
-        "dorl.methods.tf_all; print(sorted(m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules))"
+        "dorl.methods.tf_all, dorl.methods.kto, dorl.methods.dpo, dorl.methods.awr; "
+        "print(sorted(m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]

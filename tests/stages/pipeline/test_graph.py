@@ -30,9 +30,10 @@ def test_pipeline_runs_the_graph_in_order():
         seen.add(n.key)
     assert [n.key for n in graph if n.dataset == "abcd"] == [
         "abcd/data", "abcd/train/tf", "abcd/relabel", "abcd/evaluate/tf",
-        *[k for m in methods.relabelled() for k in (f"abcd/train/{m}", f"abcd/evaluate/{m}")],
+        *[k for m in cfg.pipeline.methods for k in (f"abcd/train/{m}", f"abcd/evaluate/{m}")],
     ]  # fmt: skip
-    assert graph[-1].key == "report" and len(graph[-1].after) == 2 * len(methods.names())
+    assert cfg.pipeline.methods == methods.paper()  # the default: the paper's methods (the baselines: `compare`)
+    assert graph[-1].key == "report" and len(graph[-1].after) == 2 * (1 + len(cfg.pipeline.methods))
 
 
 def test_jobs_are_the_graph_nodes():
