@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dorl.config.loader import merge
+from dorl.config.schema import paper_methods
 
-# The reference hyperparameters at distilgpt2 scale: exactly the defaults.
-PAPER: dict = {}
+# The reference hyperparameters at distilgpt2 scale: exactly the defaults, and the paper's methods alone (the
+# default pipeline.methods adds the controls, tf_human).
+PAPER: dict = {"pipeline": {"methods": paper_methods()}}
 
 # A small GPT-2 that trains on 2 CPU cores in seconds, the offline BERTScore encoder.
 TINY: dict = {

@@ -1,10 +1,11 @@
-"""The methods, one module each (tf, tf_all, tf_top, dt, ilql, and the scorer ilql_scorer), and their registry
+"""The methods, one module each (tf, tf_human, tf_all, tf_top, dt, ilql, and the scorer ilql_scorer), and their registry
 (`dorl.methods.registry`), which every other place reads. `from dorl import methods; methods.get(name, cfg)`."""
 
 from dorl.methods.registry import (
     BASE,
     REGISTRY,
     Entry,
+    defaults,
     entry,
     evaluated,
     get,
@@ -16,5 +17,5 @@ from dorl.methods.registry import (
 )
 
 __all__ = [
-    "BASE", "REGISTRY", "Entry", "entry", "evaluated", "get", "method_class", "names", "paper", "relabelled", "scorers",
+    "BASE", "REGISTRY", "Entry", "defaults", "entry", "evaluated", "get", "method_class", "names", "paper", "relabelled", "scorers",
 ]  # fmt: skip

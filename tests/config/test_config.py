@@ -91,15 +91,18 @@ def test_config_keys_json():
     assert [x["key"] for x in rows] == [
         "report.k",
         "report.bootstrap",
+        "report.test",
+        "report.resamples",
         "report.confidence",
         "report.seed",
         "report.baseline",
+        "report.control",
     ]
-    assert rows[2] == {
+    assert rows[4] == {
         "key": "report.confidence",
         "type": "float",
         "default": 0.95,
-        "help": "Confidence level of the intervals.",
+        "help": "Confidence level of the intervals; 1 - confidence is the tests' alpha.",
     }
 
 

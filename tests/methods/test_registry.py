@@ -103,8 +103,8 @@ def test_its_section_is_a_config_section_like_every_other(monkeypatch):
     assert config.load(sets=["reward_above.threshold=0.5"]).reward_above.threshold == 0.5
     with pytest.raises(ConfigError, match=r"'reward_above.threshold': 1.5 is out of range; allowed: \[0, 1\]"):
         config.load(sets=["reward_above.threshold=1.5"])
-    # it joins no run unless listed: pipeline.methods defaults to the paper's methods
-    assert config.load().pipeline.methods == ["tf_all", "tf_top", "dt", "ilql"]
+    # it joins no run unless listed: pipeline.methods defaults to the paper's methods and the control
+    assert config.load().pipeline.methods == ["tf_human", "tf_all", "tf_top", "dt", "ilql"]
     assert config.load(sets=["pipeline.methods=[reward_above]"]).pipeline.methods == ["reward_above"]
     keys = [k for k, *_ in config.loader.describe(config.RunConfig)]
     assert "reward_above.threshold" in keys and keys.index("reward_above.threshold") < keys.index("relabel.splits")
@@ -128,7 +128,8 @@ def test_every_place_reads_the_registry():
 
 def test_the_facts_agree_with_the_classes_and_the_config():
     cfg = config.load()
-    assert methods.paper() == ["tf_all", "tf_top", "dt", "ilql"] == cfg.pipeline.methods
+    assert methods.paper() == ["tf_all", "tf_top", "dt", "ilql"] == config.load(preset="paper").pipeline.methods
+    assert methods.defaults() == ["tf_human", *methods.paper()] == cfg.pipeline.methods  # the control joins
     assert methods.scorers() == ["ilql_scorer"]
     for name, entry in methods.registry.entries().items():
         m = methods.get(name, cfg)
@@ -161,7 +162,7 @@ def test_what_the_methods_and_relabel_record_is_what_they_recorded():
     from dorl.store import digest
 
     cfg = config.load()
-    got = {m: digest(methods.get(m, cfg).config()) for m in methods.names()}
+    got = {m: digest(methods.get(m, cfg).config()) for m in methods.names() if m in IDENTITIES}
     assert {**got, "relabel": digest(stage_config(cfg))} == IDENTITIES
 
 
@@ -183,7 +184,7 @@ def test_a_scorer_has_no_training_set_and_no_train_node():
     assert "ilql_scorer" in methods.evaluated() and "ilql_scorer" not in methods.names()
     assert methods.get("ilql_scorer", config.load()).training_set(None, 2) is None
     assert config.load().pipeline.scorers == []  # off by default: the default graph is unchanged
-    cfg = config.load(sets=["pipeline.scorers=[ilql_scorer]", "pipeline.methods=[dt, ilql]"])
+    cfg = config.load(sets=["pipeline.scorers=[ilql_scorer]", "eval.num_responses=2", "pipeline.methods=[dt, ilql]"])
     by_key = {n.key: n for n in nodes(cfg)}
     assert not any(k.endswith("train/ilql_scorer") for k in by_key)
     ev = by_key["abcd/evaluate/ilql_scorer"]
@@ -192,7 +193,7 @@ def test_a_scorer_has_no_training_set_and_no_train_node():
     assert args[args.index("--model") + 1] == by_key["abcd/train/ilql"].out
     assert args[args.index("--candidates-from") + 1] == by_key["abcd/train/dt"].out
     assert "abcd/evaluate/ilql_scorer" in by_key["report"].after
-    bad = config.load(sets=["pipeline.scorers=[ilql_scorer]", "pipeline.methods=[ilql]"])
+    bad = config.load(sets=["pipeline.scorers=[ilql_scorer]", "eval.num_responses=2", "pipeline.methods=[ilql]"])
     try:
         nodes(bad)
     except ConfigError as e:
