@@ -542,8 +542,9 @@ def run_config() -> type:
     """`RunConfig` for the registry as it is now: the shared sections, with every registered method's section
     (`dorl.methods.registry.sections()`: its name and the "module:Class" of its dataclass, declared beside the
     method) after `model` in registry order, and `pipeline.methods` / `pipeline.scorers` narrowed to the
-    registered names (pipeline.methods defaulting to the paper's methods and the controls). Built on first use and again when the
-    registry changes; the method modules are imported by name then (light modules: no torch at their top)."""
+    registered names (pipeline.methods defaulting to the paper's methods and the controls). Built on first use and
+    again when the registry changes; the method modules are imported by name then (light modules: no torch at
+    their top)."""
     return _assemble(tuple(_methods.entries().items()))
 
 

@@ -17,5 +17,6 @@ from dorl.methods.registry import (
 )
 
 __all__ = [
-    "BASE", "REGISTRY", "Entry", "defaults", "entry", "evaluated", "get", "method_class", "names", "paper", "relabelled", "scorers",
+    "BASE", "REGISTRY", "Entry", "defaults", "entry", "evaluated", "get", "method_class", "names", "paper",
+    "relabelled", "scorers",
 ]  # fmt: skip

@@ -74,7 +74,7 @@ def note(table: pd.DataFrame, stats: dict, rc, rewards: set[str]) -> str:
     if rewards:
         held = sorted(LABELS[m] for m in set(table["metric"]) & HELD_OUT)
         text += (
-            f" (reward): derived from the metric the methods were trained on"
+            " (reward): derived from the metric the methods were trained on"
             + (f"; {', '.join(held)} are held out" if held else "")
             + "."
         )

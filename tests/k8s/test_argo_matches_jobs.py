@@ -259,7 +259,9 @@ def test_seeds_all_the_way_run_tf_and_relabel_per_seed_in_both():
     tf = [r.argv for r in argo if r.argv[:3] == ("train", "--method", "tf")]
     assert sorted(_values(a, "--seed")[0] for a in tf) == ["0", "1"]
     for seed in ("0", "1"):
-        [dt] = [r.argv for r in argo if r.argv[:3] == ("train", "--method", "dt") and _values(r.argv, "--seed") == [seed]]
+        [dt] = [
+            r.argv for r in argo if r.argv[:3] == ("train", "--method", "dt") and _values(r.argv, "--seed") == [seed]
+        ]
         assert _values(dt, "--base") == [f"s3://b/runs/eq/abcd/seed-{seed}/tf"]
         assert _values(dt, "--data") == [f"s3://b/runs/eq/abcd/seed-{seed}/relabel"]
     [report] = [r.argv for r in argo if r.argv[0] == "report"]

@@ -44,7 +44,8 @@ VARIANTS = {
     ],
     "multi-node": ["k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"],
     "scorer, seeds, datasets, multi-node": [
-        "pipeline.scorers=[ilql_scorer]", "eval.num_responses=2",
+        "pipeline.scorers=[ilql_scorer]",
+        "eval.num_responses=2",
         "pipeline.seeds=[0, 1]",
         "pipeline.datasets=[abcd, taskmaster3]",
         "k8s.nodes=2",
