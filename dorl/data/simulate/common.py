@@ -102,8 +102,8 @@ SWAPS = [
     ("What is", "What's"), ("there is", "there's"), ("There is", "There's"), ("Let me", "Allow me to"),
     ("Great", "Perfect"), ("great", "wonderful"), ("help you with", "assist you with"),
     ("help with", "assist with"), ("Thank you", "Thanks"), ("thank you", "thanks"), ("would like", "want"),
-    ("anything else", "something else"), ("Sure", "Certainly"),
-    ("OK.", "Okay."), ("OK,", "Okay,"), ("Done", "All done"), ("All set", "You're all set"), ("One moment", "One second"),
+    ("anything else", "something else"), ("Sure", "Certainly"), ("OK.", "Okay."), ("OK,", "Okay,"),
+    ("Done", "All done"), ("All set", "You're all set"), ("One moment", "One second"),
 ]  # fmt: skip
 ACKS = [
     "Okay", "Alright", "Sure", "Got it", "Perfect", "Great", "Thanks", "Thank you", "I see", "Understood",
