@@ -147,7 +147,7 @@ def checks_section(stats: dict, rc, checks: dict) -> list[str]:
             f"- **DT's return token** ({dataset}): greedy responses that change when the prompt asks for the lowest "
             f"return instead of the highest: {', '.join(parts)}"
             + (" (per seed)" if len(runs) > 1 else "")
-            + ". Near 0: DT ignores its return token and its row is a fine-tuned LM's."
+            + ". Near 0: DT ignores its return token and its row is a fine-tuned LM's (dt_token.png)."
         )
     for w in stats["warnings"]:
         out.append(f"- **Warning**: {w}.")

@@ -37,8 +37,8 @@ def _load(uri: str) -> dict:
 
 def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
     from dorl.report import html
-    from dorl.report.markdown import markdown
-    from dorl.report.plot import plot
+    from dorl.report.markdown import markdown, reward_metrics
+    from dorl.report.plot import plot, plot_dt_token
     from dorl.report.table import RELEASED, build, groups
 
     evals = [_load(u) for u in eval_uris]
@@ -71,7 +71,9 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
                 indent=2,
             )
         )
-        plot(table, ctx.out.path("results.png"), rc.confidence)
+        plot(table, ctx.out.path("results.png"), rc.confidence, reward_metrics(found))
+        if found["dt_token"]:
+            plot_dt_token(found["dt_token"], ctx.out.path("dt_token.png"))
         started = time.perf_counter()
         html.write(table, note, evals, ctx.out.path("results.png"), ctx.out.path("report.html"), rc.k, rc.confidence)
         log.info(

@@ -295,3 +295,46 @@ def test_a_released_checkpoint_sits_beside_dorls_own(evals, tmp_path):
     assert md.index("| dt |") < md.index("| dt (released) |")
     assert {"eval_abcd_dt", "eval_abcd_dt_released", "eval_abcd_tf_released"} <= set(art.manifest["inputs"])
     assert "dt (released)" in art.path("report.html").read_text()
+
+
+def test_what_the_reader_needs_besides_the_numbers(tmp_path, data_artifact):
+    """The report follows each evaluation to the artifacts it read: the training reward (the relabel artifact's
+    relabel.reward, marked in the header), the train/test overlap of the data (and of the evaluated examples, two of
+    which are training examples here), and how many of DT's responses changed with its return token."""
+    from tests.fixtures import make_relabel_artifact
+
+    relabel = make_relabel_artifact(str(tmp_path / "relabel"), data_artifact)
+    test = pd.read_parquet(data_artifact.path("examples/test.parquet"))
+    train = pd.read_parquet(data_artifact.path("examples/train.parquet"))
+    examples = pd.concat([test, train.head(2)], ignore_index=True)  # two evaluated pairs from training
+    n = len(examples)
+    uris = []
+    for method, bert in (("tf", 0.4), ("dt", 0.5)):
+        model = run_stage(f"train/{method}", str(tmp_path / method), {"m": method}, {"data": relabel},
+                          lambda ctx: ctx.info.update(method=method)).artifact  # fmt: skip
+        pred = pd.DataFrame({"dialogue_id": examples["dialogue_id"], "turn_index": examples["turn_index"],
+                             "context": examples["context"], "true_response": examples["response"],
+                             "response_1": "x", "bertscore_1": np.full(n, bert)})  # fmt: skip
+
+        def body(ctx, pred=pred, method=method):
+            pred.to_csv(ctx.out.path("predictions.csv"), index=False)
+            ctx.info.update(method=method, dataset="abcd")
+            if method == "dt":
+                ctx.metrics["generation"] = {"return_token": {"top": "a", "bottom": "b", "n": len(pred), "changed": 3}}
+
+        inputs = {"model": model, "data": data_artifact}
+        uris.append(run_stage("evaluate", str(tmp_path / f"eval-{method}"), {"m": method}, inputs, body).artifact.uri)
+    art = report(config.load(sets=["report.bootstrap=100"]), eval_uris=uris, out_uri=str(tmp_path / "r")).artifact
+    checks = json.loads(art.read_bytes("results.json"))["checks"]
+    assert checks["reward"]["abcd"]["metric"] == "bertscore" and checks["reward"]["abcd"]["threshold"] == 0.6
+    seen = set(train["response"])
+    data = checks["overlap"]["abcd"]["data"]
+    assert data["responses_in_train"] == int(test["response"].isin(seen).sum()) and data["examples"] == len(test)
+    evaluated = checks["overlap"]["abcd"]["evaluated"]
+    assert evaluated["examples"] == n and evaluated["pairs_in_train"] >= 2
+    assert evaluated["responses_in_train"] == int(examples["response"].isin(seen).sum())
+    assert checks["dt_token"]["abcd"] == [{"top": "a", "bottom": "b", "n": n, "changed": 3}]
+    assert art.path("dt_token.png").read_bytes()[:4] == b"\x89PNG"
+    md = art.read_bytes("results.md").decode()
+    assert md.splitlines()[0].startswith("| method | abcd BERTScore (reward) | abcd BERT-click (reward) |")
+    assert f"3 of {n} ({3 / n:.1%})" in md and "trained on `bertscore`" in md
