@@ -311,7 +311,7 @@ def test_what_the_reader_needs_besides_the_numbers(tmp_path, data_artifact):
     uris = []
     for method, bert in (("tf", 0.4), ("dt", 0.5)):
         model = run_stage(f"train/{method}", str(tmp_path / method), {"m": method}, {"data": relabel},
-                          lambda ctx: ctx.info.update(method=method)).artifact  # fmt: skip
+                          lambda ctx, m=method: ctx.info.update(method=m)).artifact  # fmt: skip
         pred = pd.DataFrame({"dialogue_id": examples["dialogue_id"], "turn_index": examples["turn_index"],
                              "context": examples["context"], "true_response": examples["response"],
                              "response_1": "x", "bertscore_1": np.full(n, bert)})  # fmt: skip
