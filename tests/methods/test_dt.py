@@ -91,10 +91,12 @@ def test_three_bins_train_and_evaluate_with_the_top_return_token(
     lines = pd.read_parquet(model.path("training_set/train.parquet"))["text"]  # what it trained on
     assert lines.str.contains("<_return_2_><_rep_start_>", regex=False).any()
     assert model.info["return_tokens"] == ["<_return_0_>", "<_return_1_>", "<_return_2_>"]
-    assert len(seen) == ev.info["n_examples"] > 0
-    assert all(p.endswith("<_return_2_><_rep_start_>") for p in seen)
+    n = ev.info["n_examples"]
+    assert len(seen) == 2 * n > 0  # the top return's prompts, then the lowest's (how many responses change)
+    assert all(p.endswith("<_return_2_><_rep_start_>") for p in seen[:n])
+    assert all(p.endswith("<_return_0_><_rep_start_>") for p in seen[n:])
     pred = pd.read_csv(ev.path("predictions.csv"))
-    assert [dt_prompt(c, "<_return_2_>") for c in pred["context"]] == seen
+    assert [dt_prompt(c, "<_return_2_>") for c in pred["context"]] == seen[:n]
 
 
 @pytest.mark.parametrize("bins", [2, 3])

@@ -151,7 +151,9 @@ IDENTITIES = {
     "tf_all": "8e275c14d5329ad47e5c077bb79fc7ef56535b11acd0ec7f5b76ddf96742cce6",
     "tf_top": "76ed508c89dceaa3a24e4cb63c3cf76de52ea79aaf61bb39a321534f835a0148",
     "dt": "536fc41f717d0bb68b3b725a6b754e8ca6ac5a27107ffa5939a01861ac4a4ea5",
-    "ilql": "5a1bdbc2f79def2b15b93aad379daec1f4e2cbe7f4af0ddf49c568c6c695f89f",
+    # changed on purpose by issue 29 (ilql.polyak_alpha: auto, the beta chosen on validation, validation prompted as
+    # evaluation prompts): an ILQL model trained before is refused without --force, as its defaults did no RL
+    "ilql": "c6521282f92d08b3432f5e5cc2b939311a44ad39ef23223ba0b88cf8107fd37f",
     "relabel": "1f56c6636569e6396e3279f4944b9db8c8a2a8e7391de8b3b925fa4af2855d37",
 }
 
