@@ -8,6 +8,11 @@ tf's evaluation (tf is trained once) keep their places:
 
 <root>/<run>/<dataset>/data/  tf/  relabel/  eval/tf/
 <root>/<run>/<dataset>/seed-<s>/tf_top/  ...  seed-<s>/eval/<method>/
+
+and with `pipeline.seed_scope: all` tf, relabel and tf's evaluation move under the seed too:
+
+<root>/<run>/<dataset>/data/
+<root>/<run>/<dataset>/seed-<s>/tf/  relabel/  eval/tf/  tf_top/  ...  eval/<method>/
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class Suggester:
         self.model = Artifact(model_uri)
         self.name = trained_method(self.model, method)
         self.method = methods.get(self.name, cfg)
-        self.decode = decode_config(cfg, self.method)
+        self.decode = decode_config(cfg, self.method, self.model.info)
         self.k = cfg.eval.num_responses if k is None else k
         if self.k < 1:
             raise ConfigError(f"the number of suggestions must be >= 1, got {self.k}")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dorl.config.loader import merge
+from dorl.config.schema import paper_methods
 
-# The reference hyperparameters at distilgpt2 scale: exactly the defaults.
-PAPER: dict = {}
+# The reference hyperparameters at distilgpt2 scale: exactly the defaults, and the paper's methods alone (the
+# default pipeline.methods adds the controls, tf_human).
+PAPER: dict = {"pipeline": {"methods": paper_methods()}}
 
 # The paper's methods (pipeline.methods' default: the registry's `paper` entries) and the baselines a team would
 # otherwise run on the same scored candidates (KTO, DPO, advantage-weighted regression), side by side:
 # pipeline.methods of `compare` and of the demo (tests/config/test_presets.py holds them to the registry).
 BASELINES = ["kto", "dpo", "awr"]
-COMPARE: dict = {"pipeline": {"methods": ["tf_all", "tf_top", "dt", "ilql", *BASELINES]}}
+COMPARE: dict = {"pipeline": {"methods": ["tf_human", *paper_methods(), *BASELINES]}}  # with the control
 
 # How the tiny model fine-tunes (every method's optimisation section starts here).
 _METHOD: dict = {"epochs": 2, "batch_size": 16, "micro_batch_size": 16, "max_length": 256, "lr": 5e-4,
@@ -41,7 +43,8 @@ TINY: dict = {
     "eval": {"n_examples": 200},
 }
 
-# What `make demo` runs: simulated ABCD-format dialogues, the tiny model, the paper's methods and the baselines.
+# What `make demo` runs: simulated ABCD-format dialogues, the tiny model, the control, the paper's methods and the
+# baselines.
 # The base model trains 30 epochs: a weaker one proposes too few good candidates to learn from. The methods
 # train one epoch (tiny's two would not fit the demo's ten minutes on two CPU cores with seven of them).
 _ONE_EPOCH = {"epochs": 1}

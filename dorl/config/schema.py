@@ -411,13 +411,33 @@ class EvalConfig:
 
 @dataclass
 class ReportConfig:
-    RANGES: ClassVar[dict] = {"k": ">= 1", "bootstrap": ">= 1", "confidence": "(0, 1)", "seed": ">= 0"}
+    RANGES: ClassVar[dict] = {
+        "k": ">= 1",
+        "bootstrap": ">= 1",
+        "resamples": ">= 1",
+        "confidence": "(0, 1)",
+        "seed": ">= 0",
+    }
     k: int = param(1, "Which response the table reports: best-of-k (1 = the greedy response).")
-    bootstrap: int = param(1000, "Bootstrap resamples for confidence intervals and paired tests.")
-    confidence: float = param(0.95, "Confidence level of the intervals.")
-    seed: int = param(0, "Seed of the bootstrap.")
-    baseline: Literal[tuple(_methods.evaluated())] = param(  # type: ignore[valid-type]
-        "tf", "Method every other method is tested against (paired bootstrap)."
+    bootstrap: int = param(10000, "Bootstrap resamples of the confidence intervals (of means and of gains).")
+    test: Literal["sign_flip", "t", "bootstrap"] = param(
+        "sign_flip",
+        "Paired test of each method against report.baseline and report.control on the same examples: 'sign_flip' "
+        "(permutation test of the mean difference, exact when few differences are nonzero), 't' (paired t-test), "
+        "'bootstrap' (paired bootstrap); p is never below 1/(resamples+1). Holm-adjusted across all comparisons.",
+    )
+    resamples: int | None = param(
+        None,
+        "Resamples of the paired test (sign_flip, bootstrap). Unset: max(10000, 20 * comparisons / alpha - 1), so "
+        "the smallest attainable p times the number of comparisons is at most alpha/20.",
+    )
+    confidence: float = param(0.95, "Confidence level of the intervals; 1 - confidence is the tests' alpha.")
+    seed: int = param(0, "Seed of the bootstrap and of the permutations.")
+    baseline: str = param("tf", "Method every other method is tested against (the base model).")
+    control: str | None = param(
+        "tf_human",
+        "The same-recipe control every method is also tested against (tf_human: the base model fine-tuned on the "
+        "human responses alone); its gains are a second column. None: no control comparison.",
     )
 
 
@@ -438,6 +458,13 @@ class PipelineConfig:
         factory=list,
         help="Training seeds of the methods: each method is trained and evaluated once per seed (data, tf and "
         "relabel once per dataset); the report aggregates over them. Empty: one run with the methods' own seeds.",
+    )
+
+    seed_scope: Literal["methods", "all"] = param(
+        "methods",
+        "What pipeline.seeds repeats: 'methods' trains and evaluates each method once per seed from one tf and one "
+        "relabel per dataset; 'all' also trains tf, relabels and evaluates tf once per seed, so the interval over "
+        "seeds covers the whole pipeline (the data is prepared once).",
     )
 
     RANGES: ClassVar[dict] = {"seeds": ">= 0"}
@@ -656,6 +683,14 @@ class RunChecks:
                 f"config keys 'tf.max_length' and 'model.n_positions': tf.max_length={tf.max_length} exceeds "
                 f"model.n_positions={model.n_positions}"
             )
+        # A scorer re-ranks eval.num_responses candidates: with one there is nothing to rank, and its row would be
+        # the candidate model's greedy responses under another name.
+        if self.pipeline.scorers and self.eval.num_responses < 2:
+            raise ConfigError(
+                f"config keys 'pipeline.scorers' and 'eval.num_responses': {self.pipeline.scorers[0]} re-ranks "
+                "eval.num_responses candidates, and with 1 its row would equal its candidate model's; set "
+                "eval.num_responses >= 2"
+            )
 
 
 # ---------------------------------------------------------------- the run configuration's class
@@ -667,8 +702,9 @@ def run_config() -> type:
     """`RunConfig` for the registry as it is now: the shared sections, with every registered method's section
     (`dorl.methods.registry.sections()`: its name and the "module:Class" of its dataclass, declared beside the
     method) after `model` in registry order, and `pipeline.methods` / `pipeline.scorers` narrowed to the
-    registered names (pipeline.methods defaulting to the paper's methods). Built on first use and again when the
-    registry changes; the method modules are imported by name then (light modules: no torch at their top)."""
+    registered names (pipeline.methods defaulting to the paper's methods and the controls). Built on first use and
+    again when the registry changes; the method modules are imported by name then (light modules: no torch at
+    their top)."""
     return _assemble(tuple(_methods.entries().items()))
 
 
@@ -694,7 +730,7 @@ def _assemble(entries: tuple) -> type:
         tp = hints[f.name]
         copy = dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
         if f.name == "pipeline":
-            tp = _pipeline(_methods.relabelled(), _methods.scorers(), _methods.paper())
+            tp = _pipeline(_methods.relabelled(), _methods.scorers(), _methods.defaults())
             copy = dataclasses.field(default_factory=tp, metadata=f.metadata)
         fields.append((f.name, tp, copy))
         if f.name == METHOD_SECTIONS_AFTER:
@@ -705,10 +741,10 @@ def _assemble(entries: tuple) -> type:
     return cls
 
 
-def _pipeline(trained: list[str], scorers: list[str], paper: list[str]) -> type:
+def _pipeline(trained: list[str], scorers: list[str], defaults: list[str]) -> type:
     """PipelineConfig whose methods and scorers are the registered ones."""
     meta = {f.name: f.metadata for f in dataclasses.fields(PipelineConfig)}
-    default = tuple(paper)
+    default = tuple(defaults)
     cls = dataclasses.make_dataclass(
         "PipelineConfig",
         [
@@ -727,6 +763,11 @@ def _pipeline(trained: list[str], scorers: list[str], paper: list[str]) -> type:
     )
     cls.__module__ = __name__
     return cls
+
+
+def paper_methods() -> list[str]:
+    """The paper's methods (registry fact `paper`): the `paper` preset's pipeline.methods."""
+    return _methods.paper()
 
 
 def __getattr__(name: str):

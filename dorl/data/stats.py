@@ -1,4 +1,5 @@
-"""Sizes of a data artifact: dialogues, examples and token-length percentiles per split.
+"""Sizes of a data artifact: dialogues, examples and token-length percentiles per split, and how much of the
+held-out splits repeats the training split word for word (`overlap`).
 
 Lengths are counted in whitespace tokens (special tokens count as separators) unless a tokenizer
 is given: 'gpt2' (GPT-2's BPE, offline), an HF tokenizer id or folder, or a model artifact URI.
@@ -70,13 +71,49 @@ def stats(uri: str, tokenizer: str | None = None) -> dict:
             "response": describe(count(ex["response"])),
             "conversation": describe(count(conv["text"])),
         }
+    out["overlap"] = overlap(art)
     return out
+
+
+def overlap(art: Artifact, split: str = "test") -> dict:
+    """How much of `split` occurs verbatim in the training split: `responses`, the share of its examples whose
+    response (the exact string) is also a training response; `pairs`, the share whose context and response are
+    both a training example's. A model can score on those by recalling the training data."""
+    import pyarrow.parquet as pq
+
+    def read(name: str) -> dict:
+        return pq.read_table(art.path(f"examples/{name}.parquet"), columns=["context", "response"]).to_pydict()
+
+    train, held = read("train"), read(split)
+    return verbatim(train["context"], train["response"], held["context"], held["response"]) | {"split": split}
+
+
+def verbatim(train_contexts, train_responses, contexts, responses) -> dict:
+    """{"examples", "responses", "pairs"}: the counts and shares of (contexts, responses) found verbatim in train."""
+    seen, pairs = set(train_responses), set(zip(train_contexts, train_responses, strict=True))
+    n = len(responses)
+    hits = sum(r in seen for r in responses)
+    both = sum(p in pairs for p in zip(contexts, responses, strict=True))
+    return {
+        "examples": n,
+        "responses_in_train": hits,
+        "responses": round(hits / n, 4) if n else 0.0,
+        "pairs_in_train": both,
+        "pairs": round(both / n, 4) if n else 0.0,
+    }
 
 
 def table(result: dict):
     from rich.table import Table
 
     t = Table(title=f"{result['uri']} ({result['dataset']}); lengths in {result['unit']} tokens")
+    o = result.get("overlap")
+    if o:
+        t.caption = (
+            f"{o['split']} responses found verbatim among train responses: {o['responses_in_train']:,} of "
+            f"{o['examples']:,} ({o['responses']:.1%}); context and response both: {o['pairs_in_train']:,} "
+            f"({o['pairs']:.1%})"
+        )
     for name in ("split", "dialogues", "examples", "length of"):
         t.add_column(name, justify="left" if name in ("split", "length of") else "right")
     for name in (*(f"p{p}" for p in PERCENTILES), "max", "mean"):

@@ -44,13 +44,17 @@ class Sample:
     reward: float  # standardised return of the whole response
 
 
-def encode(df, tok, max_length: int, stats: ReturnStats, value: str = "return") -> list[Sample]:
+def encode(
+    df, tok, max_length: int, stats: ReturnStats, value: str = "return", prompt_tokens: int | None = None
+) -> list[Sample]:
     """Tokenise prompt and response separately (the boundary is a special token, so this equals
-    tokenising the line) and left-truncate to `max_length`, cutting the prompt first."""
+    tokenising the line) and left-truncate to `max_length`, cutting the prompt first. `prompt_tokens`: keep
+    only the prompt's last so many tokens first, as decoding and the scorer prompt (the validation samples)."""
     prompts = tok(list(df["prompt"]), add_special_tokens=False)["input_ids"]
     responses = tok(list(df["response"]), add_special_tokens=False)["input_ids"]
     out = []
     for p, r, v in zip(prompts, responses, df[value], strict=True):
+        p = p[-prompt_tokens:] if prompt_tokens else p
         ids = (p + r)[-max_length:]
         out.append(Sample(ids, n_actions=min(len(r), len(ids) - 1), reward=stats.standardise(float(v))))
     return out

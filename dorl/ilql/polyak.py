@@ -1,4 +1,10 @@
-"""Target-Q heads follow the Q heads slowly: target <- (1 - alpha) * target + alpha * Q every N steps."""
+"""Target-Q heads follow the Q heads slowly: target <- (1 - alpha) * target + alpha * Q every N steps.
+
+The rate is scaled to the run unless given (`ilql.polyak_alpha: auto`, `auto_alpha`): the targets average the Q
+heads over a time constant of 5% of the run's steps, alpha = every / (0.05 * steps). trlx's 0.001 every 5 steps
+is that rate at 100,000 steps; on the demo's ~1,000 steps it left the targets 82% their random initial weights,
+so the heads the decoding reads (min target-Q - V) were mostly untrained. A given number is used as is.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,14 @@ def is_sync_step(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
+TIME_CONSTANT = 0.05  # auto: the targets' time constant, as a share of the run's steps
+
+
+def auto_alpha(steps: int, every: int, fraction: float = TIME_CONSTANT) -> float:
+    """The Polyak rate whose time constant (every / alpha steps) is `fraction` of `steps` (at most 1)."""
+    return min(1.0, every / max(fraction * steps, 1e-9))
+
+
 # A run "moves its targets much" when, holding the Q heads fixed, the targets would put at least this
 # weight on them (and at most 1 - it on their initial, random values): 1 - (1 - alpha)^(steps // every).
 MOVED = 0.5
@@ -42,11 +56,15 @@ def steps_to_move(alpha: float, every: int, bound: float = MOVED) -> int | None:
     return every * math.ceil(math.log(1 - bound) / math.log(1 - alpha))
 
 
-def schedule(steps: int, alpha: float, every: int) -> dict:
-    """What a run's Polyak schedule does to the targets, for its log and manifest."""
+def schedule(steps: int, alpha: float | str, every: int) -> dict:
+    """What a run's Polyak schedule does to the targets, for its log and manifest (`alpha` "auto": `auto_alpha`)."""
+    setting = alpha
+    if alpha == "auto":
+        alpha = round(auto_alpha(steps, every), 8)
     weight = target_weight(steps, alpha, every)
     return {
         "alpha": alpha,
+        "setting": setting,
         "every": every,
         "steps": steps,
         "target_weight": round(weight, 6),

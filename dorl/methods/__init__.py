@@ -1,10 +1,12 @@
-"""The methods, one module each (tf, tf_all, tf_top, dt, ilql; kto, dpo, awr; the scorer ilql_scorer), and their
+"""The methods, one module each (tf, tf_human, tf_all, tf_top, dt, ilql; kto, dpo, awr; the scorer ilql_scorer), and
+their registry
 (`dorl.methods.registry`), which every other place reads. `from dorl import methods; methods.get(name, cfg)`."""
 
 from dorl.methods.registry import (
     BASE,
     REGISTRY,
     Entry,
+    defaults,
     entry,
     evaluated,
     get,
@@ -16,5 +18,6 @@ from dorl.methods.registry import (
 )
 
 __all__ = [
-    "BASE", "REGISTRY", "Entry", "entry", "evaluated", "get", "method_class", "names", "paper", "relabelled", "scorers",
+    "BASE", "REGISTRY", "Entry", "defaults", "entry", "evaluated", "get", "method_class", "names", "paper",
+    "relabelled", "scorers",
 ]  # fmt: skip

@@ -174,6 +174,10 @@ class Method:
         whether higher is better)."""
         return "val_loss", False
 
+    def finish(self, out_dir: Path) -> None:
+        """After training, on rank 0, with the output weights in `out_dir` (ILQL chooses its decoding beta on
+        validation); what it finds goes in `info()`."""
+
     def save(self, module, state_dict: dict, out_dir: Path) -> None:
         """Write the trained model as a plain HF folder (safetensors)."""
         prefix = "lm."
@@ -193,8 +197,9 @@ class Method:
         """What the model continues to answer `context` (`model_info`: its train manifest's info)."""
         return prompt(context)
 
-    def decoding(self) -> dict:
-        """The method's own decoding settings (recorded in the evaluation's config), as DecodeConfig fields."""
+    def decoding(self, model_info: dict | None = None) -> dict:
+        """The method's own decoding settings (recorded in the evaluation's config), as DecodeConfig fields;
+        `model_info` (the trained model's manifest info) resolves what training chose (ILQL's beta=auto)."""
         return {}
 
     def respond_to(

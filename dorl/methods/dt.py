@@ -10,6 +10,10 @@ default 2 return bins the reference's `<_reward_zero_>` / `<_reward_one_>`; with
 (`relabel.return_bins`) new tokens `<_return_0_>` … `<_return_{N-1}_>`, added to the tokenizer
 (embeddings resized). Training records them in its manifest as `info.return_tokens`, and
 evaluation prompts with the last of them. This file is the only one that knows them.
+
+Whether DT reads its token: evaluation also answers every context greedily with the *lowest* return token and
+records how many greedy responses change (`metrics.generation.return_token` of the evaluation: top, bottom, n,
+changed). A DT whose response does not depend on the token is a fine-tuned LM under another name.
 """
 
 from __future__ import annotations
@@ -86,3 +90,14 @@ class DT(Lines):
     def prompt(self, context: str, model_info: dict) -> str:
         tokens = model_info.get("return_tokens") or return_tokens(2)
         return dt_prompt(context, tokens[-1])
+
+    def respond_to(self, model, contexts, decode, num_responses, candidates=None):
+        """Its responses (asking for the top return), and how many greedy ones change when it asks for the lowest."""
+        out, stats = super().respond_to(model, contexts, decode, num_responses, candidates)
+        tokens = model.info.get("return_tokens") or return_tokens(2)
+        low, _ = self.respond(model.local_dir(), [dt_prompt(c, tokens[0]) for c in contexts], decode, 1)
+        changed = sum(a[0] != b[0] for a, b in zip(out, low, strict=True))
+        stats["return_token"] = {"top": tokens[-1], "bottom": tokens[0], "n": len(contexts), "changed": changed}
+        log.info("dt: %d of %d greedy responses change when asked for %s instead of %s", changed, len(contexts),
+                 tokens[0], tokens[-1])  # fmt: skip
+        return out, stats

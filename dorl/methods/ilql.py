@@ -30,7 +30,7 @@ from typing import ClassVar, Literal
 
 from dorl.config import TrainConfig
 from dorl.config.loader import param
-from dorl.errors import DataError
+from dorl.errors import ConfigError, DataError
 from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device
 from dorl.methods.lines import FinetuneConfig, check_relabel_inputs
@@ -56,6 +56,8 @@ class ILQLConfig:
         "polyak_alpha": "(0, 1]",
         "polyak_every": ">= 1",
         "beta": ">= 0",
+        "beta_grid": "> 0",
+        "beta_contexts": ">= 0",
         "top_k": ">= 0",
         "temperature": "> 0",
     }
@@ -77,13 +79,28 @@ class ILQLConfig:
     awac_beta: float = param(1.0, "Inverse temperature of the advantage weights (awac=true).")
     awac_max_weight: float = param(20.0, "Upper clip of the advantage weights (awac=true).")
     two_qs: bool = param(True, "Twin Q heads (min over both targets) instead of one.")
-    polyak_alpha: float = param(0.001, "Target-Q update: target = (1-alpha)*target + alpha*Q.")
+    polyak_alpha: float | Literal["auto"] = param(
+        "auto",
+        "Target-Q update every polyak_every steps: target = (1-alpha)*target + alpha*Q. 'auto': scaled to the run, "
+        "alpha = min(1, polyak_every / (0.05 * steps)), a time constant of 5% of the run (trlx's 0.001 every 5 "
+        "steps at 100,000 steps); a number, e.g. trlx's 0.001, is used as given.",
+    )
     polyak_every: int = param(5, "Optimizer steps between target-Q updates.")
-    beta: float = param(
-        0.0,
-        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling); 0 = the reference's "
-        "evaluation "
-        "(plain greedy decoding of the LM; the heads are not evaluated).",
+    beta: float | Literal["auto"] = param(
+        "auto",
+        "Decoding: log_softmax(LM) + beta*(min target-Q - V) (LM/temperature when sampling). 'auto': the beta of "
+        "ilql.beta_grid that decoded the validation contexts best (training chooses it and records it in the "
+        "model's manifest, info.beta); 0 = the reference's evaluation (plain greedy decoding of the LM).",
+    )
+    beta_grid: list[float] = param(
+        factory=lambda: [0.5, 1.0, 2.0, 4.0],
+        help="The betas (> 0) training tries on the validation contexts for ilql.beta=auto; beta 0 is decoded too, "
+        "for comparison, but not chosen.",
+    )
+    beta_contexts: int = param(
+        200,
+        "Validation contexts (a fixed sample) decoded greedily at each beta of ilql.beta_grid and scored with the "
+        "training reward (relabel.reward) against their human response; 0: no choice (beta=auto decodes with 0).",
     )
     keep_best_by: Literal["loss", "value_ranking"] = param(
         "loss",
@@ -104,6 +121,10 @@ class ILQLConfig:
         "beta*advantage, trlx's limit T -> 0.",
     )
 
+    def check(self, where: str) -> None:
+        if not self.beta_grid:
+            raise ConfigError(f"config key '{where}.beta_grid': empty; name the betas (> 0) to choose from")
+
 
 class ILQL(Method):
     loss_label = "ILQL loss per action"
@@ -115,7 +136,10 @@ class ILQL(Method):
         self.stats = None  # ReturnStats of the training returns (set by `datasets`)
         self._head_parameters: int | None = None
         self.engine = None  # DeepSpeed's, for the fp32 master weights (`on_engine`)
+        self._alpha: float | None = None  # the Polyak rate of this run (ilql.polyak_alpha, "auto" resolved)
+        self._beta: dict | None = None  # the decoding beta chosen on validation (`finish`)
         self._val_groups = self._val_returns = self._val_values = None  # the value ranking (`validation_metrics`)
+        self._val_frame = self._val_ranked = None  # the validation rows, and which of them the ranking counts
 
     # ---------------------------------------------------------------- the training set (relabel)
     def training_set(self, candidates, return_bins: int):
@@ -128,6 +152,8 @@ class ILQL(Method):
                 "response": [c + REP_END for c in candidates["candidate"]],
                 "reward": candidates["reward"].astype(np.float64).to_numpy(),
                 "return": np.asarray(candidates["return"], dtype=np.int64),
+                # 0: the human response (the value ranking leaves it out: no model proposes it)
+                "candidate_index": np.asarray(candidates["candidate_index"], dtype=np.int64),
             }
         )
 
@@ -140,7 +166,13 @@ class ILQL(Method):
         return {k: v for k, v in asdict(self.cfg.ilql).items() if k != "train" and k not in DECODING}
 
     def config(self) -> dict:
-        return {"method": self.name, "train": asdict(self.train_config()), "ilql": self.hyperparameters()}
+        # eval.prompt_tokens: the validation samples are prompted as evaluation prompts (see `datasets`); the beta
+        # is chosen by decoding as evaluation decodes, scored with the training reward (`finish`)
+        ec = self.cfg.eval
+        validation = {"prompt_tokens": ec.prompt_tokens, "max_new_tokens": ec.max_new_tokens,
+                      "reward": self.cfg.relabel.reward}  # fmt: skip
+        return {"method": self.name, "train": asdict(self.train_config()), "ilql": self.hyperparameters(),
+                "validation": validation}  # fmt: skip
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         check_relabel_inputs(self, data, base, "ilql.train.max_length")
@@ -157,7 +189,10 @@ class ILQL(Method):
         self.stats = ReturnStats.fit(frames["train"][column])
         sets = []
         for split, df in frames.items():
-            samples = encode(df, tok, max_length, self.stats, column)
+            # Validation as evaluation sees a context: its prompt cut to eval.prompt_tokens, as decoding and the
+            # scorer cut it, so the value ranking and keep-best judge the model in the setting it is used in.
+            prompt_tokens = self.cfg.eval.prompt_tokens if split == "validation" else None
+            samples = encode(df, tok, max_length, self.stats, column, prompt_tokens=prompt_tokens)
             ex = Examples.from_lists(
                 [s.input_ids for s in samples],
                 n_actions=np.array([s.n_actions for s in samples], dtype=np.int32),
@@ -174,15 +209,19 @@ class ILQL(Method):
         return sets[0], sets[1]
 
     def _ranking_set(self, val, column: str) -> None:
-        """Each validation sample's context and return, for the value ranking of every validation."""
+        """Each validation sample's context and return, for the value ranking of every validation; the human
+        responses are left out of the ranking (no model proposes them, and they always have the top return)."""
         import numpy as np
 
         from dorl.ilql.ranking import value_ranking
 
-        self._val_groups = val["prompt"].to_numpy()
-        self._val_returns = val[column].to_numpy(dtype=np.float64)
+        self._val_frame = val
+        self._val_ranked = val["candidate_index"].to_numpy() != 0
+        self._val_groups = val["prompt"].to_numpy()[self._val_ranked]
+        self._val_returns = val[column].to_numpy(dtype=np.float64)[self._val_ranked]
         self._val_values = np.zeros(len(val))
-        contexts = value_ranking(self._val_values, self._val_groups, self._val_returns)["value_contexts"]
+        contexts = value_ranking(self._val_values[self._val_ranked], self._val_groups, self._val_returns)
+        contexts = contexts["value_contexts"]
         self._info["validation"]["ranked_contexts"] = contexts
         if self.cfg.ilql.keep_best_by == "value_ranking" and not contexts:
             raise DataError(
@@ -197,12 +236,17 @@ class ILQL(Method):
         tc, ic = self.train_config(), self.cfg.ilql
         steps = tc.max_steps or tc.epochs * steps_per_epoch(n_train, tc.batch_size)
         out = schedule(steps, ic.polyak_alpha, ic.polyak_every)
+        self._alpha = out["alpha"]
+        how = f"scaled to the run's {steps} steps" if ic.polyak_alpha == "auto" else "as set"
+        log.info(
+            "ilql: the target heads follow the Q heads, alpha %g every %d steps (%s)", self._alpha, ic.polyak_every, how
+        )
         if out["too_short"]:
             log.warning(
                 "ilql: %d steps with polyak_alpha=%g every %d leave the target heads %.1f%% their initial weights "
                 "(weight on the trained heads %.3f < %.1f; %s steps would reach it): "
                 "raise ilql.polyak_alpha or train longer",
-                steps, ic.polyak_alpha, ic.polyak_every, 100 * (1 - out["target_weight"]), out["target_weight"],
+                steps, self._alpha, ic.polyak_every, 100 * (1 - out["target_weight"]), out["target_weight"],
                 out["bound"], out["steps_to_bound"] or "no number of",
             )  # fmt: skip
         return out
@@ -260,7 +304,7 @@ class ILQL(Method):
         ic = self.cfg.ilql
         if is_sync_step(step, ic.polyak_every):
             targets, params = zip(*module.model.heads.polyak_pairs(), strict=True)
-            polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), ic.polyak_alpha)
+            polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), self._alpha)
 
     def on_validation_batch(self, module, idx) -> None:
         self._val_values[idx] = module.last_values.cpu().double().numpy()
@@ -274,7 +318,7 @@ class ILQL(Method):
 
         values = np.asarray(dist.all_sum(self._val_values.tolist()))
         self._val_values[:] = 0.0
-        return value_ranking(values, self._val_groups, self._val_returns)
+        return value_ranking(values[self._val_ranked], self._val_groups, self._val_returns)
 
     def selection(self) -> tuple[str, bool]:
         return ("value_ranking", True) if self.cfg.ilql.keep_best_by == "value_ranking" else ("val_loss", False)
@@ -287,13 +331,51 @@ class ILQL(Method):
         model.meta = self.meta()  # the return statistics are known once the data is read
         io.save(model, out_dir, state_dict={k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)})
 
+    def finish(self, out_dir: Path) -> None:
+        """Choose the decoding beta on validation (`dorl.ilql.beta`): ilql.beta_contexts validation contexts decoded
+        greedily at 0 and at each of ilql.beta_grid, scored with the training reward against their human response;
+        recorded as info.beta, what evaluation decodes with under ilql.beta=auto."""
+        import torch
+
+        from dorl.ilql import io as ilql_io
+        from dorl.ilql.beta import sample_contexts, sweep
+        from dorl.methods.base import load_tokenizer
+        from dorl.metrics import get_metric
+
+        ic, ec = self.cfg.ilql, self.cfg.eval
+        prompts, references = sample_contexts(self._val_frame, ic.beta_contexts) if ic.beta_contexts else ([], [])
+        if not prompts:
+            log.info("ilql: no validation contexts to choose beta on (ilql.beta_contexts=%d)", ic.beta_contexts)
+            return
+        tok = load_tokenizer(out_dir)
+        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+        model = ilql_io.load(out_dir, device=device(), dtype=dtype)
+        dc = DecodeConfig(prompt_tokens=ec.prompt_tokens, max_new_tokens=ec.max_new_tokens, batch_size=ec.batch_size,
+                          top_k=ic.top_k, temperature=ic.temperature)  # fmt: skip
+        self._beta = sweep(
+            model, tok, prompts, references, ic.beta_grid, dc, get_metric(self.cfg.relabel.reward, self.cfg.metrics)
+        )
+        grid = ", ".join(f"{r['beta']:g}: {r['reward']:.4f}" for r in self._beta["grid"])
+        log.info("ilql: beta %g chosen on %d validation contexts (mean %s by beta: %s)", self._beta["beta"],
+                 len(prompts), self._beta["metric"], grid)  # fmt: skip
+
     def info(self) -> dict:
         ic = self.cfg.ilql
-        return {"data": self._info, "heads": ic.heads, "two_qs": ic.two_qs, "head_parameters": self._head_parameters}
+        out = {"data": self._info, "heads": ic.heads, "two_qs": ic.two_qs, "head_parameters": self._head_parameters}
+        return out | ({"beta": self._beta} if self._beta else {})
 
     # ---------------------------------------------------------------- evaluation
-    def decoding(self) -> dict:
-        return {k: getattr(self.cfg.ilql, k) for k in DECODING}
+    def decoding(self, model_info: dict | None = None) -> dict:
+        out = {k: getattr(self.cfg.ilql, k) for k in DECODING}
+        if out["beta"] == "auto":  # what training chose on validation (`finish`)
+            chosen = (model_info or {}).get("beta", {}).get("beta")
+            if chosen is None:
+                log.warning(
+                    "ilql.beta=auto, but the model records no beta chosen on validation (trained before dorl chose "
+                    "one, or ilql.beta_contexts=0): decoding with beta 0; set ilql.beta"
+                )
+            out["beta"] = float(chosen or 0.0)
+        return out
 
     def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
         """Response 1: greedy with beta * advantage; 2..N: samples re-ranked by their value."""

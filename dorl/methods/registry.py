@@ -1,6 +1,7 @@
 """The methods, one module each, and the one registry every other place reads.
 
     tf      the base model: whole conversations as a language model         (dorl/methods/tf.py)
+    tf_human  the human responses alone, as plain lines: the same-recipe control (dorl/methods/tf_human.py)
     tf_all  every relabelled candidate, as a plain line                     (dorl/methods/tf_all.py)
     tf_top  the candidates in the top return bin                            (dorl/methods/tf_top.py)
     dt      every candidate with its return token (Decision Transformer)    (dorl/methods/dt.py)
@@ -26,8 +27,10 @@ and how it prompts and decodes at evaluation. Adding one is one module plus one 
   the method (as TRL's `KTOConfig` beside `KTOTrainer`). `dorl.config` adds the section to the run
   configuration (`--set mine.key=...`, YAML, `dorl config keys`), importing `settings` by name; sections may be
   shared (tf_top, tf_all and dt all train with `finetune`, declared in dorl/methods/lines.py);
-- `paper`: one of the paper's methods, in the default of `pipeline.methods` (a new method joins a run only
-  when listed there);
+- `paper`: one of the paper's methods, in the default of `pipeline.methods` and in the `paper` preset's list
+  (a new method joins a run only when listed there);
+- `control`: a control every comparison needs (tf_human), in the default of `pipeline.methods` but not in the
+  `paper` preset's list, which runs the paper's methods alone;
 - `scorer`: an evaluation-only method (`pipeline.scorers`).
 
 The order of `REGISTRY` is the order of the config sections, of `pipeline.methods`, of the pipeline's and the
@@ -56,7 +59,8 @@ class Entry:
     where: str  # "module:Class" of its `Method`
     section: str | None = None  # the run-config section holding its settings (None: it has none)
     settings: str | None = None  # "module:Class" of that section's dataclass
-    paper: bool = False  # one of the paper's methods: in pipeline.methods' default
+    paper: bool = False  # one of the paper's methods: in pipeline.methods' default and the paper preset's list
+    control: bool = False  # a control of the comparisons: in pipeline.methods' default, not the paper preset's
     scorer: bool = False  # evaluation only: no training set, no train node (pipeline.scorers)
 
 
@@ -66,6 +70,7 @@ ILQL = "dorl.methods.ilql:ILQLConfig"
 
 REGISTRY: dict[str, Entry | str] = {
     "tf": Entry("dorl.methods.tf:TF", "tf", "dorl.config.schema:TrainConfig"),
+    "tf_human": Entry("dorl.methods.tf_human:TfHuman", "finetune", FINETUNE, control=True),
     "tf_all": Entry("dorl.methods.tf_all:TfAll", "finetune", FINETUNE, paper=True),
     "tf_top": Entry("dorl.methods.tf_top:TfTop", "finetune", FINETUNE, paper=True),
     "dt": Entry("dorl.methods.dt:DT", "finetune", FINETUNE, paper=True),
@@ -112,8 +117,13 @@ def relabelled() -> list[str]:
 
 
 def paper() -> list[str]:
-    """The paper's methods: what `pipeline.methods` runs unless it says otherwise."""
+    """The paper's methods (the `paper` preset's `pipeline.methods`)."""
     return [n for n, e in entries().items() if e.paper and not e.scorer]
+
+
+def defaults() -> list[str]:
+    """What `pipeline.methods` runs unless it says otherwise: the paper's methods and the controls."""
+    return [n for n, e in entries().items() if (e.paper or e.control) and not e.scorer]
 
 
 def sections() -> list[tuple[str, str]]:

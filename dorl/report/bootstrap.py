@@ -1,5 +1,6 @@
-"""Statistics of the report: bootstrap intervals over examples, the paired test against a baseline, the
-interval over seeds, and Holm's correction across the comparisons."""
+"""Intervals and corrections of the report: bootstrap intervals over examples (of a mean and of a paired
+difference), the Student-t interval over seeds, and Holm's correction across the comparisons. The paired tests'
+p-values are `dorl.report.significance`'s."""
 
 from __future__ import annotations
 
@@ -19,32 +20,25 @@ def mean_ci(values, n_boot: int, confidence: float, seed: int) -> tuple[float, f
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def paired_test(values, baseline, n_boot: int, confidence: float, seed: int) -> dict:
-    """Paired bootstrap of mean(values - baseline) over the same examples.
-
-    Returns the difference, its interval and a two-sided p-value: twice the share of resampled
-    differences on the far side of zero (capped at 1).
-    """
+def paired_interval(values, baseline, n_boot: int, confidence: float, seed: int) -> dict:
+    """Paired bootstrap of mean(values - baseline) over the same examples: the difference and its percentile
+    interval (the p-value is `dorl.report.significance`'s)."""
     a, b = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired test needs the same examples: {a.shape} vs {b.shape}")
     diff = a - b
     means = _resample_means(diff, n_boot, np.random.default_rng(seed))
     alpha = (1 - confidence) / 2
-    if np.all(diff == 0):
-        p = 1.0
-    else:
-        p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
     return {
         "delta": float(diff.mean()),
         "delta_low": float(np.quantile(means, alpha)),
         "delta_high": float(np.quantile(means, 1 - alpha)),
-        "p_value": p,
     }
 
 
 def seed_interval(seed_means, confidence: float) -> tuple[float, float]:
-    """Student-t interval of the mean over seeds (each seed's mean over examples): seed-to-seed variation."""
+    """Student-t interval (S - 1 degrees of freedom) of the mean over S seeds, each seed's value its mean over
+    examples (a score or a gain): the seeds as a random sample of training runs. NaN under 2 seeds."""
     from scipy import stats
 
     x = np.asarray(seed_means, dtype=float)

@@ -7,7 +7,8 @@ import pandas as pd
 
 from dorl.errors import DataError
 from dorl.methods import registry as methods
-from dorl.report.bootstrap import holm, mean_ci, paired_test, seed_interval
+from dorl.report.bootstrap import holm, mean_ci, paired_interval, seed_interval
+from dorl.report.significance import DESCRIPTION, MIN_RESAMPLES, auto_resamples, paired_p
 
 METRICS = ("bertscore", "bleurt", "meteor", "bleu")
 LABELS = {"bertscore": "BERTScore", "bleurt": "BLEURT", "meteor": "METEOR", "bleu": "BLEU", "bert_click": "BERT-click"}
@@ -50,13 +51,16 @@ def groups(evals: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return out
 
 
-def build(
-    evals: list[dict], k: int, n_boot: int, confidence: float, seed: int, baseline: str, click_threshold: float
-) -> pd.DataFrame:
+def build(evals: list[dict], rc, click_threshold: float) -> tuple[pd.DataFrame, dict]:
     """`evals`: dicts with dataset, method, uri and the predictions DataFrame; several of one (dataset, method)
-    are seeds. Each example's score is its mean over seeds: the interval over examples and the paired test use it,
-    the interval over seeds uses each seed's mean. Holm's correction runs across every comparison in the table."""
-    rows = []
+    are seeds, in seed order. `rc`: the report settings (ReportConfig). Returns the table (one row per dataset,
+    method and metric) and the statistics that made it (`statistics`).
+
+    Each example's score is its mean over seeds: the interval over examples and the paired tests use it; the
+    interval over seeds uses each seed's mean, and with several seeds each gain also gets its interval over the
+    seeds' gains. Every method is compared with `rc.baseline` (tf) and with `rc.control` (tf_human) where both
+    were evaluated; Holm's correction runs across all of those comparisons together (one family)."""
+    confidence, seed = rc.confidence, rc.seed
     scores = {}
     ref = {}
     for ev in evals:
@@ -65,41 +69,114 @@ def build(
     for key, seeds in groups(evals).items():
         for ev in seeds[1:]:
             _check_same_examples(ev, seeds[0])
-        per_seed = [per_example(ev["predictions"], k, click_threshold, ev["uri"]) for ev in seeds]
+        per_seed = [per_example(ev["predictions"], rc.k, click_threshold, ev["uri"]) for ev in seeds]
         metrics = [m for m in per_seed[0] if all(m in p for p in per_seed)]
         scores[key] = ({m: np.stack([p[m] for p in per_seed]) for m in metrics}, seeds[0])
+    references = {"": rc.baseline, "control_": rc.control}
+    rows, tests = [], []  # tests: (row index, column prefix, method's per-example scores, reference's)
     for (dataset, method), (per, ev) in scores.items():
-        base = scores.get((dataset, baseline))
         for metric, by_seed in per.items():
             values = by_seed.mean(axis=0)
-            mean, low, high = mean_ci(values, n_boot, confidence, seed)
+            mean, low, high = mean_ci(values, rc.bootstrap, confidence, seed)
             seed_low, seed_high = seed_interval(by_seed.mean(axis=1), confidence)
             row = {
                 "dataset": dataset,
                 "method": method,
                 "metric": metric,
-                "k": k,
+                "k": rc.k,
                 "n": len(values),
                 "mean": mean,
                 "ci_low": low,
                 "ci_high": high,
-                "delta": np.nan,
-                "delta_low": np.nan,
-                "delta_high": np.nan,
-                "p_value": np.nan,
                 "seeds": len(by_seed),
                 "seed_low": seed_low,
                 "seed_high": seed_high,
             }
-            if base is not None and method != baseline and metric in base[0]:
-                _check_same_examples(ev, base[1])
-                row.update(paired_test(values, base[0][metric].mean(axis=0), n_boot, confidence, seed))
+            for prefix, name in references.items():
+                row.update({f"{prefix}{c}": np.nan for c in COMPARISON})
+                other = scores.get((dataset, name)) if name else None
+                # tf against the control is the control against tf, already in the family
+                if other is None or method in (name, rc.baseline) or metric not in other[0]:
+                    continue
+                _check_same_examples(ev, other[1])
+                ref_by_seed = other[0][metric]
+                reference = ref_by_seed.mean(axis=0)
+                delta = paired_interval(values, reference, rc.bootstrap, confidence, seed)
+                row.update({f"{prefix}{k}": v for k, v in delta.items()})
+                gains = seed_gains(by_seed, ref_by_seed)
+                row[f"{prefix}gain_seed_low"], row[f"{prefix}gain_seed_high"] = seed_interval(gains, confidence)
+                tests.append((len(rows), prefix, values, reference))
             rows.append(row)
+    family = len(tests)
+    resamples = rc.resamples or auto_resamples(family, 1 - confidence)
+    exact = 0
+    for i, prefix, values, reference in tests:
+        result = paired_p(values, reference, rc.test, resamples, seed)
+        rows[i][f"{prefix}p_value"] = result["p_value"]
+        exact += result["exact"]
     table = pd.DataFrame(rows)
-    table["p_holm"] = holm(table["p_value"])
+    # One family: every comparison with the baseline and with the control, Holm-adjusted together.
+    joint = holm(np.concatenate([table[f"{p}p_value"].to_numpy(dtype=float) for p in references]))
+    for j, prefix in enumerate(references):
+        table[f"{prefix}p_holm"] = joint[j * len(table) : (j + 1) * len(table)]
     table["_m"] = table["method"].map(row_order)
     table["_x"] = table["metric"].map(lambda m: list(LABELS).index(m))
-    return table.sort_values(["dataset", "_m", "_x"]).drop(columns=["_m", "_x"]).reset_index(drop=True)
+    table = table.sort_values(["dataset", "_m", "_x"]).drop(columns=["_m", "_x"]).reset_index(drop=True)
+    stats = statistics(rc, family, resamples, exact, {k: len(v[0][next(iter(v[0]))]) for k, v in scores.items()})
+    return table, stats
+
+
+# The columns of one comparison (with the baseline: as named; with the control: prefixed "control_").
+COMPARISON = ("delta", "delta_low", "delta_high", "p_value", "gain_seed_low", "gain_seed_high")
+
+
+def seed_gains(method: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each seed's gain (its mean over examples minus the reference's): seed s against the reference's seed s when
+    both have as many seeds (the whole pipeline ran per seed: pipeline.seed_scope=all), else against the
+    reference's mean over its seeds."""
+    m = method.mean(axis=1)
+    r = reference.mean(axis=1)
+    return m - r if len(r) == len(m) else m - r.mean()
+
+
+def statistics(rc, family: int, resamples: int, exact: int, seeds: dict) -> dict:
+    """What the report states about its tests: the test, the family Holm corrects over, the resamples, the seeds."""
+    alpha = 1 - rc.confidence
+    per_method = {f"{d}/{m}": n for (d, m), n in seeds.items()}
+    warnings = []
+    fewest = min(seeds.values(), default=1)
+    if fewest == 1:
+        warnings.append(
+            "one training run per method: the intervals and tests cover the sampling of test examples, not the "
+            "randomness of training (pipeline.seeds with pipeline.seed_scope=all covers the whole pipeline)"
+        )
+    elif fewest < 3:
+        warnings.append(
+            f"only {fewest} seeds for some methods: the interval over seeds has {fewest - 1} degree(s) of freedom "
+            "and is wide and unstable; use at least 3 seeds"
+        )
+    return {
+        "test": rc.test,
+        "test_description": DESCRIPTION[rc.test],
+        "resamples": resamples if rc.test != "t" else None,
+        "resamples_rule": "report.resamples" if rc.resamples else f"auto: max({MIN_RESAMPLES}, 20 m / alpha - 1)",
+        "smallest_p": 1 / (resamples + 1) if rc.test != "t" else None,
+        "exact_tests": exact,
+        "family": family,
+        "family_description": (
+            f"every comparison of a method with `{rc.baseline}`"
+            + (f" and with the control `{rc.control}`" if rc.control else "")
+            + " on every metric and dataset of the table, Holm-adjusted together"
+        ),
+        "correction": "holm",
+        "alpha": round(alpha, 10),
+        "bootstrap": rc.bootstrap,
+        "intervals": f"{rc.confidence:.0%} percentile bootstrap over test examples ({rc.bootstrap} resamples)",
+        "seeds": per_method,
+        "seed_effect": "seeds as a random effect: Student-t interval (S - 1 degrees of freedom) over the seeds' "
+        "means (and over the seeds' gains); the tests compare the per-example means over seeds",
+        "warnings": warnings,
+    }
 
 
 def _keys(pred: pd.DataFrame) -> list[str]:
@@ -132,44 +209,10 @@ def _check_same_examples(ev: dict, base: dict) -> None:
         )
 
 
-def mark(r, confidence: float) -> str:
-    """* better / † worse than the baseline when Holm's adjusted p-value is below 1 - confidence."""
-    if np.isnan(r.p_holm) or r.p_holm >= 1 - confidence:
+def mark(r, confidence: float, prefix: str = "") -> str:
+    """* better / † worse than the baseline (prefix "control_": than the control) when Holm's adjusted p-value is
+    below 1 - confidence."""
+    p_holm, delta = getattr(r, f"{prefix}p_holm"), getattr(r, f"{prefix}delta")
+    if np.isnan(p_holm) or p_holm >= 1 - confidence:
         return ""
-    return "*" if r.delta > 0 else "†"
-
-
-def markdown(table: pd.DataFrame, baseline: str, confidence: float) -> str:
-    """Methods as rows; (dataset, metric) as columns; mean [CI over examples] ±(half-width over seeds, when several),
-    * / † when the paired test's Holm-adjusted p-value is below 1 - confidence."""
-    cols = list(dict.fromkeys(zip(table["dataset"], table["metric"])))
-    methods = list(dict.fromkeys(table["method"]))
-    header = "| method | " + " | ".join(f"{d} {LABELS[m]}" for d, m in cols) + " |"
-    lines = [header, "|---|" + "---|" * len(cols)]
-    cell = {(r.dataset, r.metric, r.method): r for r in table.itertuples()}
-    for method in methods:
-        out = []
-        for d, m in cols:
-            r = cell.get((d, m, method))
-            if r is None:
-                out.append("–")
-                continue
-            seeds = f" ±{(r.seed_high - r.seed_low) / 2:.3f}" if r.seeds > 1 else ""
-            out.append(f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]{seeds}{mark(r, confidence)}")
-        lines.append(f"| {method} | " + " | ".join(out) + " |")
-    k = int(table["k"].iloc[0])
-    n = ", ".join(f"{d}: {int(g['n'].iloc[0])}" for d, g in table.groupby("dataset"))
-    alpha = f"{1 - confidence:.3g}"
-    note = (
-        f"Best-of-{k} means over test examples ({n}), {confidence:.0%} bootstrap intervals. "
-        f"* better / † worse than `{baseline}` (paired bootstrap, Holm-adjusted p < {alpha} across "
-        f"{int(table['p_value'].notna().sum())} comparisons)."
-    )
-    if (table["seeds"] > 1).any():
-        seeds = ", ".join(f"{m}: {int(g['seeds'].max())}" for m, g in table.groupby("method", sort=False))
-        note += (
-            f" Several seeds ({seeds}): each example's score is its mean over seeds; ± is the half-width of the "
-            f"{confidence:.0%} Student-t interval of the mean over seeds."
-        )
-    lines += ["", note]
-    return "\n".join(lines) + "\n"
+    return "*" if delta > 0 else "†"

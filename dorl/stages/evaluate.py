@@ -39,15 +39,16 @@ def sample_test(examples, n: int, seed: int):
     return examples if len(examples) <= n else examples.sample(n=n, random_state=seed)
 
 
-def decode_config(cfg: RunConfig, m) -> DecodeConfig:
-    """eval.* and the method's own decoding settings (ILQL: beta, top_k, temperature)."""
+def decode_config(cfg: RunConfig, m, model_info: dict | None = None) -> DecodeConfig:
+    """eval.* and the method's own decoding settings (ILQL: beta, top_k, temperature; `model_info`: the trained
+    model's manifest info, where training recorded what it chose)."""
     ec = cfg.eval
     return DecodeConfig(
         prompt_tokens=ec.prompt_tokens,
         max_new_tokens=ec.max_new_tokens,
         batch_size=ec.batch_size,
         lm_head=ec.lm_head,
-        **m.decoding(),
+        **m.decoding(model_info),
     )
 
 
@@ -93,6 +94,11 @@ def evaluate(
 ) -> StageResult:
     import pandas as pd
 
+    if methods.method_class(method).scores and cfg.eval.num_responses < 2:
+        raise ConfigError(
+            f"--method {method} re-ranks eval.num_responses candidates, and with {cfg.eval.num_responses} its row "
+            "would be its candidate model's greedy responses under another name; set eval.num_responses >= 2"
+        )
     data = Artifact(data_uri, expect_stage="data")
     model = Artifact(model_uri)
     candidates = Artifact(candidates_uri) if candidates_uri else None
@@ -100,8 +106,8 @@ def evaluate(
     m = methods.get(method, cfg)
     names = metric_names(cfg)
     config = {"method": method, "eval": to_dict(cfg.eval), "metrics": to_dict(cfg.metrics)}
-    if m.decoding():
-        config["decoding"] = m.decoding()
+    if m.decoding(model.info):
+        config["decoding"] = m.decoding(model.info)
     inputs = {"model": model, "data": data}
     if candidates is not None:
         config["candidates"] = trained_method(candidates)
@@ -117,7 +123,8 @@ def evaluate(
         sample = sample_test(test, ec.n_examples, ec.sample_seed)
         log.info("evaluate %s: %d test examples, %d response(s) each", method, len(sample), ec.num_responses)
         contexts = sample["context"].tolist()
-        responses, gen_stats = m.respond_to(model, contexts, decode_config(cfg, m), ec.num_responses, candidates)
+        decode = decode_config(cfg, m, model.info)
+        responses, gen_stats = m.respond_to(model, contexts, decode, ec.num_responses, candidates)
 
         refs = sample["response"].tolist()
         # dialogue_id/turn_index identify the example, so the report can join every method's responses on it.

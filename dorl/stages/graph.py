@@ -11,7 +11,10 @@ data alone (`dorl relabel --data D`, the scored file named in the config): no be
 
 With `pipeline.seeds`, each method's train and evaluate nodes are repeated once per seed (`seed`:
 `dorl train --seed S`, the method's TrainConfig.seed); data, tf, relabel and tf's evaluation stay
-one per dataset (tf is trained once, so it has one evaluation), and the report reads every one.
+one per dataset (tf is trained once, so it has one evaluation), and the report reads every one. With
+`pipeline.seed_scope: all` tf (`dorl train --method tf --seed S`), relabel and tf's evaluation are repeated per
+seed too, each method of seed S training from seed S's tf and relabel: the seeds then vary the whole pipeline
+after the data.
 
 A node names its stage, dataset, method and seed, its inputs (keyword → artifact URI), its output
 and the nodes it waits for. The same node gives the stage function's keyword arguments (`kwargs`, one
@@ -103,11 +106,12 @@ def training_seeds(cfg: RunConfig) -> list[int | None]:
 
 def nodes(cfg: RunConfig) -> list[Node]:
     """Every node of the run (pipeline.datasets x pipeline.methods, scorers and seeds), each after the nodes
-    it needs."""
+    it needs. pipeline.seed_scope=all repeats tf, relabel and tf's evaluation per seed too (`tf --seed S`)."""
     scorers = list(cfg.pipeline.scorers)
     datasets = list(cfg.pipeline.datasets)
     trained = list(cfg.pipeline.methods)
     per_seed = training_seeds(cfg)
+    whole = cfg.pipeline.seed_scope == "all" and per_seed != [None]
     out: list[Node] = []
     evals: list[Node] = []
     base = methods.BASE
@@ -117,21 +121,25 @@ def nodes(cfg: RunConfig) -> list[Node]:
             return layout.stage_uri(cfg, ds, stage, seed)
 
         data = Node("data", uri("data"), dataset=ds)
-        tf = Node("train", uri(base), (("data_uri", data.out),), ds, base, (data.key,))
+        out.append(data)
+        tf = relabel = None
         own = cfg.data.sources.get(ds)
-        if own is not None and own.candidates == "scored":  # your scored rows alone: no beams, no base model
-            relabel = Node("relabel", uri("relabel"), (("data_uri", data.out),), ds, after=(data.key,))
-        else:
-            relabel = Node(
-                "relabel", uri("relabel"), (("data_uri", data.out), ("base_uri", tf.out)), ds, after=(tf.key,)
-            )
-        needs = (relabel.key,) if tf.key in relabel.after else (relabel.key, tf.key)  # a method starts from tf
-        inputs = (("model_uri", tf.out), ("data_uri", data.out))
-        tf_eval = Node("evaluate", uri(f"eval/{base}"), inputs, ds, base, (tf.key,))
-        out += [data, tf, relabel, tf_eval]
-        evals.append(tf_eval)
+        scored_only = own is not None and own.candidates == "scored"  # your scored rows alone: no beams
         for seed in per_seed:
+            if tf is None or whole:  # once per dataset, or once per seed with seed_scope=all
+                s = seed if whole else None
+                tf = Node("train", uri(base, s), (("data_uri", data.out),), ds, base, (data.key,), s)
+                if scored_only:  # no base model to propose candidates
+                    relabel = Node("relabel", uri("relabel", s), (("data_uri", data.out),), ds, after=(data.key,), seed=s)
+                else:
+                    inputs = (("data_uri", data.out), ("base_uri", tf.out))
+                    relabel = Node("relabel", uri("relabel", s), inputs, ds, after=(tf.key,), seed=s)
+                inputs = (("model_uri", tf.out), ("data_uri", data.out))
+                tf_eval = Node("evaluate", uri(f"eval/{base}", s), inputs, ds, base, (tf.key,), s)
+                out += [tf, relabel, tf_eval]
+                evals.append(tf_eval)
             models = {base: tf}
+            needs = (relabel.key,) if tf.key in relabel.after else (relabel.key, tf.key)  # a method starts from tf
             for m in trained:
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
                 model = models[m] = Node("train", uri(m, seed), inputs, ds, m, needs, seed)

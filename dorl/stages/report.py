@@ -12,7 +12,7 @@ import click
 
 from dorl import csvsafe
 from dorl.config import RunConfig, to_dict
-from dorl.errors import DataError
+from dorl.errors import DataError, UserError
 from dorl.options import config_options, force_option
 from dorl.store import Artifact, StageResult, run_stage
 
@@ -47,8 +47,9 @@ def _load(uri: str) -> dict:
 
 def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = False) -> StageResult:
     from dorl.report import html
-    from dorl.report.plot import plot
-    from dorl.report.table import RELEASED, build, groups, markdown
+    from dorl.report.markdown import markdown, reward_metrics
+    from dorl.report.plot import plot, plot_dt_token
+    from dorl.report.table import RELEASED, build, groups
 
     if not eval_uris:
         raise DataError("report: no evaluation artifacts given (--eval URI, one per method and dataset)")
@@ -62,8 +63,9 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
     config = {"report": to_dict(rc), "click_threshold": cfg.eval.click_threshold}
 
     def body(ctx):
-        table = build(evals, rc.k, rc.bootstrap, rc.confidence, rc.seed, rc.baseline, cfg.eval.click_threshold)
-        md = markdown(table, rc.baseline, rc.confidence)
+        table, stats = build(evals, rc, cfg.eval.click_threshold)
+        found = checks(cfg, evals)
+        md, note = markdown(table, stats, rc, found)
         ctx.out.path("results.md").write_text(md)
         csvsafe.write(table, ctx.out.path("results.csv"))
         ctx.out.path("results.json").write_text(
@@ -71,26 +73,33 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
                 {
                     "k": rc.k,
                     "baseline": rc.baseline,
+                    "control": rc.control,
                     "confidence": rc.confidence,
                     "bootstrap": rc.bootstrap,
+                    "statistics": stats,
+                    "checks": found,
                     "rows": json.loads(table.to_json(orient="records")),
                 },
                 indent=2,
             )
         )
-        plot(table, ctx.out.path("results.png"), rc.confidence)
+        plot(table, ctx.out.path("results.png"), rc.confidence, reward_metrics(found))
+        if found["dt_token"]:
+            plot_dt_token(found["dt_token"], ctx.out.path("dt_token.png"))
         started = time.perf_counter()
-        note = md.strip().splitlines()[-1]
         html.write(table, note, evals, ctx.out.path("results.png"), ctx.out.path("report.html"), rc.k, rc.confidence)
         log.info(
             "report.html: %.1f kB in %.2f s",
             ctx.out.path("report.html").stat().st_size / 1e3,
             time.perf_counter() - started,
         )
+        for warning in stats["warnings"]:
+            log.warning("report: %s", warning)
         ctx.info.update(
             datasets=sorted({e["dataset"] for e in evals}),
             methods=sorted({e["method"] for e in evals}),
             rows=len(table),
+            statistics={k: stats[k] for k in ("test", "resamples", "family", "exact_tests")},
         )
 
     # Seeds after the first get a suffix: a single-seed report's inputs keep their names.
@@ -100,6 +109,53 @@ def report(cfg: RunConfig, *, eval_uris: list[str], out_uri: str, force: bool = 
         for i, e in enumerate(seeds)
     }
     return run_stage("report", out_uri, config, inputs, body, force=force)
+
+
+# ---------------------------------------------------------------- what the reader needs besides the numbers
+
+
+def _input(art: Artifact, name: str) -> Artifact | None:
+    """The artifact `art` read as its input `name`, when its manifest names one that is still there."""
+    uri = art.manifest.get("inputs", {}).get(name, {}).get("uri")
+    if not uri:
+        return None
+    try:
+        return Artifact(uri)
+    except UserError:  # moved or deleted since: the check is left out, the numbers are not affected
+        return None
+
+
+def checks(cfg: RunConfig, evals: list[dict]) -> dict:
+    """{"reward", "overlap", "dt_token"}, each {dataset: ...}, from the artifacts the evaluations read: the metric the
+    methods were trained on (the relabel artifact's configuration), how much of the test data occurs verbatim in
+    training (the data artifact, and the evaluated examples), and how often DT's response changes with its return
+    token (its evaluation's generation statistics)."""
+    from dorl.data.stats import overlap, verbatim
+
+    out: dict = {"reward": {}, "overlap": {}, "dt_token": {}}
+    for ev in evals:
+        ds, art = ev["dataset"], ev["artifact"]
+        model = _input(art, "model")
+        relabel = _input(model, "data") if model is not None else None
+        if ds not in out["reward"] and relabel is not None and relabel.stage == "relabel":
+            rc, mc = relabel.config.get("relabel", {}), relabel.config.get("metrics", {})
+            metric = rc.get("reward", "bertscore")
+            out["reward"][ds] = {
+                "metric": metric,
+                "encoder": mc.get("bertscore_model") if metric == "bertscore" else None,
+                "threshold": rc.get("threshold", cfg.relabel.threshold),
+                "click_threshold": cfg.eval.click_threshold,
+            }
+        data = _input(art, "data")
+        if ds not in out["overlap"] and data is not None and data.stage == "data":
+            train = readers.read_parquet(data.path("examples/train.parquet"))
+            pred = ev["predictions"]
+            evaluated = verbatim(train["context"], train["response"], pred["context"], pred["true_response"])
+            out["overlap"][ds] = {"data": overlap(data), "evaluated": evaluated}
+        token = art.manifest.get("metrics", {}).get("generation", {}).get("return_token")
+        if token:
+            out["dt_token"].setdefault(ds, []).append(token)
+    return out
 
 
 # ---------------------------------------------------------------- the command

@@ -277,6 +277,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         m.save(module, state, workdir)
         tok.save_pretrained(workdir)
     monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}", m.loss_label)
+    m.finish(workdir)
 
     info = {
         "method": m.name,

@@ -13,7 +13,10 @@ def test_defaults_are_the_reference_values():
     assert (cfg.relabel.num_beams, cfg.relabel.num_candidates, cfg.relabel.max_new_tokens) == (5, 5, 32)
     assert (cfg.relabel.prompt_tokens, cfg.relabel.threshold) == (96, 0.6)
     assert (cfg.metrics.bertscore_model, cfg.metrics.bertscore_layers) == ("roberta-large", 17)
-    assert (cfg.ilql.tau, cfg.ilql.gamma, cfg.ilql.polyak_alpha, cfg.ilql.polyak_every) == (0.7, 0.99, 0.001, 5)
+    assert (cfg.ilql.tau, cfg.ilql.gamma, cfg.ilql.polyak_every) == (0.7, 0.99, 5)
+    # dorl's own defaults where the reference's did no RL at dorl's run sizes (issue 29): the Polyak rate scaled to
+    # the run (trlx's 0.001 at 100,000 steps) and the decoding beta chosen on validation (the reference: 0)
+    assert (cfg.ilql.polyak_alpha, cfg.ilql.beta) == ("auto", "auto")
     assert (cfg.eval.n_examples, cfg.eval.sample_seed) == (1000, 1)
 
 
@@ -91,15 +94,18 @@ def test_config_keys_json():
     assert [x["key"] for x in rows] == [
         "report.k",
         "report.bootstrap",
+        "report.test",
+        "report.resamples",
         "report.confidence",
         "report.seed",
         "report.baseline",
+        "report.control",
     ]
-    assert rows[2] == {
+    assert rows[4] == {
         "key": "report.confidence",
         "type": "float",
         "default": 0.95,
-        "help": "Confidence level of the intervals.",
+        "help": "Confidence level of the intervals; 1 - confidence is the tests' alpha.",
     }
 
 

@@ -32,6 +32,19 @@ def test_simulate_prepare_stats(tmp_path):
     result = json.loads(r.stdout)
     assert result["splits"]["test"]["dialogues"] == 5
     assert result["splits"]["train"]["examples"] == art.info["counts"]["train"]["examples"]
+    # how much of the test split repeats training word for word, recomputed here
+    import pandas as pd
+
+    train, test = (pd.read_parquet(art.path(f"examples/{s}.parquet")) for s in ("train", "test"))
+    hits = int(test["response"].isin(set(train["response"])).sum())
+    pairs = int(pd.MultiIndex.from_frame(test[["context", "response"]]).isin(
+        pd.MultiIndex.from_frame(train[["context", "response"]])).sum())  # fmt: skip
+    o = result["overlap"]
+    assert (o["split"], o["examples"], o["responses_in_train"], o["pairs_in_train"]) == ("test", len(test), hits, pairs)
+    assert o["responses"] == round(hits / len(test), 4)
+    assert f"test responses found verbatim among train responses: {hits:,} of {len(test):,}" in " ".join(
+        run_dorl("data", "stats", str(out)).stdout.split()
+    )
 
 
 def test_default_out_follows_the_run_layout(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from dorl.config import load
 from dorl.data.simulate import simulate
+from dorl.data.simulate import vocab as V
 from dorl.stages.data import prepare
 
 FORMATS = ("abcd", "multiwoz22", "taskmaster3")
@@ -117,15 +118,29 @@ def test_abcd_language_is_varied_but_follows_the_context(tmp_path):
     assert customers.nunique() > 300
     # Agent turns that quote an order id or a first name quote one the customer gave earlier.
     checked = collections.Counter()
+    names = re.compile(r"\b(" + "|".join(V.FIRST_NAMES) + r")\b", re.IGNORECASE)
     for row in ex.itertuples():
         for order_id in re.findall(r"\b\d{10}\b", row.response):
             assert order_id in row.context
             checked["order_id"] += 1
-        m = re.match(r"(?:Thanks,|Thank you|Great, thanks|Got it, thank you) (\w+)[.!]$", row.response)
-        if m:
-            assert m.group(1) in row.context or m.group(1).lower() in row.context
+        for name in names.findall(row.response):
+            assert name.lower() in row.context.lower()
             checked["name"] += 1
     assert checked["order_id"] > 20 and checked["name"] > 20
     # the same act, several wordings: "ask for the name" comes in at least 4 phrasings
     asks = ex.response[ex.response.str.contains("name") & ex.response.str.endswith("?")]
     assert asks.nunique() >= 4
+
+
+@pytest.mark.parametrize("fmt, most", [("abcd", 0.35), ("multiwoz22", 0.25), ("taskmaster3", 0.45)])
+def test_test_responses_rarely_repeat_training_ones_verbatim(fmt, most, tmp_path):
+    """The audit: 84.6% (ABCD), 46.5% (MultiWOZ), 64.3% (TM-3) of the demo's test responses occurred verbatim among
+    its training responses, so scores partly measured recall. Agents now vary their wording as people do (two-part
+    wordings, word choices, acknowledgements, typing); `dorl data stats` states the rate."""
+    from dorl.data.stats import overlap
+
+    src = simulate(fmt, 300, 42, tmp_path / "raw")
+    art = prepare(load(), dataset=fmt, source=str(src), out_uri=str(tmp_path / "data")).artifact
+    o = overlap(art)
+    assert o["split"] == "test" and o["examples"] > 150
+    assert o["responses"] < most, o

@@ -35,10 +35,11 @@ def test_dorl_evaluate_decodes_with_the_heads(trained, data_artifact, tmp_path):
 
 def test_beta_zero_evaluation_is_hf_greedy_decoding_of_the_saved_policy(trained, data_artifact, tmp_path):
     """beta = 0 is the reference's evaluation of its ILQL model: greedy decoding of the policy, here
-    computed by HF `generate` on the plain HF folder."""
+    computed by HF `generate` on the plain HF folder (the default, ilql.beta=auto, decodes with the beta training
+    chose on validation: tests/ilql/test_defaults_do_rl.py)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = ilql_config("eval.n_examples=6", "eval.batch_size=6", "eval.max_new_tokens=12")
+    cfg = ilql_config("eval.n_examples=6", "eval.batch_size=6", "eval.max_new_tokens=12", "ilql.beta=0")
     art = evaluate(
         cfg, method="ilql", model_uri=trained.uri, data_uri=data_artifact.uri, out_uri=str(tmp_path / "eval")
     ).artifact

@@ -174,18 +174,22 @@ AXES = {  # config key -> the values tried
     "pipeline.scorers": [[], ["ilql_scorer"]],
     "ilql.scorer_candidates": ["dt", "tf"],  # what ilql_scorer re-ranks: a relabelled method's or the base's
     "pipeline.seeds": [[], [0], [0, 1]],
+    "pipeline.seed_scope": ["methods", "all"],  # all: tf, relabel and tf's evaluation per seed too
     "pipeline.datasets": [["abcd"], ["abcd", "multiwoz22", "taskmaster3"]],
     "k8s.relabel_shards": [1, 3],
     "k8s.nodes": [1, 2],
 }
-BASE = ["root=s3://b/runs", "run=eq"]
+BASE = ["root=s3://b/runs", "run=eq", "eval.num_responses=2"]  # 2: a scorer has candidates to rank
 
 
 def combinations():
-    """{key: value} for every combination of AXES (the scorer's candidates varied only with the scorer on)."""
+    """{key: value} for every combination of AXES (the scorer's candidates varied only with the scorer on, the seed
+    scope only with seeds)."""
     for values in itertools.product(*AXES.values()):
         combo = dict(zip(AXES, values))
-        if combo["pipeline.scorers"] or combo["ilql.scorer_candidates"] == "dt":
+        if not (combo["pipeline.scorers"] or combo["ilql.scorer_candidates"] == "dt"):
+            continue
+        if combo["pipeline.seeds"] or combo["pipeline.seed_scope"] == "methods":
             yield combo
 
 
@@ -226,7 +230,7 @@ def check_same_runs(cfg) -> bool:
 def test_jobs_and_argo_run_the_same_invocations_in_every_combination():
     base = config.load(sets=BASE)
     combos = list(combinations())
-    assert len(combos) == (16 + 3 + 1) * (1 + 2) * 3 * 2 * 2 * 2
+    assert len(combos) == (16 + 3 + 1) * (1 + 2) * (1 + 2 * 2) * 2 * 2 * 2
     for combo in combos[::97]:  # the shortcut is the real thing
         assert repr(_with(base, combo)) == repr(config.load(sets=_sets(combo))), combo
     rendered = refused = 0
@@ -247,6 +251,26 @@ def test_a_scorer_runs_in_both_and_the_report_waits_for_it():
     assert len(scored) == 2  # one per seed
     [report] = [r for r in argo if r.argv[0] == "report"]
     assert {s.argv for s in scored} <= report.after
+
+
+def test_seeds_all_the_way_run_tf_and_relabel_per_seed_in_both():
+    """pipeline.seed_scope=all: each seed has its own tf, relabel and tf evaluation, in the Jobs and in Argo, and each
+    method of that seed trains on them."""
+    cfg = config.load(sets=[*BASE, "pipeline.seeds=[0, 1]", "pipeline.seed_scope=all", "pipeline.methods=[dt]"])
+    assert check_same_runs(cfg)
+    argo = argo_runs(render(cfg).workflow_template)
+    tf = [r.argv for r in argo if r.argv[:3] == ("train", "--method", "tf")]
+    assert sorted(_values(a, "--seed")[0] for a in tf) == ["0", "1"]
+    for seed in ("0", "1"):
+        [dt] = [
+            r.argv for r in argo if r.argv[:3] == ("train", "--method", "dt") and _values(r.argv, "--seed") == [seed]
+        ]
+        assert _values(dt, "--base") == [f"s3://b/runs/eq/abcd/seed-{seed}/tf"]
+        assert _values(dt, "--data") == [f"s3://b/runs/eq/abcd/seed-{seed}/relabel"]
+    [report] = [r.argv for r in argo if r.argv[0] == "report"]
+    assert [e for e in _values(report, "--eval") if e.endswith("/eval/tf")] == [
+        f"s3://b/runs/eq/abcd/seed-{s}/eval/tf" for s in (0, 1)
+    ]
 
 
 def test_the_checks_catch_a_missing_step_and_a_missing_dependency():

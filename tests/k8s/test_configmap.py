@@ -29,7 +29,11 @@ _PurePython.add_representer(str, yamltext._str)
 
 def test_the_yaml_text_is_pure_pythons():
     """libyaml's emitter (when PyYAML has it) writes what the pure-Python one writes, for every kind of object."""
-    m = render(config.load(file=EXAMPLE, sets=["k8s.nodes=2", "k8s.gpus=4", "pipeline.scorers=[ilql_scorer]"]))
+    m = render(
+        config.load(
+            file=EXAMPLE, sets=["k8s.nodes=2", "k8s.gpus=4", "pipeline.scorers=[ilql_scorer]", "eval.num_responses=2"]
+        )
+    )
     docs = [m.config_map, *m.rbac, *m.objects().values(), m.workflow_template, m.workflow]
     for doc in docs:
         assert yamltext.dump(doc) == yaml.dump(doc, Dumper=_PurePython, sort_keys=False, width=120)

@@ -45,6 +45,7 @@ VARIANTS = {
     "multi-node": ["k8s.nodes=2", "k8s.gpus=4", "k8s.queue=team-a"],
     "scorer, seeds, datasets, multi-node": [
         "pipeline.scorers=[ilql_scorer]",
+        "eval.num_responses=2",
         "pipeline.seeds=[0, 1]",
         "pipeline.datasets=[abcd, taskmaster3]",
         "k8s.nodes=2",
@@ -125,7 +126,7 @@ def test_the_dag_has_one_task_per_job():
 
 def test_a_scorer_is_a_task_and_the_report_waits_for_it():
     """The audit's finding: the Jobs had ilql_scorer's evaluation, the Argo DAG did not, while its report read it."""
-    wt = workflow_template(load("pipeline.scorers=[ilql_scorer]"))
+    wt = workflow_template(load("pipeline.scorers=[ilql_scorer]", "eval.num_responses=2"))
     assert errors(wt) == []
     main = _tasks(wt, "main")
     scorer = main["abcd-eval-ilql-scorer"]
@@ -243,9 +244,9 @@ def test_two_command_shapes_never_share_a_template(monkeypatch):
 
     monkeypatch.setattr(wf, "_template_of", lambda step, values: step.stage)  # train-tf == train
     with pytest.raises(RuntimeError, match="two command shapes would share the Argo template 'train'"):
-        workflow_template(load("pipeline.scorers=[ilql_scorer]"))
+        workflow_template(load("pipeline.scorers=[ilql_scorer]", "eval.num_responses=2"))
     monkeypatch.undo()
-    assert errors(workflow_template(load("pipeline.scorers=[ilql_scorer]"))) == []
+    assert errors(workflow_template(load("pipeline.scorers=[ilql_scorer]", "eval.num_responses=2"))) == []
 
 
 def test_the_workflow_is_bounded_and_its_jobsets_deleted_when_it_fails():

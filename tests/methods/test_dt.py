@@ -91,10 +91,12 @@ def test_three_bins_train_and_evaluate_with_the_top_return_token(
     lines = pd.read_parquet(model.path("training_set/train.parquet"))["text"]  # what it trained on
     assert lines.str.contains("<_return_2_><_rep_start_>", regex=False).any()
     assert model.info["return_tokens"] == ["<_return_0_>", "<_return_1_>", "<_return_2_>"]
-    assert len(seen) == ev.info["n_examples"] > 0
-    assert all(p.endswith("<_return_2_><_rep_start_>") for p in seen)
+    n = ev.info["n_examples"]
+    assert len(seen) == 2 * n > 0  # the top return's prompts, then the lowest's (how many responses change)
+    assert all(p.endswith("<_return_2_><_rep_start_>") for p in seen[:n])
+    assert all(p.endswith("<_return_0_><_rep_start_>") for p in seen[n:])
     pred = pd.read_csv(ev.path("predictions.csv"))
-    assert [dt_prompt(c, "<_return_2_>") for c in pred["context"]] == seen
+    assert [dt_prompt(c, "<_return_2_>") for c in pred["context"]] == seen[:n]
 
 
 @pytest.mark.parametrize("bins", [2, 3])
@@ -102,3 +104,40 @@ def test_manifest_without_tokens_prompts_with_the_references(bins):
     m = methods.get("dt", config.load())
     assert m.prompt(CONTEXT, {}).endswith(REWARD_ONE + REP_START)
     assert m.prompt(CONTEXT, {"return_tokens": return_tokens(bins)}).endswith(return_tokens(bins)[-1] + REP_START)
+
+
+def _token_task(uri, data_artifact):
+    """A relabel artifact in which the return token alone decides the response: every context's candidate 0 (in the
+    human response's place) is "Sure thing." with the top return, its one model candidate "No." with return 0."""
+    from dorl.relabel.candidates import CHUNK_COLUMNS
+    from dorl.stages.relabel import finalize, stage_config
+    from dorl.store import run_stage
+
+    cfg = config.load(sets=["relabel.num_candidates=1", "relabel.num_beams=1"])
+
+    def body(ctx):
+        rows, sizes = {}, {}
+        for split in ("train", "validation", "test"):
+            ex = pd.read_parquet(data_artifact.path(f"examples/{split}.parquet"))
+            out = []
+            for i, r in enumerate(ex.itertuples(index=False)):
+                out.append((i, r.dialogue_id, r.turn_index, r.context, r.response, 0, "Sure thing.", 1.0))
+                out.append((i, r.dialogue_id, r.turn_index, r.context, r.response, 1, "No.", 0.0))
+            rows[split] = pd.DataFrame(out, columns=CHUNK_COLUMNS).astype({"turn_index": "int32",
+                                                                            "candidate_index": "int32"})  # fmt: skip
+            sizes[split] = len(ex)
+        finalize(ctx, cfg, rows, sizes)
+
+    return run_stage("relabel", uri, {**stage_config(cfg), "fixture": "token task"}, {"data": data_artifact}, body)
+
+
+def test_evaluation_says_whether_dt_reads_its_return_token(tmp_path, data_artifact, tiny_model_artifact):
+    """The audit: 0-5 of 187 responses changed with the token on MultiWOZ. Evaluation now measures it: here the
+    token decides the response (top: "Sure thing.", bottom: "No."), and most greedy responses change with it."""
+    relabel = _token_task(str(tmp_path / "relabel"), data_artifact).artifact
+    sets = ["finetune.max_steps=200", "finetune.lr=5e-3", "finetune.scheduler=constant", "finetune.keep_best=false",
+            "eval.n_examples=20", "eval.max_new_tokens=6"]  # fmt: skip
+    model, ev = train_and_evaluate(tmp_path, "dt", relabel, tiny_model_artifact, data_artifact, *sets)
+    token = ev.manifest["metrics"]["generation"]["return_token"]
+    assert token["top"] == REWARD_ONE and token["bottom"] == REWARD_ZERO and token["n"] == ev.info["n_examples"]
+    assert token["changed"] >= 0.8 * token["n"], token

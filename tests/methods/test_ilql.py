@@ -14,7 +14,7 @@ from tests.methods.helpers import CTX, candidates
 def test_training_set():
     m = methods.get("ilql", config.load())
     ilql = m.training_set(candidates([1, 1, 0]), return_bins=2)
-    assert list(ilql.columns) == ["prompt", "response", "reward", "return"]
+    assert list(ilql.columns) == ["prompt", "response", "reward", "return", "candidate_index"]
     rows = ilql.set_index("response")
     assert rows.loc["jeans<_rep_end_>", "prompt"] == CTX + "<_rep_start_>"
     assert rows.loc["jeans<_rep_end_>", "reward"] == 0.7 and rows.loc["<_rep_end_>", "return"] == 0

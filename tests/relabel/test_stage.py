@@ -65,7 +65,7 @@ def test_relabel_writes_scored_candidates_only_and_the_methods_build_their_sets_
         ilql = sorted(zip(sets["ilql"]["prompt"], sets["ilql"]["response"], sets["ilql"]["reward"], strict=True))
         assert ilql == sorted((c + "<_rep_start_>", r + "<_rep_end_>", w) for c, r, w, _ in rows)
         assert list(sets["tf_top"].columns) == ["text", "context", "response", "return"]
-        assert list(sets["ilql"].columns) == ["prompt", "response", "reward", "return"]
+        assert list(sets["ilql"].columns) == ["prompt", "response", "reward", "return", "candidate_index"]
         # shuffled: not in the candidates' order
         assert sets["tf_all"]["text"].tolist() != [line(c, r) for c, r, _, _ in rows]
 

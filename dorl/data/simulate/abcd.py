@@ -16,8 +16,18 @@ import random
 from pathlib import Path
 
 from dorl.data.simulate import vocab as V
-from dorl.data.simulate.abcd_phrases import AGENT, CUSTOMER, FAQ, OPENER_ACTS, REASONS
-from dorl.data.simulate.common import Persona, dialogue_rng, say, split_counts, write_json, write_marker
+from dorl.data.simulate.abcd_phrases import AGENT, CUSTOMER, FAQ, NO_ACK, OPENER_ACTS, REASONS
+from dorl.data.simulate.common import (
+    AgentStyle,
+    Persona,
+    articles,
+    dialogue_rng,
+    fill,
+    say,
+    split_counts,
+    write_json,
+    write_marker,
+)
 
 FILE = "abcd_v1.1.json.gz"
 
@@ -28,10 +38,24 @@ class Chat:
     def __init__(self, rng: random.Random, subflow: str, slots: dict):
         self.rng, self.subflow, self.slots = rng, subflow, slots
         self.persona = Persona.draw(rng)
+        self.style = AgentStyle.draw(rng, lower_rate=0.3)  # ABCD's agents often type in lower case
+        self.vocative = rng.choice([0.0, 0.1, 0.25])  # how often it addresses the customer by name
+        self.named = False  # whether the customer has said their name
         self.rows: list[tuple[str, str, str | None, list]] = []
 
     def agent(self, act: str, **extra) -> None:
-        self.rows.append(("agent", say(self.rng, AGENT[act], {**self.slots, **extra}), None, []))
+        # the customer's name only once they have said it
+        wordings = [t for t in AGENT[act] if self.named or "{first}" not in t] or AGENT[act]
+        self.say_agent(self.rng.choice(wordings), {**self.slots, **extra}, ack=act not in NO_ACK)
+
+    def say_agent(self, template: str, values: dict, ack: bool = True) -> None:
+        """One wording, in this agent's words and style (some agents address the customer by name)."""
+        template = self.style.template(template)
+        named = self.named and "{first}" not in template
+        if ack and named and template[-1:] in ".?!" and self.rng.random() < self.vocative:
+            template = template[:-1] + ", {first}" + template[-1]
+        text = fill(articles(template, values), values)[0]
+        self.rows.append(("agent", self.style.surface(self.rng, text, ack=ack)[0], None, []))
 
     def customer(self, act: str, **extra) -> str:
         """Say one wording of `act`; returns the template, so a flow can tell what was said."""
@@ -58,6 +82,7 @@ class Chat:
         s = self.slots
         self.agent("ask_name")
         self.customer("name")
+        self.named = True
         self.action("pull-up-account", f"Account pulled up for {s['name']}.", [s["name"].lower()])
 
     def validate(self) -> None:
@@ -175,7 +200,7 @@ def flow_faq(c: Chat) -> None:
         c.agent("wait")
     c.action("search-faq", "Searching the help pages ...", [])
     c.action("select-faq", f"Help answer about {topic} selected.", [topic])
-    c.rows.append(("agent", c.rng.choice(answers), None, []))
+    c.say_agent(c.rng.choice(answers), c.slots)
     c.customer("thanks")
     c.close()
 

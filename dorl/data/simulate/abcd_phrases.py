@@ -1,30 +1,48 @@
 """What the ABCD-format simulator's agents and customers say: several wordings of every act.
 
-The project's own writing. `{slot}` placeholders are filled from the dialogue's slots (simulate/abcd.py).
+The project's own writing. `{slot}` placeholders are filled from the dialogue's slots (simulate/abcd.py). The acts
+every dialogue has (greeting, asking for the name, offering more help, goodbye) are built from two parts, as people
+vary them; each agent's own word choices and typing come on top (common.AgentStyle).
 """
 
+from dorl.data.simulate.common import combos
+
 # fmt: off
+NEXT = ["", "Thanks.", "Okay.", "Next,", "Now,", "Alright.", "Thank you."]  # leads of a follow-up question
 AGENT = {
-    "greet": ["Hi, thanks for reaching out! How can I help you today?", "Hello, how can I help you?",
-              "Good morning, what can I do for you today?", "Hi there! What can I help you with?"],
-    "greet_1": ["Hi!", "Hello!", "Welcome!"],
-    "greet_2": ["How can I help you?", "What can I do for you today?", "How may I help you today?"],
-    "ask_name": ["Sure, may I have your full name please?", "I can help with that. Could I get your full name first?",
-                 "Happy to help! What is your full name?", "Of course. Can you tell me your name?"],
+    "greet": combos(["Hi,", "Hello,", "Hi there!", "Good morning,", "Good afternoon!", "Hey,", "Welcome!",
+                     "Hello and thanks for contacting us.", "Hi, thanks for reaching out!"],
+                    ["how can I help you today?", "how can I help you?", "what can I do for you today?",
+                     "what can I help you with?", "how may I help?", "what brings you here today?",
+                     "how can I assist you?", "what can I help with?"]),
+    "greet_1": ["Hi!", "Hello!", "Welcome!", "Hi there!", "Good afternoon!", "Hey!", "Good morning!"],
+    "greet_2": ["How can I help you?", "What can I do for you today?", "How may I help you today?",
+                "What brings you here today?", "How can I assist you?", "What can I help you with?"],
+    "ask_name": combos(["", "Sure,", "I can help with that.", "Happy to help!", "Of course.", "I'd be glad to help.",
+                        "Let me pull up your account.", "I can look into that."],
+                       ["may I have your full name please?", "could I get your full name first?",
+                        "what is your full name?", "can you tell me your name?", "who am I speaking with today?",
+                        "first I need your full name, please.", "could you tell me the name on the account?"]),
     "thank_name": ["Thanks, {first}.", "Thank you {first}!", "Great, thanks {first}.", "Got it, thank you {first}."],
     "ask_reason": ["May I ask why you would like to return the {product}?", "What is the reason for the return?",
                    "Could you tell me what is wrong with the {product}?"],
     "ask_ids": ["Could you give me your username, email address and order ID please?",
                 "I will need your username, email and the order ID to validate the purchase.",
-                "To verify the order, please send me your username, email address and order number."],
-    "ask_order_id": ["What is the order ID?", "Could you give me the order ID, please?",
-                     "Can I have the order number?"],
-    "ask_user_email": ["And your username and email address?", "Thanks. I also need your username and email.",
-                       "Now I just need your username and the email on the account."],
-    "ask_level": ["What is your membership level, {first}?", "Which membership level do you have?",
-                  "Can you tell me your membership level?"],
-    "ask_date": ["When did you make the purchase?", "Do you remember when you bought the {product}?",
-                 "What was the date of the purchase?"],
+                "To verify the order, please send me your username, email address and order number.",
+                "Can you provide the username, the email on file and the order ID?",
+                "I need three things to validate this: username, email address, order ID."],
+    "ask_order_id": combos(NEXT, ["What is the order ID?", "Could you give me the order ID, please?",
+                     "Can I have the order number?", "Do you have the order ID handy?",
+                     "Which order is this about? The order ID would help.", "What is the ID of that order?"]),
+    "ask_user_email": combos(NEXT, ["And your username and email address?", "I also need your username and email.",
+                       "Now I just need your username and the email on the account.",
+                       "Could you also confirm your username and email?", "What are your username and email?"]),
+    "ask_level": combos(NEXT, ["What is your membership level, {first}?", "Which membership level do you have?",
+                  "Can you tell me your membership level?", "Are you a gold, silver or bronze member?",
+                  "Do you know your membership tier?"]),
+    "ask_date": combos(NEXT, ["When did you make the purchase?", "Do you remember when you bought the {product}?",
+                 "What was the date of the purchase?", "When was the {product} ordered?",
+                 "How long ago did you buy it?"]),
     "deny_return": ["I'm sorry {first}, the purchase was more than 90 days ago, so I can't accept the return.",
                     "Unfortunately it has been over 90 days since the purchase, so the {product} can't be returned.",
                     "I'm afraid our policy only allows returns within 90 days, and this order is older than that."],
@@ -35,8 +53,9 @@ AGENT = {
                    "You're eligible for a return. How would you like to return it: by mail, in store, or at a "
                    "drop-off center?",
                    "The return is approved. Do you prefer mail, an in-store return or a drop-off center?"],
-    "ask_address": ["What address should we send the shipping label to?",
-                    "Please give me the full address for the label.", "Where should I send the return label?"],
+    "ask_address": combos(NEXT, ["What address should we send the shipping label to?",
+                    "Please give me the full address for the label.", "Where should I send the return label?",
+                    "Which address should the label go to?", "I just need the mailing address for the label."]),
     "done_mail": ["All set! A prepaid label for your {brand} {product} is on its way to {street}.",
                   "Done. The return label for the {product} will be mailed to {street}.",
                   "I've created the return. You'll receive a label at {street} for the {brand} {product}."],
@@ -44,33 +63,44 @@ AGENT = {
                    "Done. Take the {brand} {product} to a store with order {order_id} and they'll handle it."],
     "done_dropoff": ["Done! Drop the {product} off at any partner center with order ID {order_id}.",
                      "All set. Bring the {brand} {product} to a drop-off center and mention order {order_id}."],
-    "ask_anything": ["Is there anything else I can help you with?", "Can I help with anything else today?",
-                     "Anything else I can do for you?"],
-    "bye": ["Have a great day!", "Thanks for contacting us, take care!", "You're welcome, have a nice day!",
-            "Happy to help. Goodbye!"],
+    "ask_anything": combos(["", "Great.", "All right.", "Glad that's sorted.", "That's taken care of.", "Okay then."],
+                           ["is there anything else I can help you with?", "can I help with anything else today?",
+                            "anything else I can do for you?", "is there something else you need?",
+                            "do you need help with anything else?", "what else can I do for you today?",
+                            "was there anything else?", "anything more I can help with, {first}?"]),
+    "bye": combos(["", "Thanks for contacting us!", "Thank you for reaching out.", "Glad I could help.",
+                   "It was a pleasure helping you.", "Thanks for your patience today.", "Happy to help.",
+                   "You're welcome."],
+                  ["have a great day!", "take care!", "goodbye!", "enjoy the rest of your day!", "have a good one!",
+                   "bye now!", "have a nice evening!", "take care, {first}!", "thank you for shopping with us."]),
     "refund_status": ["Your refund of ${amount} for the {product} is being processed and should reach your {payment} "
                       "within {days} business days.",
                       "The refund of ${amount} is in progress; it goes back to your {payment} in about {days} "
                       "business days.",
                       "I see a refund of ${amount} on order {order_id}. It will land on your {payment} within "
                       "{days} business days."],
-    "ask_status": ["What does the shipping status of the order say?", "Has the order shipped yet?",
-                   "Can you tell me the current shipping status of the order?"],
+    "ask_status": combos(NEXT, ["What does the shipping status of the order say?", "Has the order shipped yet?",
+                   "Can you tell me the current shipping status of the order?",
+                   "What status do you see for the order?", "Is the order still in transit?"]),
     "too_late": ["Since the order has already been delivered, I can't change its address, but I can update "
                  "your account for future orders.",
                  "The order was delivered already, so its address can't be changed anymore."],
-    "ask_new_address": ["What is the new address?", "Please give me the new shipping address.",
-                        "Sure, what address should the order go to now?"],
+    "ask_new_address": combos(NEXT, ["What is the new address?", "Please give me the new shipping address.",
+                        "Sure, what address should the order go to now?", "Where would you like it delivered?",
+                        "What's the address you'd like to use?"]),
     "address_done": ["Done! Order {order_id} will now ship to {street}, {city}.",
                      "All taken care of: the order is going to {street}, {city} now.",
                      "I've updated order {order_id}; it will be delivered to {street}, {city}."],
     "ask_identity": ["To verify your identity, could you give me your zip code and phone number?",
                      "For security, please confirm your phone number and zip code.",
-                     "I just need your zip code and phone number to verify it's you."],
+                     "I just need your zip code and phone number to verify it's you.",
+                     "Can you confirm the zip code and phone number on the account?"],
     "username": ["Thanks {first}, your username is {username}.", "You're verified. The username is {username}.",
                  "Got it. Your username on file is {username}."],
-    "check": ["Let me check that for you.", "Sure, let me look that up.", "One moment while I look into that."],
-    "wait": ["One moment please.", "Just a second.", "Bear with me for a moment."],
+    "check": ["Let me check that for you.", "Sure, let me look that up.", "One moment while I look into that.",
+              "I'll look into it.", "Let me find that information.", "Give me a second to check."],
+    "wait": ["One moment please.", "Just a second.", "Bear with me for a moment.", "Please hold on.",
+             "Let me check on that.", "Checking now.", "Just a moment, {first}."],
     "order_status": ["Your order {order_id} is {status} and should arrive within {days} days.",
                      "I see order {order_id} is {status}. It should get to you in about {days} days.",
                      "The order is {status}; expect it within {days} days."],
@@ -133,5 +163,8 @@ CUSTOMER = {
 }
 # Acts where a persona's opener ("sure, ", "ok ") reads naturally.
 OPENER_ACTS = {"name", "ids_all", "username_email", "order_id", "address", "zip_phone", "status", "level", "reason"}
-REASONS = ["doesn't fit", "arrived damaged", "is the wrong color", "is too small", "is too big"]
+REASONS = ["doesn't fit", "arrived damaged", "is the wrong color", "is too small", "is too big", "has a broken zipper",
+           "looks different from the photo", "came with a stain", "is the wrong size"]
+# Agent acts after which no acknowledgement ("Okay, ...") is put: openings, closings and thanks themselves.
+NO_ACK = {"greet", "greet_1", "greet_2", "bye", "thank_name"}
 # fmt: on

@@ -93,6 +93,96 @@ class Persona:
         return text, spans
 
 
+# How agents vary their wording, beyond an act's several templates: word choices (each pair said either way),
+# acknowledgements before a turn, and how they type. Real agents rarely repeat one another word for word.
+SWAPS = [
+    ("Could you", "Can you"), ("could you", "can you"), ("Can I", "May I"), ("can I", "may I"),
+    ("I will", "I'll"), ("I am", "I'm"), ("you are", "you're"), ("You are", "You're"), ("it is", "it's"),
+    ("It is", "It's"), ("cannot", "can't"), ("do not", "don't"), ("that is", "that's"),
+    ("What is", "What's"), ("there is", "there's"), ("There is", "There's"), ("Let me", "Allow me to"),
+    ("Great", "Perfect"), ("great", "wonderful"), ("help you with", "assist you with"),
+    ("help with", "assist with"), ("Thank you", "Thanks"), ("thank you", "thanks"), ("would like", "want"),
+    ("anything else", "something else"), ("Sure", "Certainly"), ("OK.", "Okay."), ("OK,", "Okay,"),
+    ("Done", "All done"), ("All set", "You're all set"), ("One moment", "One second"),
+]  # fmt: skip
+ACKS = [
+    "Okay", "Alright", "Sure", "Got it", "Perfect", "Great", "Thanks", "Thank you", "I see", "Understood",
+    "No problem", "Of course", "Absolutely", "Excellent", "Wonderful", "Very well", "Ok", "Cool",
+]  # fmt: skip
+_JOINERS = [", ", ". ", "! ", " - "]
+
+
+def combos(leads: list[str], tails: list[str]) -> list[str]:
+    """Every lead followed by every tail ("" leads: the tail alone), the tail capitalised where it starts a
+    sentence: one act's wordings built from two parts."""
+    out = []
+    for a in leads:
+        for b in tails:
+            if not a or a[-1] in ".!?":
+                b = b[:1].upper() + b[1:]
+            elif not b.startswith(("I ", "I'")):  # after "Next," or "Sure,": the sentence goes on
+                b = b[:1].lower() + b[1:]
+            out.append(f"{a} {b}".strip())
+    return out
+
+
+@dataclass
+class AgentStyle:
+    """How one agent writes, for a whole dialogue: which way it says each swappable phrase, how often it opens a
+    turn with an acknowledgement (and which ones it likes), and how it types (case, final punctuation)."""
+
+    swaps: dict[str, str]  # phrase -> the agent's way of saying it
+    acks: list[str]
+    ack_rate: float
+    joiner: str
+    lower: bool = False
+    end: str = ""  # "" keeps the final punctuation, "drop" drops a final full stop, "!" ends statements with "!"
+
+    @classmethod
+    def draw(cls, rng: random.Random, lower_rate: float = 0.0) -> AgentStyle:
+        swaps = {}
+        for a, b in SWAPS:
+            if rng.random() < 0.5:
+                swaps[a] = b
+            elif rng.random() < 0.5:
+                swaps[b] = a
+        return cls(
+            swaps=swaps,
+            acks=rng.sample(ACKS, 4),
+            ack_rate=rng.choice([0.15, 0.3, 0.45, 0.6]),
+            joiner=rng.choice(_JOINERS),
+            lower=rng.random() < lower_rate,
+            end=rng.choice(["", "", "drop", "!"]),
+        )
+
+    def template(self, tpl: str) -> str:
+        """The agent's words in a template (before its slots are filled, so slot spans stay right)."""
+        for a, b in self.swaps.items():
+            tpl = re.sub(rf"(?<!\w){re.escape(a)}(?!\w)", b, tpl)
+        return tpl
+
+    def surface(
+        self, rng: random.Random, text: str, spans: list[Span] = (), ack: bool = True
+    ) -> tuple[str, list[Span]]:
+        """An acknowledgement before the turn (`ack`: where one reads naturally), case and final punctuation;
+        spans move with the text."""
+        spans = list(spans)
+        word = rng.choice(self.acks)
+        if ack and text and not text.lower().startswith(word.lower()) and rng.random() < self.ack_rate:
+            lead = word + self.joiner
+            first = text if self.joiner != ", " or text[:2] == "I " else text[0].lower() + text[1:]
+            text = lead + first
+            spans = [(s, a + len(lead), b + len(lead), v) for s, a, b, v in spans]
+        ends_in_span = any(b == len(text) for _, _, b, _ in spans)
+        if self.end == "drop" and text.endswith(".") and not ends_in_span:
+            text = text[:-1]
+        elif self.end == "!" and text.endswith(".") and not ends_in_span:
+            text = text[:-1] + "!"
+        if self.lower:
+            text = text.lower()
+        return text, [(s, a, b, text[a:b]) for s, a, b, _ in spans]
+
+
 def split_counts(n: int) -> dict[str, int]:
     """80/10/10 (at least one dialogue in each held-out split once n >= 3)."""
     held = max(1, n // 10) if n >= 3 else 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dorl.data.simulate import common as C
 from dorl.data.simulate import vocab as V
-from dorl.data.simulate.common import Persona, Span, fill
+from dorl.data.simulate.common import AgentStyle, Persona, Span, combos, fill
 
 SERVICES = ["restaurant", "taxi", "train", "bus", "police", "hotel", "attraction", "hospital"]
 FILES = {"train": 17, "dev": 2, "test": 2}
@@ -24,21 +24,36 @@ FILES = {"train": 17, "dev": 2, "test": 2}
 SPAN_SLOTS = {"food", "name", "booktime", "leaveat", "arriveby", "departure", "destination"}
 
 # fmt: off
+# Leads of a question: some say how many places match so far (real MultiWOZ agents often do).
+ASK = ["", "Sure.", "Okay.", "I can help with that.", "Certainly.", "I'd be happy to help.",
+       "I have {choice} options.", "There are {choice} that match.", "I found {choice} places.",
+       "We have {choice} to choose from."]
 SYSTEM = {
-    "req_area": ["What part of town do you have in mind?", "Which area would you like?",
-                 "Do you have an area of town in mind?"],
-    "req_pricerange": ["Do you have a price range in mind?", "What price range are you looking for?",
-                       "Would you like something cheap, moderate or expensive?"],
-    "req_food": ["What type of food would you like?", "Is there a cuisine you prefer?",
-                 "What kind of food are you in the mood for?"],
-    "req_stars": ["How many stars would you like?", "Do you have a star rating in mind?"],
-    "req_day": ["What day will you be travelling?", "Which day would you like to travel?"],
-    "req_departure": ["Where will you be departing from?", "Where are you leaving from?"],
-    "req_leaveat": ["What time would you like to leave?", "When would you like to depart?"],
-    "req_bookpeople": ["For how many people?", "How many people will be in your party?"],
-    "req_bookday": ["What day would you like the booking for?", "Which day should I book?"],
-    "req_booktime": ["What time would you like the reservation?", "At what time?"],
-    "req_bookstay": ["How many nights will you be staying?", "For how many nights?"],
+    "req_area": combos(ASK, ["what part of town do you have in mind?", "which area would you like?",
+                             "do you have an area of town in mind?", "is there a part of town you prefer?",
+                             "should it be in the centre, or another area?"]),
+    "req_pricerange": combos(ASK, ["do you have a price range in mind?", "what price range are you looking for?",
+                                   "would you like something cheap, moderate or expensive?",
+                                   "how much would you like to spend?", "is price a concern?"]),
+    "req_food": combos(ASK, ["what type of food would you like?", "is there a cuisine you prefer?",
+                             "what kind of food are you in the mood for?", "any particular cuisine?",
+                             "what food are you interested in?"]),
+    "req_stars": combos(ASK, ["how many stars would you like?", "do you have a star rating in mind?",
+                              "what star rating should it have?"]),
+    "req_day": combos(ASK, ["what day will you be travelling?", "which day would you like to travel?",
+                            "on what day do you need the train?", "what day are you looking at?"]),
+    "req_departure": combos(ASK, ["where will you be departing from?", "where are you leaving from?",
+                                  "what is your departure station?", "where will you be travelling from?"]),
+    "req_leaveat": combos(ASK, ["what time would you like to leave?", "when would you like to depart?",
+                                "is there a time you need to leave after?", "what time works for departure?"]),
+    "req_bookpeople": combos(ASK, ["for how many people?", "how many people will be in your party?",
+                                   "how many guests should I book for?", "how many will be joining?"]),
+    "req_bookday": combos(ASK, ["what day would you like the booking for?", "which day should I book?",
+                                "for what day?", "what day are you planning to come?"]),
+    "req_booktime": combos(ASK, ["what time would you like the reservation?", "at what time?",
+                                 "what time should the table be for?", "when would you like to dine?"]),
+    "req_bookstay": combos(ASK, ["how many nights will you be staying?", "for how many nights?",
+                                 "how long is your stay?", "how many nights do you need?"]),
     "rec_restaurant": ["{name} serves {food} food in the {area} and is in the {pricerange} price range. "
                        "Would you like a table?",
                        "I found {choice} places. {name} is a {pricerange} {food} restaurant in the {area}. "
@@ -71,9 +86,12 @@ SYSTEM = {
                    "I've booked {bookpeople} seats. It costs {fee} GBP in total; your reference is {ref}.",
                    "Your seats are reserved, reference {ref}. The fare is {fee} GBP."],
     "reqmore": ["Is there anything else I can help you with?", "Can I help you with anything else?",
-                "Anything else I can do for you today?"],
-    "bye": ["You're welcome, have a great day!", "Thank you for using our service. Goodbye!",
-            "Have a lovely day, goodbye!"],
+                "Anything else I can do for you today?", "Is there anything more I can do?",
+                "Will you need anything else?", "Can I help with something else?", "Do you need anything else?"],
+    "bye": combos(["", "You're welcome.", "Thank you for using our service.", "It was my pleasure.",
+                   "Glad I could help.", "Thanks for calling.", "Happy to help."],
+                  ["have a great day!", "goodbye!", "have a lovely day, goodbye!", "enjoy your stay!",
+                   "enjoy your trip!", "take care!", "have a nice time in Cambridge!"]),
 }
 USER = {
     "restaurant": ["I'm looking for a{pricerange_}{food_} restaurant{area_}.", "I need a{pricerange_}{food_} place "
@@ -115,11 +133,15 @@ USER = {
 # fmt: on
 
 
+NO_ACK = {"bye"}
+
+
 class Dialog:
     """Turns, dialogue state and acts of one MultiWOZ dialogue."""
 
     def __init__(self, rng: random.Random):
         self.rng, self.persona = rng, Persona.draw(rng)
+        self.style = AgentStyle.draw(rng)
         self.turns: list[dict] = []
         self.acts: dict[str, dict] = {}
         self.state = {s: {"active_intent": "NONE", "requested_slots": [], "slot_values": {}} for s in SERVICES}
@@ -143,9 +165,9 @@ class Dialog:
         self._turn("USER", text, frames, service, kind, spans + [(r, -1, -1, "?") for r in requested])
 
     def system(self, act: str, values: dict, service: str, kind: str, requested: str | None = None) -> None:
-        text, spans = fill(C.articles(self.rng.choice(SYSTEM[act]), values), values)
+        text, spans = fill(C.articles(self.style.template(self.rng.choice(SYSTEM[act])), values), values)
         text = text[0].upper() + text[1:]  # a sentence may start with a venue name
-        spans = [(sl, a, b, text[a:b]) for sl, a, b, _ in spans]
+        text, spans = self.style.surface(self.rng, text, spans, ack=act not in NO_ACK)
         if requested:
             spans.append((requested, -1, -1, "?"))
         slots = [_span(sl, a, b, v) for sl, a, b, v in spans if sl in SPAN_SLOTS and a >= 0]
@@ -273,7 +295,7 @@ def dialogue(rng: random.Random, i: int) -> dict:
     for k, service in enumerate(rng.sample(["restaurant", "hotel", "train", "attraction"], n_domains)):
         domain(d, service, first=k == 0)
     if rng.random() < 0.5:  # the system's last turn also offers more help
-        d.turns[-1]["utterance"] += " " + rng.choice(SYSTEM["reqmore"])
+        d.turns[-1]["utterance"] += " " + d.style.template(rng.choice(SYSTEM["reqmore"]))
     d.user(rng.choice(USER["done"]), {}, d.services[-1], f"find_{d.services[-1]}")
     d.system("bye", {}, "general", "bye")
     prefix = "SIMS" if n_domains == 1 else "SIMM"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dorl.data.simulate import common as C
 from dorl.data.simulate import vocab as V
-from dorl.data.simulate.common import Persona, Span, fill
+from dorl.data.simulate.common import AgentStyle, Persona, Span, combos, fill
 
 N_FILES = 20
 ENTITY = {
@@ -38,9 +38,13 @@ ENTITY = {
 
 # fmt: off
 ASSISTANT = {
-    "ask_genre": ["No problem. Is there a particular type of movie you're looking for?",
-                  "Sure. What kind of movie would you like to see?", "Happy to help. Any genre in mind?"],
-    "check": ["Let me check.", "One moment while I look that up.", "Sure, let me see what's playing."],
+    "ask_genre": combos(["", "No problem.", "Sure.", "Happy to help.", "Great.", "I can do that."],
+                        ["is there a particular type of movie you're looking for?",
+                         "what kind of movie would you like to see?", "any genre in mind?",
+                         "what are you in the mood for?", "do you have a genre in mind?",
+                         "what type of movie do you prefer?"]),
+    "check": ["Let me check.", "One moment while I look that up.", "Sure, let me see what's playing.",
+              "Checking the listings now.", "Give me a second to look.", "Let me take a look."],
     "misheard": ["Sure. Let me check listings at {wrong}.", "OK, looking at {genre} movies at {wrong}."],
     "sorry": ["Oh, sorry about that. So you're interested in {genre} films at {theater}, right?",
               "My mistake. You want {genre} movies at {theater}, correct?"],
@@ -55,21 +59,28 @@ ASSISTANT = {
     "showtimes": ["{movie} is showing at {t1}, {t2} and {t3}. Which time works for you?",
                   "Showtimes for {movie} are {t1}, {t2} and {t3}. Which one?",
                   "I have {movie} at {t1}, {t2} or {t3}. What time would you like?"],
-    "ask_num": ["Great. And how many tickets?", "Sure. How many tickets do you need?",
-                "OK, how many people are going?"],
+    "ask_num": combos(["", "Great.", "Sure.", "OK,", "Perfect.", "Got it."],
+                      ["and how many tickets?", "how many tickets do you need?", "how many people are going?",
+                       "how many tickets should I get?", "for how many people?"]),
     "confirm": ["All right. Let me confirm that you'd like {num} tickets for {movie} at {theater} {date} at {time}. "
                 "Is that all correct?",
                 "So that's {num} tickets for {movie}, {date} at {time}, at {theater}. Is that right?",
                 "Just to confirm: {num} tickets to see {movie} at {theater}, {date} at {time}. Correct?"],
-    "ask_buy": ["Is it OK to go ahead and purchase these tickets?", "Shall I go ahead and buy them?",
-                "Would you like me to complete the purchase?"],
+    "ask_buy": combos(["", "Great.", "Perfect.", "Thanks."],
+                      ["is it OK to go ahead and purchase these tickets?", "shall I go ahead and buy them?",
+                       "would you like me to complete the purchase?", "should I book them now?",
+                       "can I go ahead with the purchase?"]),
     "sold_out": ["I'm sorry, the {time} showing just sold out. Would {t_alt} work instead?",
                  "Unfortunately {time} is sold out now. Is {t_alt} OK?"],
-    "bought": ["OK. Your tickets are purchased and the details have been sent to your email. Can I help with "
-               "anything else?",
-               "Done! The tickets are booked and a confirmation is in your inbox. Anything else?",
-               "Your tickets are confirmed; you'll find them in your email. Is there anything else I can do?"],
-    "bye": ["OK. Enjoy your movie!", "Have a great time at the movies!", "Enjoy the show!"],
+    "bought": combos(["OK. Your tickets are purchased and the details have been sent to your email.",
+                      "Done! The tickets are booked and a confirmation is in your inbox.",
+                      "Your tickets are confirmed; you'll find them in your email.",
+                      "All set, the purchase went through.", "The tickets are yours; check your email."],
+                     ["can I help with anything else?", "anything else?", "is there anything else I can do?",
+                      "do you need anything else?", ""]),
+    "bye": combos(["", "OK.", "You're welcome.", "My pleasure.", "Great."],
+                  ["enjoy your movie!", "have a great time at the movies!", "enjoy the show!", "have fun!",
+                   "enjoy the film!", "bye for now!"]),
 }
 USER = {
     "open": ["Hi, I'd like to buy movie tickets for {date} at {theater}.",
@@ -91,9 +102,13 @@ USER = {
 # fmt: on
 
 
+NO_ACK = {"bye", "sorry", "bought"}
+
+
 class Dialog:
     def __init__(self, rng: random.Random):
         self.rng, self.persona = rng, Persona.draw(rng)
+        self.style = AgentStyle.draw(rng)
         self.utterances: list[dict] = []
 
     def _add(self, speaker: str, text: str, spans: list[Span]) -> None:
@@ -113,9 +128,10 @@ class Dialog:
         self._add("user", text, spans)
 
     def assistant(self, act: str, values: dict) -> None:
-        text, spans = fill(C.articles(self.rng.choice(ASSISTANT[act]), values), values)
+        text, spans = fill(C.articles(self.style.template(self.rng.choice(ASSISTANT[act])), values), values)
         text = text[0].upper() + text[1:]
-        self._add("assistant", text, [(s, a, b, text[a:b]) for s, a, b, _ in spans])
+        text, spans = self.style.surface(self.rng, text, spans, ack=act not in NO_ACK)
+        self._add("assistant", text, spans)
 
     def api(self, name: str, args: dict, response: dict) -> None:
         """An API call, attached to the latest user utterance (TM-3 puts it there)."""

@@ -16,13 +16,16 @@ LAST_NAMES = [
 ]
 
 # --- online clothing store (ABCD format)
-BRANDS = ["northpeak", "ember & oak", "tidewell", "lumen", "harbor lane", "copperfield", "velia", "stonecrest"]
-PRODUCTS = ["jeans", "boots", "jacket", "shirt", "hoodie", "sneakers", "scarf", "dress", "sweater", "hat"]
+BRANDS = ["northpeak", "ember & oak", "tidewell", "lumen", "harbor lane", "copperfield", "velia", "stonecrest",
+          "alder & finch", "brightmoor", "kestrel", "saltmarsh"]
+PRODUCTS = ["jeans", "boots", "jacket", "shirt", "hoodie", "sneakers", "scarf", "dress", "sweater", "hat", "coat",
+            "skirt", "sandals", "cardigan", "backpack", "belt"]
 CITIES = [
     ("riverton", "or"), ("lakeside", "mi"), ("brookfield", "wi"), ("fairhaven", "ma"), ("glenwood", "co"),
     ("maple springs", "tx"), ("westbury", "ny"), ("ashford", "ca"), ("pinecrest", "fl"), ("millbrook", "pa"),
 ]
-STREETS = ["oak st", "elm ave", "birch rd", "harbor blvd", "mill lane", "cedar ct", "park ave", "sunset dr"]
+STREETS = ["oak st", "elm ave", "birch rd", "harbor blvd", "mill lane", "cedar ct", "park ave", "sunset dr",
+           "willow way", "lake view rd", "spruce st", "chestnut ave"]
 MEMBER_LEVELS = ["bronze", "silver", "gold", "guest"]
 PAYMENT = ["credit card", "debit card", "paypal", "gift card"]
 SHIPPING_STATUS = ["in transit", "order received", "out for delivery", "delivered"]

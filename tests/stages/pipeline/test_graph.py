@@ -59,7 +59,7 @@ def steps_name(cfg, key, shards):
 
 
 def test_argo_dag_is_the_graph():
-    cfg = _cfg("pipeline.scorers=[ilql_scorer]", "k8s.relabel_shards=1")
+    cfg = _cfg("pipeline.scorers=[ilql_scorer]", "eval.num_responses=2", "k8s.relabel_shards=1")
     wt = workflow_template(cfg)
     [main] = [t for t in wt["spec"]["templates"] if "dag" in t]
     tasks = {t["name"]: t for t in main["dag"]["tasks"]}
