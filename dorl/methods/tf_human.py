@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from dorl.config import TrainConfig
+from dorl.errors import DataError
 from dorl.methods.lines import Lines
 from dorl.store import Artifact
 
@@ -33,6 +34,11 @@ class TfHuman(Lines):
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         super().check_inputs(data, base)
+        if not data.info.get("candidates", {}).get("human", True):
+            raise DataError(
+                f"{data.uri}: tf_human trains on the human responses (candidate 0), which a relabel artifact of your "
+                "own scored rows alone does not have; leave tf_human out of pipeline.methods for it"
+            )
         if self.cfg.finetune.max_steps is None:
             self._steps = matched_steps(self.cfg, data)
 

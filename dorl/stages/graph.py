@@ -130,7 +130,9 @@ def nodes(cfg: RunConfig) -> list[Node]:
                 s = seed if whole else None
                 tf = Node("train", uri(base, s), (("data_uri", data.out),), ds, base, (data.key,), s)
                 if scored_only:  # no base model to propose candidates
-                    relabel = Node("relabel", uri("relabel", s), (("data_uri", data.out),), ds, after=(data.key,), seed=s)
+                    relabel = Node(
+                        "relabel", uri("relabel", s), (("data_uri", data.out),), ds, after=(data.key,), seed=s
+                    )
                 else:
                     inputs = (("data_uri", data.out), ("base_uri", tf.out))
                     relabel = Node("relabel", uri("relabel", s), inputs, ds, after=(tf.key,), seed=s)
@@ -141,6 +143,8 @@ def nodes(cfg: RunConfig) -> list[Node]:
             models = {base: tf}
             needs = (relabel.key,) if tf.key in relabel.after else (relabel.key, tf.key)  # a method starts from tf
             for m in trained:
+                if scored_only and methods.entry(m).control:  # a control needs the human responses: none here
+                    continue
                 inputs = (("data_uri", relabel.out), ("base_uri", tf.out))
                 model = models[m] = Node("train", uri(m, seed), inputs, ds, m, needs, seed)
                 inputs = (("model_uri", model.out), ("data_uri", data.out))

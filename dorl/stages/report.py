@@ -10,7 +10,7 @@ import time
 
 import click
 
-from dorl import csvsafe
+from dorl import csvsafe, readers
 from dorl.config import RunConfig, to_dict
 from dorl.errors import DataError, UserError
 from dorl.options import config_options, force_option

@@ -32,7 +32,7 @@ def test_pipeline_runs_the_graph_in_order():
         "abcd/data", "abcd/train/tf", "abcd/relabel", "abcd/evaluate/tf",
         *[k for m in cfg.pipeline.methods for k in (f"abcd/train/{m}", f"abcd/evaluate/{m}")],
     ]  # fmt: skip
-    assert cfg.pipeline.methods == methods.paper()  # the default: the paper's methods (the baselines: `compare`)
+    assert cfg.pipeline.methods == methods.defaults()  # the control and the paper's methods (the baselines: `compare`)
     assert graph[-1].key == "report" and len(graph[-1].after) == 2 * (1 + len(cfg.pipeline.methods))
 
 
@@ -206,3 +206,18 @@ def test_argo_runs_every_method_and_seed():
     # without seeds: no seed parameter
     plain = workflow_template(k8s())
     assert "--seed" not in next(t for t in plain["spec"]["templates"] if t["name"] == "train")["container"]["args"]
+
+
+def test_a_dataset_of_scored_rows_alone_has_no_control():
+    """tf_human trains on the human responses, which a relabel of your scored rows alone does not have: the graph
+    leaves it out for that dataset only (it trained on nothing and failed the run before), and keeps it elsewhere."""
+    cfg = _cfg(
+        "pipeline.datasets=[abcd, mine]",
+        "data.sources.mine.path=s3://b/mine.jsonl",
+        "data.sources.mine.scored=s3://b/scored.jsonl",
+        "data.sources.mine.candidates=scored",
+    )
+    assert "tf_human" in cfg.pipeline.methods
+    trained = {(n.dataset, n.method) for n in nodes(cfg) if n.stage == "train"}
+    assert ("abcd", "tf_human") in trained and ("mine", "tf_human") not in trained
+    assert ("mine", "tf_top") in trained
