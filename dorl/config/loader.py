@@ -8,8 +8,8 @@ Every value is checked against the field's type; an unknown key or a wrong type 
 Ranges are checked here too, in one place: a config class lists its numeric keys' allowed ranges in a
 class attribute `RANGES = {"lr": "> 0", "confidence": "(0, 1)"}` (`>= x`, `> x`, `<= x`, `< x`, or an
 interval with open `(`/`)` or closed `[`/`]` ends), and may define `check(self, where)` for rules across
-keys (a width divisible by the head count). NaN is never in a range. This is the only place a configuration
-value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
+keys (a width divisible by the head count). NaN and infinity are never in a range. This is the only place a
+configuration value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
 model's positions, an artifact's contents). A method's section (declared beside the method, see
 dorl/methods/registry.py) follows the same rules: its RANGES and its `check()`.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import reprlib
 import types
@@ -95,7 +96,7 @@ _INTERVAL = re.compile(r"^([(\[])\s*(\S+)\s*,\s*(\S+)\s*([)\]])$")
 
 
 def in_range(spec: str, v: float) -> bool:
-    if v != v:  # NaN
+    if isinstance(v, float) and not math.isfinite(v):  # NaN, or infinity (`.inf`, `1e400`): never a setting
         return False
     if m := _BOUND.match(spec):
         op, x = m.group(1), float(m.group(2))
