@@ -306,12 +306,28 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def load_yaml(text: str) -> Any:
     """Parse YAML text within the bounds above. Raises ValueError with one short line (the problem and where)."""
-    if len(text) > MAX_YAML_BYTES:
-        raise ValueError(f"larger than {MAX_YAML_BYTES // 2**20} MiB")
+    return _parse(text, MAX_YAML_BYTES, many=False)
+
+
+def load_yaml_all(text: str, max_bytes: int = 16 * MAX_YAML_BYTES) -> list:
+    """Every document of a YAML stream (e.g. `kubectl kustomize`'s output), each within the bounds above and the
+    stream within `max_bytes`. Raises ValueError with one short line."""
+    return _parse(text, max_bytes, many=True)
+
+
+def _parse(text: str, max_bytes: int, many: bool) -> Any:
+    if len(text) > max_bytes:
+        raise ValueError(f"larger than {max_bytes // 2**20} MiB")
     loader = None
     try:
         loader = _BoundedLoader(text)  # the reader checks the characters here already
-        return loader.get_single_data()
+        if not many:
+            return loader.get_single_data()
+        docs = []
+        while loader.check_data():
+            loader._nodes, loader._sizes = 0, {}  # each document within the bounds
+            docs.append(loader.get_data())
+        return docs
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
