@@ -23,16 +23,24 @@ HELP = (
 
 
 def ask(label: str) -> str | None:
-    """One line from the user (None at end of input)."""
-    click.echo(click.style(label, bold=True), nl=False)  # styled on a terminal only
-    try:
-        line = input()
-    except EOFError:
-        click.echo()
-        return None
-    if not sys.stdin.isatty():
-        click.echo(line)  # piped input: the transcript shows what was typed
-    return line
+    """One line from the user (None at end of input). A line that is not UTF-8 or holds a special token of dorl's
+    format is one error line, and the question again: the conversation goes on."""
+    from dorl.errors import DataError
+    from dorl.generate_cli import user_text
+
+    while True:
+        click.echo(click.style(label, bold=True), nl=False)  # styled on a terminal only
+        try:
+            line = input()
+        except EOFError:
+            click.echo()
+            return None
+        if not sys.stdin.isatty():  # piped input: the transcript shows what was typed
+            click.echo(line.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        try:
+            return user_text(line, "that line")
+        except DataError as e:
+            click.echo(click.style(f"error: {e}; type it again", fg="red"), err=True)
 
 
 def distinct(suggestions):
@@ -54,6 +62,8 @@ def chat(model_uri, method, k, cfg) -> None:
     from dorl.suggest import Suggester
     from dorl.text import render_conversation
 
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 reach `ask` (and are refused), never a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
     suggester = Suggester(cfg, model_uri, method, k)
     click.echo(click.style(suggester.describe(), dim=True))
     click.echo(click.style(HELP, dim=True))

@@ -12,6 +12,27 @@ from dorl.errors import ConfigError, DataError
 from dorl.options import config_options
 
 
+def user_text(text: str, what: str, whole_context: bool = False) -> str:
+    """`text` a person typed (an argument, a line of stdin), checked: UTF-8 (Python hands undecodable bytes over as
+    lone surrogates), and no special token of dorl's format in plain text (a person's turn cannot open or close
+    turns); `whole_context`: a context in dorl's format (`<_soc_>…`), whose tokens are its own. DataError: one line."""
+    from dorl.text import SPECIAL_TOKENS
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        byte = text[e.start].encode("utf-8", "surrogateescape").hex()
+        raise DataError(f"{what} is not UTF-8 text (byte 0x{byte} at character {e.start})") from None
+    if not whole_context:
+        found = [t for t in SPECIAL_TOKENS if t in text]
+        if found:
+            raise DataError(
+                f"{what} holds {found[0]}, one of the model's special tokens: they are dorl's format, not text "
+                "a person types"
+            )
+    return text
+
+
 def show_turns(context: str) -> None:
     from dorl.suggest import turns_of
 
@@ -53,6 +74,9 @@ def generate(model_uri, method, context, data_uri, split, n, k, as_json, cfg) ->
         raise ConfigError(f"-n must be >= 1, got {n}")
     rows: list[dict] = []
     if context is not None:
+        from dorl.text import SOC
+
+        context = user_text(context, "--context", whole_context=context.startswith(SOC))
         rows.append({"context": as_context(context)})
     else:
         data = Artifact(data_uri, expect_stage="data")

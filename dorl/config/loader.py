@@ -8,8 +8,8 @@ Every value is checked against the field's type; an unknown key or a wrong type 
 Ranges are checked here too, in one place: a config class lists its numeric keys' allowed ranges in a
 class attribute `RANGES = {"lr": "> 0", "confidence": "(0, 1)"}` (`>= x`, `> x`, `<= x`, `< x`, or an
 interval with open `(`/`)` or closed `[`/`]` ends), and may define `check(self, where)` for rules across
-keys (a width divisible by the head count). NaN is never in a range. This is the only place a configuration
-value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
+keys (a width divisible by the head count). NaN and infinity are never in a range. This is the only place a
+configuration value is validated: a stage, the engine or a method checks only what needs a run (the process count, a
 model's positions, an artifact's contents). A method's section (declared beside the method, see
 dorl/methods/registry.py) follows the same rules: its RANGES and its `check()`.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import reprlib
 import types
@@ -95,7 +96,7 @@ _INTERVAL = re.compile(r"^([(\[])\s*(\S+)\s*,\s*(\S+)\s*([)\]])$")
 
 
 def in_range(spec: str, v: float) -> bool:
-    if v != v:  # NaN
+    if isinstance(v, float) and not math.isfinite(v):  # NaN, or infinity (`.inf`, `1e400`): never a setting
         return False
     if m := _BOUND.match(spec):
         op, x = m.group(1), float(m.group(2))
@@ -305,12 +306,28 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def load_yaml(text: str) -> Any:
     """Parse YAML text within the bounds above. Raises ValueError with one short line (the problem and where)."""
-    if len(text) > MAX_YAML_BYTES:
-        raise ValueError(f"larger than {MAX_YAML_BYTES // 2**20} MiB")
+    return _parse(text, MAX_YAML_BYTES, many=False)
+
+
+def load_yaml_all(text: str, max_bytes: int = 16 * MAX_YAML_BYTES) -> list:
+    """Every document of a YAML stream (e.g. `kubectl kustomize`'s output), each within the bounds above and the
+    stream within `max_bytes`. Raises ValueError with one short line."""
+    return _parse(text, max_bytes, many=True)
+
+
+def _parse(text: str, max_bytes: int, many: bool) -> Any:
+    if len(text) > max_bytes:
+        raise ValueError(f"larger than {max_bytes // 2**20} MiB")
     loader = None
     try:
         loader = _BoundedLoader(text)  # the reader checks the characters here already
-        return loader.get_single_data()
+        if not many:
+            return loader.get_single_data()
+        docs = []
+        while loader.check_data():
+            loader._nodes, loader._sizes = 0, {}  # each document within the bounds
+            docs.append(loader.get_data())
+        return docs
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

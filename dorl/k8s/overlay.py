@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from dorl.config.loader import load_yaml_all, read_yaml
 from dorl.errors import ConfigError
 from dorl.k8s.render import Manifests, write
 
@@ -25,7 +26,7 @@ def apply_overlay(m: Manifests, overlay: str | Path) -> Manifests:
     kfile = folder / "kustomization.yaml"
     if not kfile.is_file():
         raise ConfigError(f"overlay {overlay}: no kustomization.yaml in that folder")
-    kind = (yaml.safe_load(kfile.read_text()) or {}).get("kind")
+    kind = read_yaml(kfile).get("kind")  # bounded: size, nesting, aliases (dorl.config.loader)
     if kind != "Component":
         raise ConfigError(
             f"overlay {kfile}: kind is {kind!r}; `submit --overlay` takes a kustomize Component "
@@ -52,7 +53,12 @@ def apply_overlay(m: Manifests, overlay: str | Path) -> Manifests:
         )
     if r.returncode != 0:
         raise ConfigError(f"overlay {overlay}: kubectl kustomize failed: {r.stderr.strip()}")
-    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    try:
+        docs = [d for d in load_yaml_all(r.stdout) if d]
+    except ValueError as e:
+        raise ConfigError(f"overlay {overlay}: kubectl kustomize's output is not YAML dorl reads: {e}") from None
+    if not all(isinstance(d, dict) and isinstance(d.get("metadata"), dict) for d in docs):
+        raise ConfigError(f"overlay {overlay}: kubectl kustomize's output holds something other than objects")
     by_kind: dict[str, dict[str, dict]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d

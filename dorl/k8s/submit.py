@@ -71,15 +71,18 @@ def _hash(obj) -> str | None:
 
 def _changed_keys(c: Clients, cfg: RunConfig, old_hash: str, new_yaml: str) -> list[str]:
     """The config keys that differ between the run config of hash `old_hash` (its ConfigMap) and this one."""
-    import yaml
     from kubernetes.client.exceptions import ApiException
 
-    try:
+    from dorl.config.loader import load_yaml
+
+    try:  # the cluster's copy is read within the bounds of any YAML dorl reads (size, nesting, aliases)
         old = c.core.read_namespaced_config_map(f"dorl-{cfg.run}-config-{old_hash}", cfg.k8s.namespace)
-        before = yaml.safe_load(old.data["run.yaml"]) or {}
-    except (ApiException, KeyError, TypeError):
+        before = load_yaml(old.data["run.yaml"]) or {}
+        after = load_yaml(new_yaml) or {}
+    except (ApiException, KeyError, TypeError, ValueError):
         return []
-    after = yaml.safe_load(new_yaml) or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
 
     def flat(d, prefix=""):
         out = {}

@@ -18,6 +18,7 @@ from rich.table import Table
 from dorl import layout
 from dorl import methods as methods_
 from dorl.config import RunConfig
+from dorl.errors import ConfigError
 from dorl.log import live_view
 from dorl.options import config_options, force_option
 from dorl.stages.graph import Node, nodes
@@ -96,9 +97,7 @@ def run(cfg: RunConfig, force: bool = False) -> Artifact:
     "--methods",
     help=f"Comma-separated methods among {','.join(methods_.relabelled())} (overrides pipeline.methods).",
 )
-@click.option(
-    "--seeds", help="Comma-separated training seeds of the methods, e.g. 0,1,2 (overrides pipeline.seeds; '' for none)."
-)
+@click.option("--seeds", help="Comma-separated training seeds of the methods, e.g. 0,1,2 (overrides pipeline.seeds).")
 @force_option
 @config_options
 def pipeline_cmd(datasets, methods, seeds, force, cfg) -> None:
@@ -109,6 +108,10 @@ def pipeline_cmd(datasets, methods, seeds, force, cfg) -> None:
     from dorl import config as cfglib
     from dorl import layout
 
+    for option, value in (("--datasets", datasets), ("--methods", methods), ("--seeds", seeds)):
+        if value is not None and not value.replace(",", "").strip():  # the same for all three: never "all" or "none"
+            key = f"pipeline.{option[2:]}"
+            raise ConfigError(f"{option} {value!r}: an empty list; leave {option} out to use {key}, or name some")
     if datasets or methods or seeds is not None:
         sets = []
         if datasets:

@@ -43,7 +43,7 @@ from dorl.layout import stage_uri
 from dorl.options import config_options, force_option
 from dorl.relabel.candidates import CANDIDATE_COLUMNS, CHUNK_COLUMNS, relabel_chunk
 from dorl.relabel.returns import edges, to_returns
-from dorl.relabel.shards import SHARD_STAGE, Chunk, assemble_shards, empty_chunk, plan, shard_uri
+from dorl.relabel.shards import SHARD_STAGE, Chunk, assemble_shards, contexts, empty_chunk, plan, shard_uri
 from dorl.store import Artifact, ArtifactWriter, StageContext, StageResult, run_stage
 
 log = logging.getLogger("dorl.relabel")
@@ -286,6 +286,7 @@ def relabel(
                 shard=index,
                 shards=count,
                 chunks={s: [c.index for c in chunks if c.split == s] for s in cfg.relabel.splits},
+                contexts=contexts(chunks, cfg.relabel.splits),  # the examples it holds: checked by the assembly
                 reward=worker.metric.identity(),
             )
             ctx.metrics.update(worker.throughput())

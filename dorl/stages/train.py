@@ -30,7 +30,7 @@ from dorl import methods
 from dorl.config import RunConfig
 from dorl.engine import dist as dmod
 from dorl.engine.data import accumulation_steps
-from dorl.errors import ConfigError, UserError
+from dorl.errors import ConfigError, TransientError, UserError
 from dorl.options import config_options, force_option
 from dorl.store import Artifact, ArtifactWriter, StageResult, run_stage
 
@@ -87,6 +87,8 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:
     if not d.main:
         logging.getLogger("dorl").setLevel(logging.WARNING)  # one voice: rank 0 logs progress
         status, message = d.broadcast(None)
+        if status == "transient":  # e.g. S3 throttling on rank 0: every rank exits 75, retried, not failed as 2
+            raise TransientError(message)
         if status == "error":
             raise UserError(message)
         if status == "crash":
@@ -109,7 +111,7 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:
         result = run_stage(stage, out_uri, m.config(), inputs, body, force)
     except BaseException as e:
         if not told:
-            d.broadcast(("error", str(e)) if isinstance(e, UserError) else ("crash", f"rank 0 failed: {e!r}"))
+            d.broadcast(_status_of(e))
         raise
     if not told:
         d.broadcast(("skip", None))
@@ -117,6 +119,16 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:
         ArtifactWriter(out_uri).remove("checkpoints")  # only for resuming, which a complete artifact never does
     d.barrier()
     return result
+
+
+def _status_of(e: BaseException) -> tuple[str, str]:
+    """What rank 0 tells the other ranks when it fails before training: each then exits with the code rank 0 does
+    (a transient store error is a `StoreError` too, so it is tested first: 75, not 2)."""
+    if isinstance(e, TransientError):
+        return "transient", str(e)
+    if isinstance(e, UserError):
+        return "error", str(e)
+    return "crash", f"rank 0 failed: {e!r}"
 
 
 def _drop_local_checkpoints(writer: ArtifactWriter, d, retain: bool) -> None:

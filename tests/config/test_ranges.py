@@ -30,15 +30,17 @@ def _range_of(key: str) -> str | None:
 def _outside(spec: str) -> list[float]:
     if m := re.match(r"^(>=|>)\s*(\S+)$", spec):
         x = float(m.group(2))
-        return [x - 1 if m.group(1) == ">=" else x, math.nan]
+        return [x - 1 if m.group(1) == ">=" else x, math.nan, math.inf]
     m = re.match(r"^([(\[])\s*(\S+)\s*,\s*(\S+)\s*([)\]])$", spec)
     lo, hi = float(m.group(2)), float(m.group(3))
-    return [lo if m.group(1) == "(" else lo - 1, hi if m.group(4) == ")" else hi + 1, math.nan]
+    return [lo if m.group(1) == "(" else lo - 1, hi if m.group(4) == ")" else hi + 1, math.nan, math.inf, -math.inf]
 
 
 def _fmt(v, t: str) -> str:
     if "list" in t:
         return f"[{int(v)}, 1]" if "int" in t and "float" not in t else f"[{v}, 0.5]"
+    if v in (math.inf, -math.inf):
+        return ".inf" if v > 0 else "-.inf"
     return "nan" if v != v else (str(int(v)) if "int" in t and v == int(v) else str(v))
 
 
@@ -52,8 +54,8 @@ def test_every_numeric_key_is_range_checked(key, tp, default):
     config.load(preset="tiny")  # the defaults and the preset are inside every range
     key = key.replace("<name>", "mine")
     for v in _outside(spec):
-        if v != v and "int" in tp and "float" not in tp:
-            continue  # NaN is not an int: the type check refuses it
+        if not math.isfinite(v) and "int" in tp and "float" not in tp:
+            continue  # NaN and infinity are not ints: the type check refuses them
         with pytest.raises(ConfigError) as e:
             config.load(sets=[f"{key}={_fmt(v, tp)}"])
         msg = str(e.value)
@@ -85,6 +87,23 @@ def test_every_numeric_key_is_range_checked(key, tp, default):
 def test_bad_values_across_keys_are_refused(sets, match):
     with pytest.raises(ConfigError, match=match):
         config.load(preset="tiny", sets=sets)
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["tf.lr=.inf", "tf.lr=1e300", "tf.lr=2", "ilql.train.lr=.inf", "finetune.eps=.inf", "ilql.beta=1e400",
+     "tf.weight_decay=.inf", "model.bpe_vocab_size=5", "model.bpe_vocab_size=256"],
+)  # fmt: skip
+def test_infinite_and_absurd_values_are_refused(item):
+    """No range holds infinity (before: `tf.lr=.inf` and `1e300` passed `> 0`); a learning rate is at most 1; a
+    trained BPE has at least its 256 bytes and <|endoftext|> (before: 5 was accepted and gave 257 anyway)."""
+    with pytest.raises(ConfigError, match=r"out of range; allowed: "):
+        config.load(preset="tiny", sets=[item])
+
+
+def test_the_smallest_bpe_and_the_largest_lr_are_accepted():
+    cfg = config.load(preset="tiny", sets=["model.bpe_vocab_size=257", "tf.lr=1"])
+    assert cfg.model.bpe_vocab_size == 257 and cfg.tf.lr == 1.0
 
 
 def test_ilql_polyak_bounds_are_the_ranges():

@@ -143,6 +143,27 @@ def test_bad_seeds_are_refused():
     assert r.returncode == 2 and "--seed" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("option", ["--datasets", "--methods", "--seeds"])
+@pytest.mark.parametrize("value", ["", " , "])
+def test_an_empty_list_option_is_a_usage_error(option, value, tmp_path):
+    """`--methods ''` meant all methods and `--seeds ''` none: now all three say the same, one line, exit 2."""
+    from click.testing import CliRunner
+
+    from dorl.cli import cli
+
+    r = CliRunner().invoke(cli, ["pipeline", "--preset", "tiny", option, value, "--set", f"root={tmp_path}"])
+    assert isinstance(r.exception, ConfigError), r.output
+    assert str(r.exception) == (
+        f"{option} {value!r}: an empty list; leave {option} out to use pipeline.{option[2:]}, or name some"
+    )
+    assert not list(tmp_path.iterdir())  # nothing started
+
+
+def test_an_empty_seeds_option_exits_2_with_one_line(tmp_path):
+    r = run_dorl("pipeline", "--preset", "tiny", "--seeds", "", "--set", f"root={tmp_path}")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--seeds '': an empty list" in r.stderr
+
+
 def k8s(*sets: str):
     return config.load(file=EXAMPLE, sets=["pipeline.methods=[tf_top, dt]", *sets])
 

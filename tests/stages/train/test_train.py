@@ -148,3 +148,44 @@ def test_bf16_training_saves_fp32_master_weights(tmp_path, data_artifact):
     assert any(not torch.equal(w, w.bfloat16().float()) for w in weights.values())
     assert art.json("config.json")["dtype"] == "float32"
     assert AutoModelForCausalLM.from_pretrained(art.local_dir()).dtype == torch.float32
+
+
+class _Rank:
+    """One rank of a two-process run, its control messages in `sent` (rank 0) or from `told` (the others)."""
+
+    def __init__(self, rank: int, told=None):
+        self.rank, self.local_rank, self.world, self.told, self.sent = rank, rank, 2, told, []
+        self.main = self.local_main = rank == 0
+
+    def broadcast(self, obj=None):
+        self.sent.append(obj)
+        return obj if self.main else self.told
+
+    def barrier(self):
+        pass
+
+
+def test_a_transient_error_on_rank_0_is_transient_on_every_rank(tmp_path, data_artifact, monkeypatch):
+    """Rank 0 fails before training with a transient store error (S3 throttling): it raises it (exit 75) and tells
+    the other ranks, which exit 75 too (before: they were told a user error, and the group's code was 2)."""
+    import dorl.stages.train as stage
+    from dorl.errors import TransientError, TransientStoreError, UserError
+
+    def throttled(*a, **k):
+        raise TransientStoreError("s3://b/tf: SlowDown after 5 attempts")
+
+    monkeypatch.setattr(stage, "run_stage", throttled)
+    args = dict(method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf"))
+    zero = _Rank(0)
+    monkeypatch.setattr(stage.dmod, "setup", lambda: zero)
+    with pytest.raises(TransientStoreError):
+        train(tiny(*TF), **args)
+    assert zero.sent == [("transient", "s3://b/tf: SlowDown after 5 attempts")]
+
+    monkeypatch.setattr(stage.dmod, "setup", lambda: _Rank(1, told=zero.sent[0]))
+    with pytest.raises(TransientError) as e:
+        train(tiny(*TF), **args)
+    assert not isinstance(e.value, UserError) and "SlowDown" in str(e.value)
+    monkeypatch.setattr(stage.dmod, "setup", lambda: _Rank(1, told=("error", "bad data")))
+    with pytest.raises(UserError, match="bad data"):  # a user error stays one
+        train(tiny(*TF), **args)
