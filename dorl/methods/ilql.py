@@ -295,25 +295,58 @@ class ILQL(Method):
     def decoding(self) -> dict:
         return {k: getattr(self.cfg.ilql, k) for k in DECODING}
 
-    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
+    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int, loaded=None):
         """Response 1: greedy with beta * advantage; 2..N: samples re-ranked by their value."""
         import time
 
-        import torch
-
-        from dorl.ilql import io as ilql_io
         from dorl.ilql.decode import decode as ilql_decode
         from dorl.ilql.decode import ilql_scorer
-        from dorl.methods.base import load_tokenizer
 
-        tok = load_tokenizer(model_dir)
-        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-        model = ilql_io.load(model_dir, device=device(), dtype=dtype)
+        model, tok = loaded if loaded is not None else self.load_model(model_dir)
         started = time.perf_counter()
-        greedy = ilql_decode(model, tok, prompts, decode.but(sample=False))
+        greedy = ilql_decode(model, tok, prompts, decode.but(sample=False), desc="greedy", progress=True)
         out = [[t.strip()] for t in greedy.texts]
         if num_responses > 1:
-            ranked = ilql_scorer(model, tok, prompts, decode, num_candidates=num_responses - 1)
+            ranked = ilql_scorer(model, tok, prompts, decode, num_candidates=num_responses - 1, progress=True)
             out = [o + [c.text.strip() for c in r] for o, r in zip(out, ranked, strict=True)]
         seconds = time.perf_counter() - started
         return out, {"seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3)}
+
+    # ---------------------------------------------------------------- generation hooks (see Method)
+    def load_model(self, model_dir: Path):
+        """The ILQL model (the LM and its heads; bf16 on a GPU) and its tokenizer."""
+        import torch
+
+        from dorl.ilql import io as ilql_io
+        from dorl.methods.base import load_tokenizer
+
+        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+        return ilql_io.load(model_dir, device=device(), dtype=dtype), load_tokenizer(model_dir)
+
+    def describe_decoding(self, decode: DecodeConfig, k: int) -> str:
+        more = f", {k - 1} more sampled (top_k={decode.top_k}, temperature={decode.temperature}) and ranked by value"
+        return f"response 1 greedy with beta={decode.beta}" + (more if k > 1 else "")
+
+    def values(self, loaded, prompts: list[str], responses: list[list[str]], decode: DecodeConfig):
+        """The value of each response as shown (its text + <_rep_end_>): min target-Q of its last action."""
+        from dorl.generate import encode_prompts
+        from dorl.ilql.decode import response_values
+
+        model, tok = loaded
+        p_ids = encode_prompts(tok, prompts, decode.prompt_tokens)
+        flat_p = [p for p, r in zip(p_ids, responses, strict=True) for _ in r]
+        flat_r = [tok(t + REP_END, add_special_tokens=False)["input_ids"] for r in responses for t in r]
+        flat = iter(response_values(model, flat_p, flat_r, tok.pad_token_id, decode.batch_size))
+        return [[round(next(flat), 4) for _ in r] for r in responses]
+
+    @classmethod
+    def card_notes(cls) -> list[str]:
+        return [
+            "",
+            "## ILQL heads",
+            "",
+            "The folder is a plain causal LM (the policy) plus `ilql_heads.safetensors` and `ilql_config.json` (V, "
+            "Q and target-Q heads). Plain transformers decodes the policy greedily, which is dorl's ILQL evaluation "
+            "at beta = 0. Advantage-guided decoding (log_softmax + beta * (min target-Q - V)) needs the heads: "
+            "`from dorl.ilql import io; model = io.load(FOLDER)`, or `dorl generate --set ilql.beta=4`.",
+        ]
