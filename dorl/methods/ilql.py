@@ -285,7 +285,8 @@ class ILQL(Method):
         prefix = "model."
         model = module.model
         model.meta = self.meta()  # the return statistics are known once the data is read
-        io.save(model, out_dir, state_dict={k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)})
+        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        io.save(model, out_dir, state_dict=state, decoding=self.decoding())  # what plain transformers decodes with
 
     def info(self) -> dict:
         ic = self.cfg.ilql
@@ -346,7 +347,18 @@ class ILQL(Method):
             "## ILQL heads",
             "",
             "The folder is a plain causal LM (the policy) plus `ilql_heads.safetensors` and `ilql_config.json` (V, "
-            "Q and target-Q heads). Plain transformers decodes the policy greedily, which is dorl's ILQL evaluation "
-            "at beta = 0. Advantage-guided decoding (log_softmax + beta * (min target-Q - V)) needs the heads: "
-            "`from dorl.ilql import io; model = io.load(FOLDER)`, or `dorl generate --set ilql.beta=4`.",
+            "Q and target-Q heads, and the decoding settings) and `modeling_dorl_ilql.py`, the code that decodes "
+            "with them. Which model you get depends on how you load it:",
+            "",
+            "- `AutoModelForCausalLM.from_pretrained(FOLDER)` (and `pipeline('text-generation', model=FOLDER)`) "
+            "loads the **behaviour policy** only: it decodes without the value heads (beta = 0), dorl's ILQL "
+            "evaluation at beta = 0, not advantage-guided decoding.",
+            "- `AutoModelForCausalLM.from_pretrained(FOLDER, trust_remote_code=True)` runs `modeling_dorl_ilql.py` "
+            "(read it first; it imports only torch, transformers and safetensors): `model.generate(**inputs)` "
+            "decodes as `dorl generate` does, greedy on log_softmax(LM) + beta * (min target-Q - V), with beta, "
+            "top_k and temperature from `ilql_config.json`'s `decoding`. Override them in the call "
+            "(`model.generate(**inputs, beta=4.0)`); sample with `do_sample=True, num_return_sequences=4, seed=0`. "
+            "`pipeline('text-generation', model=FOLDER, trust_remote_code=True)` decodes the same way.",
+            "- In dorl: `dorl generate --model FOLDER --set ilql.beta=4` (responses 2..N: samples ranked by "
+            "value), or `from dorl.ilql import io; model = io.load(FOLDER)`.",
         ]
