@@ -174,3 +174,26 @@ def test_generate_refuses_what_ilql_decoding_is_not(folder):
     ]:
         with pytest.raises(ValueError, match=match):
             model.generate(ids, **bad)
+
+
+def test_a_llama_folder_decodes_as_dorl_too(tok, tmp_path):
+    """Another family (RoPE, grouped-query attention, untied output embedding), in process: the same code."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from dorl.ilql.modeling_dorl_ilql import DorlILQLForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=False, pad_token_id=tok.pad_token_id)  # fmt: skip
+    heads = randomise_heads(ILQLModel(LlamaForCausalLM(cfg).eval()), scale=0.2)
+    io.save(heads, tmp_path, tok, decoding=FOLDER_DECODING)
+    remote, model = DorlILQLForCausalLM.from_pretrained(tmp_path), io.load(tmp_path)
+    assert isinstance(remote, LlamaForCausalLM)
+    enc = tok(PROMPTS, add_special_tokens=False, padding=True, return_tensors="pt")
+    stops = stop_token_ids(tok)
+    dc = DecodeConfig(max_new_tokens=MAX_NEW, batch_size=64, **FOLDER_DECODING)
+    for kw, settings in [({}, dc), ({"do_sample": True, "num_return_sequences": SAMPLES}, dc.but(sample=True))]:
+        out = remote.generate(**enc, max_new_tokens=MAX_NEW, eos_token_id=stops, pad_token_id=tok.pad_token_id, **kw)
+        want = decode(model, tok, PROMPTS, settings, num_samples=SAMPLES if settings.sample else 1).ids
+        assert cut(out[:, enc["input_ids"].shape[1] :].tolist(), stops) == want
