@@ -1,24 +1,34 @@
-"""Batched generation over many prompts: relabel candidates, evaluation responses, ILQL's decoding.
+"""The decoding loop: relabel's candidates, evaluation's responses and ILQL's decoding, batched over many prompts.
 
     out = generate(model, tokenizer, prompts, DecodeConfig(num_beams=5, num_return=5))  # out.texts[i]: best first
 
-`DecodeConfig` holds every decoding setting (greedy / beams / sampling, ILQL's beta, top-k and
-temperature, prompt length, batch size); relabel, evaluate and ILQL (`dorl.ilql.decode`) all take
-one, and share the prompt encoding (`encode_prompts`) and the stop ids (`stop_token_ids`).
+`DecodeConfig` holds every decoding setting; each step chooses the next tokens one of three ways:
 
-Prompts are tokenized once, left-truncated to the last `prompt_tokens` tokens, deduplicated,
-sorted by length (little padding) and left-padded into batches; a batch never holds one context
-at a time. Decoding is greedy (`num_beams=1`) or beam search without sampling; a sequence ends at
-a stop token (`<_rep_end_>` by default, and EOS). Responses come back decoded with special tokens
-stripped and whitespace trimmed, in the prompts' order.
+    greedy (num_beams=1):     argmax of the LM logits (transformers' greedy search, bit for bit), or of the
+                              adjusted scores adjust(log_softmax(LM logits))
+    sampling (sample=True):   one draw from softmax(top-k(adjust(log_softmax(LM logits / temperature)))),
+                              from a generator seeded with `seed`
+    beam search (num_beams>1): transformers' beam search over adjust(log_softmax(LM logits))
 
-Engine "dorl" (default) is transformers' beam search, re-done so that a batch does less work:
-the prompt is run once per context and its KV cache then copied to the beams (transformers runs it
-once per beam), only the last position's logits are computed, and a context whose beam search is
-settled (transformers' early-stop rule) leaves the batch instead of riding along to the end. Every
-scoring and selection step follows `GenerationMixin._beam_search` (length penalty 1, early_stopping
-False, top (1 + #stop tokens) x beams continuations per step), so the candidates are the ones
-`model.generate` returns; tests/test_generate.py checks that. Engine "hf" calls `model.generate`.
+A logits adjustment (`Adjustment`, optional) is called at every step with the step's log-probs and, when
+it asks for them (`wants_hidden`), the last position's final hidden states; it returns the scores to
+choose from. ILQL's advantage-guided decoding is one (`dorl.ilql.decode.Advantage`: + beta * (min
+target-Q - V)); without one, the step is the plain LM's. Every mode uses the KV cache: the prompt is
+run once, then one position per step.
+
+Prompts are tokenized once (`encode_prompts`), left-truncated to their last `prompt_tokens` tokens and
+left-padded (`left_pad`). Greedy decoding and beam search run each distinct prompt once, in batches of
+`batch_size` prompts sorted by length (little padding). Sampling keeps the prompts' order, each prompt
+`num_return` times in a row, `batch_size` sequences a batch: a seeded run's draws follow the rows in
+that order (so they depend on `batch_size`). A sequence ends at its first stop token (`stop_token_ids`:
+`<_rep_end_>` and EOS) or after `max_new_tokens`; a finished sequence leaves the batch. Responses come
+back decoded with special tokens stripped and whitespace trimmed, and as token ids, in the prompts' order.
+
+Beam search is transformers' (`GenerationMixin._beam_search`: length penalty 1, early_stopping False,
+top (1 + #stop tokens) x beams continuations per step), re-done so that a batch does less work: the
+prompt is run once per context and its KV cache copied to the beams, only the last position's logits
+are computed, and a context whose search is settled leaves the batch. tests/test_generate.py checks
+that the candidates are `model.generate`'s. Engine "hf" calls `model.generate` (plain greedy or beams).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from dorl.errors import ConfigError
 from dorl.text import REP_END
@@ -41,15 +52,15 @@ class DecodeConfig:
 
     prompt_tokens: int = 96  # prompts are left-truncated to their last `prompt_tokens` tokens
     max_new_tokens: int = 32
-    batch_size: int = 32  # prompts per batch
+    batch_size: int = 32  # prompts per batch (sampling: sequences per batch)
     num_beams: int = 1  # 1: greedy (or sampling); > 1: beam search (no sampling)
-    num_return: int = 1  # responses per prompt (<= num_beams)
-    sample: bool = False  # ILQL: sample from the scores (top-k, temperature) instead of taking the argmax
-    beta: float = 0.0  # ILQL: scores = log_softmax(LM) + beta * (min target-Q - V)
-    top_k: int = 20  # ILQL sampling: keep the k best scores (0: all)
-    temperature: float = 1.0  # ILQL sampling: temperature of the LM logits (see `dorl.ilql.decode`)
-    seed: int = 0  # ILQL sampling: seed of the generator
-    engine: str = "dorl"  # beam search: "dorl" (batched, same candidates) or "hf" (model.generate)
+    num_return: int = 1  # responses per prompt (<= num_beams; sampling: samples per prompt)
+    sample: bool = False  # sample from the scores (top-k, temperature) instead of taking the argmax
+    beta: float = 0.0  # ILQL: scores = log_softmax(LM) + beta * (min target-Q - V) (its `Advantage` reads it)
+    top_k: int = 20  # sampling: keep the k best scores (0: all)
+    temperature: float = 1.0  # sampling: the LM logits are divided by it before the adjustment
+    seed: int = 0  # sampling: seed of the generator
+    engine: str = "dorl"  # "dorl" (this loop) or "hf" (model.generate; plain greedy or beam search)
     lm_head: str = "auto"  # engine dorl on a CPU: "auto" = the vocabulary projection through oneDNN (dorl.onednn)
 
     def but(self, **changes) -> DecodeConfig:
@@ -59,7 +70,17 @@ class DecodeConfig:
 @dataclass
 class Generation:
     texts: list[list[str]]  # per prompt: num_return responses, best first
+    ids: list[list[list[int]]] = field(default_factory=list)  # their new tokens, up to and including a stop token
     stats: dict = field(default_factory=dict)
+
+
+class Adjustment(Protocol):
+    """A per-step change of the scores a decoding step chooses from."""
+
+    wants_hidden: bool  # whether the step must also hand over the last position's final hidden states (B, d)
+
+    def __call__(self, logp, hidden):
+        """(B, |V|) log-probs of the step's LM (after temperature when sampling) -> (B, |V|) scores."""
 
 
 def stop_token_ids(tokenizer, stop_tokens: Sequence[str] = (REP_END,)) -> list[int]:
@@ -79,12 +100,44 @@ def encode_prompts(tokenizer, prompts: Sequence[str], prompt_tokens: int) -> lis
     return [x[-prompt_tokens:] for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device=None):
+    """(input_ids, attention_mask), each (len(rows), longest row), the rows aligned on the right."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        if r:
+            ids[b, width - len(r) :] = torch.tensor(r)
+            mask[b, width - len(r) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def check(decode: DecodeConfig, adjust: Adjustment | None = None) -> None:
+    from dorl import onednn
+
+    if decode.engine not in ("dorl", "hf"):
+        raise ConfigError(f"unknown generation engine {decode.engine!r}; choose dorl or hf")
+    if decode.lm_head not in onednn.KERNELS:
+        raise ConfigError(f"unknown lm_head kernel {decode.lm_head!r}; choose {' or '.join(onednn.KERNELS)}")
+    if decode.temperature <= 0 or decode.top_k < 0:
+        raise ConfigError(f"decoding needs temperature > 0 and top_k >= 0 (got {decode.temperature}, {decode.top_k})")
+    if decode.sample and decode.num_beams > 1:
+        raise ConfigError(f"sampling draws one sequence at a time: num_beams must be 1, got {decode.num_beams}")
+    if not decode.sample and decode.num_return > decode.num_beams:
+        raise ConfigError(f"num_return ({decode.num_return}) cannot exceed num_beams ({decode.num_beams})")
+    if decode.engine == "hf" and (decode.sample or adjust is not None):
+        raise ConfigError("engine hf (model.generate) decodes greedily or by beam search, unadjusted: use engine dorl")
+
+
 def generate(
     model,
     tokenizer,
     prompts: Sequence[str],
     decode: DecodeConfig = DecodeConfig(),
     *,
+    adjust: Adjustment | None = None,
     stop_tokens: Sequence[str] = (REP_END,),
     desc: str = "generating",
     progress: bool = True,
@@ -94,71 +147,70 @@ def generate(
     from dorl import log as dlog
     from dorl import onednn
 
-    num_beams, num_return, engine = decode.num_beams, decode.num_return, decode.engine
-    max_new_tokens, batch_size = decode.max_new_tokens, decode.batch_size
-    if num_return > num_beams:
-        raise ConfigError(f"num_return ({num_return}) cannot exceed num_beams ({num_beams})")
-    if engine not in ("dorl", "hf"):
-        raise ConfigError(f"unknown generation engine {engine!r}; choose dorl or hf")
-    if decode.lm_head not in onednn.KERNELS:
-        raise ConfigError(f"unknown lm_head kernel {decode.lm_head!r}; choose {' or '.join(onednn.KERNELS)}")
+    check(decode, adjust)
     started = time.perf_counter()
     eos = stop_token_ids(tokenizer, stop_tokens)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[-1]
     device = next(model.parameters()).device
-
-    # Tokenize once, keep the last prompt_tokens, run each distinct prompt once.
     ids = encode_prompts(tokenizer, prompts, decode.prompt_tokens)
-    unique: dict[tuple, int] = {}
-    which = [unique.setdefault(tuple(x), len(unique)) for x in ids]
-    distinct = [list(k) for k in unique]
-    order = sorted(range(len(distinct)), key=lambda i: -len(distinct[i]))
-    results: list[list[list[int]]] = [[] for _ in distinct]
+    generator = None
+    if decode.sample:  # each prompt num_return times, in order: the seeded draws follow the rows
+        rows = [x for x in ids for _ in range(decode.num_return)]
+        order = list(range(len(rows)))
+        generator = torch.Generator(device).manual_seed(decode.seed)
+    else:  # each distinct prompt once, longest first
+        unique: dict[tuple, int] = {}
+        which = [unique.setdefault(tuple(x), len(unique)) for x in ids]
+        rows = [list(k) for k in unique]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    results: list[list[list[int]]] = [[] for _ in rows]
 
     was_training = model.training
     model.eval()
     # No bar of its own inside a caller's bar (rich allows one live display at a time).
     bar = dlog.progress(transient=True) if progress else contextlib.nullcontext()
     # oneDNN's projection only for dorl's engine: 'hf' stays transformers' generate as it is
-    head = onednn.lm_head(model, decode.lm_head if engine == "dorl" else "torch")
+    head = onednn.lm_head(model, decode.lm_head if decode.engine == "dorl" else "torch")
     with torch.inference_mode(), bar, head:
-        task = bar.add_task(desc, total=len(distinct)) if progress else None
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            width = max(len(distinct[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                n = len(distinct[i])
-                input_ids[row, width - n :] = torch.tensor(distinct[i])
-                mask[row, width - n :] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            if engine == "hf":
-                seqs = _hf_generate(model, input_ids, mask, num_beams, num_return, max_new_tokens, eos, pad)
-            elif num_beams == 1:
-                seqs = _greedy(model, input_ids, mask, max_new_tokens, eos)
-            else:
-                seqs = _beam_search(model, input_ids, mask, num_beams, num_return, max_new_tokens, eos, pad)
+        task = bar.add_task(desc, total=len(order)) if progress else None
+        for start in range(0, len(order), decode.batch_size):
+            batch = order[start : start + decode.batch_size]
+            input_ids, mask = left_pad([rows[i] for i in batch], pad, device)
+            seqs = decode_batch(model, input_ids, mask, decode, eos, pad, adjust=adjust, generator=generator)
             for row, i in enumerate(batch):
                 results[i] = seqs[row]
             if progress:
                 bar.advance(task, len(batch))
     model.train(was_training)
 
-    flat = [s for r in results for s in r]
-    decoded = [t.strip() for t in tokenizer.batch_decode(flat, skip_special_tokens=True)]
-    per_distinct = [decoded[i * num_return : (i + 1) * num_return] for i in range(len(distinct))]
+    if decode.sample:
+        k = decode.num_return
+        per_prompt = [[s for r in results[i * k : (i + 1) * k] for s in r] for i in range(len(prompts))]
+    else:
+        per_prompt = [results[w] for w in which]
+    flat = [s for r in per_prompt for s in r]
+    decoded = iter(t.strip() for t in tokenizer.batch_decode(flat, skip_special_tokens=True))
+    texts = [[next(decoded) for _ in r] for r in per_prompt]
     seconds = time.perf_counter() - started
-    new_tokens = sum(len(s) for w in which for s in results[w])
     stats = {
         "prompts": len(prompts),
-        "distinct_prompts": len(distinct),
-        "sequences": len(prompts) * num_return,
+        "distinct_prompts": len({tuple(x) for x in ids}),
+        "sequences": len(flat),
         "seconds": round(seconds, 3),
         "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3),
-        "new_tokens_per_s": round(new_tokens / max(seconds, 1e-9), 1),
+        "new_tokens_per_s": round(sum(len(s) for s in flat) / max(seconds, 1e-9), 1),
     }
-    return Generation([list(per_distinct[w]) for w in which], stats)
+    return Generation(texts, per_prompt, stats)
+
+
+def decode_batch(model, input_ids, mask, decode: DecodeConfig, eos, pad, *, adjust=None, generator=None):
+    """One left-padded batch: per row, its sequences (num_return; one when sampling) of new tokens."""
+    beams, n, max_new = decode.num_beams, decode.num_return, decode.max_new_tokens
+    if decode.engine == "hf":
+        return _hf_generate(model, input_ids, mask, beams, n, max_new, eos, pad)
+    if beams > 1:
+        return _beam_search(model, input_ids, mask, beams, n, max_new, eos, pad, adjust)
+    return _one_by_one(model, input_ids, mask, decode, eos, adjust, generator)
 
 
 def _cut(tokens: list[int], eos: list[int]) -> list[int]:
@@ -187,58 +239,88 @@ def _hf_generate(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
     return [[_cut(gen[b * num_return + k], eos) for k in range(num_return)] for b in range(input_ids.shape[0])]
 
 
-def _prefill(model, input_ids, mask):
-    """Run the prompts once: last-position log-probs, the KV cache, the next position ids."""
-    import torch
+def _forward(model, input_ids, mask, positions, cache, hidden: bool):
+    """The last position's LM logits (B, |V|) in fp32, its final hidden states (B, d) when `hidden`
+    (the model's logits must be its output embedding of them), and the KV cache."""
+    if not hidden:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float(), None, out.cache
+    out = model.base_model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+    )
+    h = out.last_hidden_state[:, -1]
+    return model.get_output_embeddings()(h).float(), h, out.cache
+
+
+def _prefill(model, input_ids, mask, hidden: bool = False):
+    """Run the prompts once: last-position logits (and hidden states), the KV cache, the next position ids."""
     from transformers import DynamicCache
 
     position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    cache = DynamicCache(config=model.config)
-    out = model(
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=position_ids,
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
-    return logp, out.cache, position_ids[:, -1:] + 1
+    logits, h, cache = _forward(model, input_ids, mask, position_ids, DynamicCache(config=model.config), hidden)
+    return logits, h, cache, position_ids[:, -1:] + 1
 
 
-def _step(model, tokens, mask, positions, cache):
+def _choose(logits, h, decode: DecodeConfig, adjust, generator, rows, width: int):
+    """The next token of each live row (`rows`: their rows in the batch of `width`)."""
     import torch
 
-    out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-    return torch.log_softmax(out.logits[:, -1, :].float(), dim=-1), out.cache
+    if not decode.sample:
+        if adjust is None:
+            return logits.argmax(-1)  # transformers' greedy choice, bit for bit
+        return adjust(torch.log_softmax(logits, -1), h).argmax(-1)
+    scores = torch.log_softmax(logits / decode.temperature, -1)
+    if adjust is not None:
+        scores = adjust(scores, h)
+    if 0 < decode.top_k < scores.shape[-1]:
+        kth = scores.topk(decode.top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    probs = scores.softmax(-1)
+    if probs.shape[0] == width:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # Rows have finished: draw for the whole batch all the same (they take token 0), so that a row's
+    # draws do not depend on when the others finished.
+    full = probs.new_zeros((width, probs.shape[1]))
+    full[:, 0] = 1.0
+    full[rows] = probs
+    return torch.multinomial(full, 1, generator=generator).squeeze(-1)[rows]
 
 
-def _greedy(model, input_ids, mask, max_new, eos):
-    """transformers' greedy search; a finished row leaves the batch."""
+def _one_by_one(model, input_ids, mask, decode: DecodeConfig, eos, adjust, generator):
+    """Greedy decoding or sampling, one token per row and step; a finished row leaves the batch."""
     import torch
 
-    logp, cache, pos = _prefill(model, input_ids, mask)
-    eos_t = torch.tensor(eos, device=input_ids.device)
-    rows = torch.arange(input_ids.shape[0], device=input_ids.device)  # batch row of each live sequence
-    seqs: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
-    for t in range(max_new):
-        tok = logp.argmax(dim=-1)
+    hidden = adjust is not None and adjust.wants_hidden
+    logits, h, cache, pos = _prefill(model, input_ids, mask, hidden)
+    width = input_ids.shape[0]
+    eos_t = torch.tensor(eos, dtype=torch.long, device=input_ids.device)
+    rows = torch.arange(width, device=input_ids.device)  # batch row of each live sequence
+    seqs: list[list[int]] = [[] for _ in range(width)]
+    for t in range(decode.max_new_tokens):
+        tok = _choose(logits, h, decode, adjust, generator, rows, width)
         for r, v in zip(rows.tolist(), tok.tolist(), strict=True):
             seqs[r].append(v)
         keep = ~torch.isin(tok, eos_t)
-        if t + 1 == max_new or not keep.any():
+        if t + 1 == decode.max_new_tokens or not keep.any():
             break
         if not keep.all():
             idx = keep.nonzero().squeeze(1)
             cache.batch_select_indices(idx)
             rows, tok, mask, pos = rows[idx], tok[idx], mask[idx], pos[idx]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        logp, cache = _step(model, tok[:, None], mask, pos, cache)
+        logits, h, cache = _forward(model, tok[:, None], mask, pos, cache, hidden)
         pos = pos + 1
     return [[s] for s in seqs]
 
 
-def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pad):
+def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pad, adjust=None):
     """transformers' beam search (length penalty 1, early_stopping False), settled contexts leave the batch."""
     import torch
 
@@ -247,9 +329,15 @@ def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
     dev = input_ids.device
     keep_k = max(2, 1 + len(eos)) * K  # candidates per step, as transformers
     top_mask = torch.cat([torch.ones(K, dtype=torch.bool), torch.zeros(keep_k - K, dtype=torch.bool)]).to(dev)
-    eos_t = torch.tensor(eos, device=dev)
+    eos_t = torch.tensor(eos, dtype=torch.long, device=dev)
+    hidden = adjust is not None and adjust.wants_hidden
 
-    logp, cache, pos = _prefill(model, input_ids, mask)
+    def scores(logits, h):
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp if adjust is None else adjust(logp, h)
+
+    logits, h, cache, pos = _prefill(model, input_ids, mask, hidden)
+    logp = scores(logits, h)
     vocab = logp.shape[-1]
     cache.batch_repeat_interleave(K)  # one prompt pass, copied to the beams
     mask = mask.repeat_interleave(K, dim=0)
@@ -283,10 +371,10 @@ def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
 
         # Finished hypotheses: stopped continuations among the top K, length-normalised, merged with the kept ones.
         just = hits & top_mask[None, :]
-        scores = top_vals / float((t + 1) ** 1.0)
-        scores = scores + (~just) * -1.0e9
+        norm = top_vals / float((t + 1) ** 1.0)
+        norm = norm + (~just) * -1.0e9
         pad_cand = torch.nn.functional.pad(cand, (0, max_new - t - 1), value=pad)
-        merged_scores = torch.cat([fin_scores, scores], dim=1)
+        merged_scores = torch.cat([fin_scores, norm], dim=1)
         sel = torch.topk(merged_scores, K)[1]
         fin_scores = torch.gather(merged_scores, 1, sel)
         fin_tokens = torch.gather(torch.cat([fin_tokens, pad_cand], 1), 1, sel[:, :, None].expand(-1, -1, max_new))
@@ -310,7 +398,8 @@ def _beam_search(model, input_ids, mask, num_beams, num_return, max_new, eos, pa
         pos = pos[rows]
         items, run_scores, run_tokens = items[live], run_scores[live], run_tokens[live]
         fin_tokens, fin_len, fin_scores, fin_flag = fin_tokens[live], fin_len[live], fin_scores[live], fin_flag[live]
-        logp, cache = _step(model, run_tokens[:, :, -1].reshape(-1, 1), mask, pos, cache)
+        logits, h, cache = _forward(model, run_tokens[:, :, -1].reshape(-1, 1), mask, pos, cache, hidden)
+        logp = scores(logits, h)
         pos = pos + 1
     for a in range(items.shape[0]):
         final[int(items[a])] = (fin_tokens[a], fin_len[a])

@@ -101,7 +101,7 @@ def generate(model_uri, method, context, data_uri, split, n, k, as_json, cfg) ->
                 "prompt": suggester.prompt(row["context"]),
                 "responses": [s.text for s in suggestions],
             }
-            if suggester.name == "ilql":
+            if any(s.value is not None for s in suggestions):  # a method with values (ILQL)
                 out["values"] = [s.value for s in suggestions]
             click.echo(json.dumps(out, ensure_ascii=False))
             continue

@@ -72,10 +72,12 @@ def finish(
     prompt_tokens: int = 96,
     facts: dict | None = None,
     prompt: Callable[[str], str] | None = None,
+    notes: list[str] | None = None,
 ) -> None:
     """Complete the HF folder `folder` (weights, config.json and tokenizer files already written).
     `reply_token`: DT's top return token (its prompts ask for it); None for the other methods.
-    `prompt`: the method's prompt of a context; the chat template must render the same text."""
+    `prompt`: the method's prompt of a context; the chat template must render the same text.
+    `notes`: markdown lines the method adds to the card (`Method.card_notes`; ILQL: its heads)."""
     from transformers import AutoTokenizer, GenerationConfig
 
     folder = Path(folder)
@@ -107,7 +109,7 @@ def finish(
         num_beams=1,
     )
     gen.save_pretrained(folder)
-    (folder / CARD).write_text(card(method, reply_token, prompt_tokens, max_new_tokens, facts or {}, limit))
+    (folder / CARD).write_text(card(method, reply_token, prompt_tokens, max_new_tokens, facts or {}, limit, notes))
 
 
 SAMPLE = [
@@ -191,7 +193,7 @@ def pull(uri: str, dest: Path, eval_uri: str | None = None) -> Path:
     return dest
 
 
-def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit) -> str:
+def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit, notes=None) -> str:
     dataset = facts.get("dataset") or "unknown"
     origin = f"trained by dorl with the `{method}` method on `{dataset}`"
     src = facts.get("source") if facts.get("released") else None
@@ -261,16 +263,7 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
         "",
         "Or `dorl generate --model FOLDER --context TEXT` and `dorl chat --model FOLDER`.",
     ]
-    if method == "ilql":
-        lines += [
-            "",
-            "## ILQL heads",
-            "",
-            "The folder is a plain causal LM (the policy) plus `ilql_heads.safetensors` and `ilql_config.json` (V, "
-            "Q and target-Q heads). Plain transformers decodes the policy greedily, which is dorl's ILQL evaluation "
-            "at beta = 0. Advantage-guided decoding (log_softmax + beta * (min target-Q - V)) needs the heads: "
-            "`from dorl.ilql import io; model = io.load(FOLDER)`, or `dorl generate --set ilql.beta=4`.",
-        ]
+    lines += notes or []  # the method's (e.g. ILQL: its heads)
     metrics = facts.get("metrics")
     if metrics:
         lines += ["", "## Evaluation", ""] + [f"- {k}: {v}" for k, v in metrics.items()]

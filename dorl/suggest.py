@@ -6,8 +6,10 @@ and `dorl chat` share it.
 
 The method comes from the artifact's manifest (`stage: train/<method>`); its `prompt` and `respond`
 (`dorl.methods`) do the work, with the decoding settings evaluation uses (`eval.*` and the method's
-own, e.g. `ilql.beta`), so a suggestion is what `dorl evaluate` would have generated. ILQL's
-suggestions also carry their value: min target-Q of the response's last action (`response_values`).
+own, e.g. `ilql.beta`), so a suggestion is what `dorl evaluate` would have generated. The model is
+loaded once per `Suggester` (`Method.load_model`), so `dorl chat` does not reload it every turn. A
+method with values gives each suggestion its value (`Method.values`; ILQL: min target-Q of the
+response's last action).
 """
 
 from __future__ import annotations
@@ -57,12 +59,14 @@ def trained_method(model: Artifact, method: str | None) -> str:
 
 
 class Suggester:
+    """One model answering many times: loaded once (at the first `suggest`), kept for every later one."""
+
     def __init__(self, cfg: RunConfig, model_uri: str, method: str | None = None, k: int | None = None):
         from transformers.utils import logging as hf_logging
 
         from dorl.stages.evaluate import decode_config
 
-        hf_logging.disable_progress_bar()  # "Loading weights" on every turn says nothing here
+        hf_logging.disable_progress_bar()  # "Loading weights" says nothing here
 
         self.model = Artifact(model_uri)
         self.name = trained_method(self.model, method)
@@ -72,7 +76,12 @@ class Suggester:
         if self.k < 1:
             raise ConfigError(f"the number of suggestions must be >= 1, got {self.k}")
         self.dir = self.model.local_dir()
-        self._ilql = None  # the ILQL model, loaded once for the values
+        self._loaded = None  # what the method's `load_model` gives
+
+    def loaded(self):
+        if self._loaded is None:
+            self._loaded = self.method.load_model(self.dir)
+        return self._loaded
 
     def prompt(self, context: str) -> str:
         return self.method.prompt(context, self.model.info)
@@ -80,46 +89,18 @@ class Suggester:
     def describe(self) -> str:
         """One line: the model, its method and how it decodes."""
         d = self.decode
-        how = f"response 1 greedy, {self.k - 1} more by beam search" if self.k > 1 else "greedy"
-        extra = ""
-        if self.name == "ilql":
-            how = f"response 1 greedy with beta={d.beta}" + (
-                f", {self.k - 1} more sampled (top_k={d.top_k}, temperature={d.temperature}) and ranked by value"
-                if self.k > 1
-                else ""
-            )
         tokens = self.model.info.get("return_tokens")
-        if tokens:
-            extra = f"; asks for the top return {tokens[-1]}"
+        extra = f"; asks for the top return {tokens[-1]}" if tokens else ""
         return (
-            f"{self.model.uri}: {self.name} model{extra}; {how}; "
+            f"{self.model.uri}: {self.name} model{extra}; {self.method.describe_decoding(d, self.k)}; "
             f"last {d.prompt_tokens} prompt tokens, at most {d.max_new_tokens} new"
         )
 
     def suggest(self, contexts: list[str]) -> list[list[Suggestion]]:
         prompts = [self.prompt(c) for c in contexts]
-        responses, _ = self.method.respond(self.dir, prompts, self.decode, self.k)
-        values = self.values(prompts, responses) if self.name == "ilql" else None
+        loaded = self.loaded()
+        responses, _ = self.method.respond(self.dir, prompts, self.decode, self.k, loaded=loaded)
+        values = self.method.values(loaded, prompts, responses, self.decode)
         return [
             [Suggestion(t, values[i][j] if values else None) for j, t in enumerate(r)] for i, r in enumerate(responses)
         ]
-
-    def values(self, prompts: list[str], responses: list[list[str]]) -> list[list[float]]:
-        """ILQL: the value of each response as shown (its text + <_rep_end_>)."""
-        from dorl.generate import encode_prompts
-        from dorl.ilql import io as ilql_io
-        from dorl.ilql.decode import response_values
-        from dorl.methods.base import device, load_tokenizer
-
-        if self._ilql is None:
-            self._ilql = ilql_io.load(self.dir, device=device()), load_tokenizer(self.dir)
-        model, tok = self._ilql
-        p_ids = encode_prompts(tok, prompts, self.decode.prompt_tokens)
-        flat_p = [p for p, r in zip(p_ids, responses, strict=True) for _ in r]
-        flat_r = [tok(t + REP_END, add_special_tokens=False)["input_ids"] for r in responses for t in r]
-        flat = response_values(model, flat_p, flat_r, tok.pad_token_id, self.decode.batch_size)
-        out, i = [], 0
-        for r in responses:
-            out.append([round(v, 4) for v in flat[i : i + len(r)]])
-            i += len(r)
-        return out

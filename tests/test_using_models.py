@@ -81,6 +81,45 @@ def test_both_selections_are_finished(trained):
         assert {"README.md", "generation_config.json", "tokenizer_config.json"} <= set(art.files)
 
 
+# Outside dorl (no PYTHONPATH, `dorl` blocked): the folder's own code, its chat template, generate with beta.
+REMOTE = """
+import sys
+sys.modules["dorl"] = None
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)
+messages = [{"role": "user", "content": sys.argv[2]}]
+inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+out = model.generate(**inputs, beta=float(sys.argv[3]))
+print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+chat = pipeline("text-generation", model=sys.argv[1], trust_remote_code=True)
+print(chat(messages, beta=float(sys.argv[3]))[0]["generated_text"][-1]["content"].strip())
+"""
+
+
+def test_an_ilql_folder_decodes_with_its_heads_outside_dorl(trained, tmp_path):
+    """The train stage ships `modeling_dorl_ilql.py`: with trust_remote_code, plain transformers (generate and the
+    text-generation pipeline) answers what `dorl generate` answers at the same beta."""
+    import os
+    import subprocess
+    import sys
+
+    art = trained["ilql"]
+    assert "modeling_dorl_ilql.py" in art.files and json.loads(art.read_bytes("ilql_config.json"))["decoding"] == {
+        "beta": 0.0, "top_k": 20, "temperature": 1.0, "seed": 0}  # fmt: skip
+    text, beta = "hi, my jeans arrived broken", "1.5"
+    res = CliRunner().invoke(cli, ["generate", "--model", art.uri, "--context", text, "--json", "-k", "1", "--preset",
+                                   "tiny", "--set", "eval.max_new_tokens=8", "--set", f"ilql.beta={beta}"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    [want] = [json.loads(line)["responses"][0] for line in res.output.splitlines() if line.startswith("{")]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_MODULES_CACHE": str(tmp_path / "mod")}
+    r = subprocess.run([sys.executable, "-c", REMOTE, str(art.local_dir()), text, beta], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-2:] == [want, want]  # generate, and the text-generation pipeline
+
+
 def test_pull_verifies_and_adds_an_evaluations_metrics(trained, tmp_path, data_artifact):
     from dorl.store import run_stage
 

@@ -1,16 +1,19 @@
-"""Advantage-guided decoding with a KV cache, and value re-ranking of sampled responses.
+"""ILQL's decoding: advantage-guided scores as a logits adjustment of the shared loop, and value re-ranking.
 
-Each new token costs one forward of the batch's newest tokens over the cached keys/values:
+`dorl.generate` decodes (one loop, with the KV cache); ILQL supplies `Advantage`, called at each step
+with the step's log-probs and last hidden states:
 
     greedy:   argmax  log_softmax(LM logits) + beta * (min target-Q(s, ·) - V(s))          (as trlx at T -> 0)
     sampling: sample  softmax(top-k(log_softmax(LM logits / temperature) + beta * (min target-Q - V)))
 
-With beta = 0 the heads are not evaluated at all and greedy decoding is exactly HF
-`generate(do_sample=False)`: the reference's evaluation of its ILQL model. When sampling, the
-temperature scales the LM logits only (trlx divides the sum by it): a low temperature sharpens the
-LM and so cancels beta (at T = 1e-3, 0.95 of the mass stays on the LM's argmax); the greedy path
-takes no temperature. Settings come in one `dorl.generate.DecodeConfig`; prompts are encoded, and
-responses stopped (<_rep_end_> or <|endoftext|>), as `dorl.generate` does; prompts are left-padded.
+With beta = 0 there is no adjustment, the heads are not evaluated at all and greedy decoding is
+exactly HF `generate(do_sample=False)`: the reference's evaluation of its ILQL model. When sampling,
+the temperature scales the LM logits only (trlx divides the sum by it): a low temperature sharpens
+the LM and so cancels beta (at T = 1e-3, 0.95 of the mass stays on the LM's argmax); the greedy path
+takes no temperature. Settings come in one `dorl.generate.DecodeConfig` (`decode`).
+
+`ilql_scorer` samples responses and re-ranks them by `response_values`: min target-Q of each
+response's last action (an EOS-stopped sample valued with Q(s, <_rep_end_>)).
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from dorl.errors import ConfigError
-from dorl.generate import DecodeConfig, encode_prompts, stop_token_ids
+from dorl.generate import DecodeConfig, encode_prompts, generate, left_pad, stop_token_ids
 from dorl.ilql.model import ILQLModel
 from dorl.text import REP_END
 
@@ -42,84 +43,17 @@ class Candidate:
     ids: list[int]
 
 
-def next_tokens(
-    logits: Tensor,
-    adv: Tensor | None,
-    beta: float,
-    top_k: int,
-    temperature: float,
-    greedy: bool,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Pick one token per row from LM logits (B, |V|) and advantages (B, |V|) or None."""
-    if greedy and adv is None:
-        return logits.argmax(-1)  # the plain LM's greedy choice, bit for bit
-    # greedy is the T -> 0 limit of trlx's softmax((log_softmax(LM) + beta * adv) / T): no temperature
-    scores = F.log_softmax(logits if greedy else logits / temperature, dim=-1)
-    if adv is not None:
-        scores = scores + beta * adv
-    if greedy:
-        return scores.argmax(-1)
-    if 0 < top_k < scores.shape[-1]:
-        kth = scores.topk(top_k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-    return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(-1)
+class Advantage:
+    """ILQL's logits adjustment (`dorl.generate.Adjustment`): scores = logp + beta * (min target-Q(s, ·) - V(s)),
+    from the heads at the step's last hidden states."""
 
+    wants_hidden = True
 
-@torch.no_grad()
-def generate(
-    model: ILQLModel,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    *,
-    stop_ids: list[int],
-    pad_id: int,
-    max_new_tokens: int = 32,
-    beta: float = 0.0,
-    top_k: int = 20,
-    temperature: float = 1.0,
-    greedy: bool = True,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Decode a left-padded batch: new tokens (B, L) (pad after a stop) and finished flags (B,).
-    `use_cache=False` re-runs the whole sequence every step (slow; kept to check the cache)."""
-    if temperature <= 0 or top_k < 0:
-        raise ConfigError(f"ILQL decoding needs temperature > 0 and top_k >= 0 (got {temperature}, {top_k})")
-    advantage = beta != 0
-    stops = torch.tensor(stop_ids, dtype=torch.long, device=input_ids.device)
-    positions = model.position_ids(attention_mask)
-    seq, mask = input_ids, attention_mask
-    step_ids, step_pos, cache = input_ids, positions, None
-    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-    new = []
-    for _ in range(max_new_tokens):
-        if use_cache:
-            logits, adv, cache = model.step(step_ids, mask, step_pos, cache, advantage)
-        else:
-            logits, adv, _ = model.step(seq, mask, positions, None, advantage)
-        token = next_tokens(logits, adv, beta, top_k, temperature, greedy, generator)
-        token = token.masked_fill(done, pad_id)
-        new.append(token)
-        done |= torch.isin(token, stops)
-        step_ids, step_pos = token[:, None], step_pos[:, -1:] + 1
-        seq, positions = torch.cat([seq, step_ids], 1), torch.cat([positions, step_pos], 1)
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-        if done.all():
-            break
-    empty = input_ids.new_zeros(input_ids.shape[0], 0)
-    return (torch.stack(new, 1) if new else empty), done
+    def __init__(self, model: ILQLModel, beta: float):
+        self.model, self.beta = model, beta
 
-
-def left_pad(rows: list[list[int]], pad_id: int, device=None) -> tuple[Tensor, Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        if r:
-            ids[b, width - len(r) :] = torch.tensor(r)
-            mask[b, width - len(r) :] = 1
-    return ids.to(device), mask.to(device)
+    def __call__(self, logp: Tensor, hidden: Tensor) -> Tensor:
+        return logp + self.beta * self.model.heads.advantage(hidden, self.model.lm_head.weight).float()
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
@@ -134,42 +68,31 @@ def decode(
     config: DecodeConfig | None = None,
     *,
     num_samples: int = 1,
-    use_cache: bool = True,
+    desc: str = "ilql decoding",
+    progress: bool = False,
     **settings,
 ) -> Samples:
-    """Responses to text prompts (each repeated `num_samples` times, consecutively), decoded as
-    `config` (or `DecodeConfig(**settings)`; settings also override a config) says. Sampling is
-    seeded by `config.seed` (one generator over the batches, so results depend on `batch_size`)."""
+    """Responses to text prompts (each repeated `num_samples` times, consecutively), decoded by
+    `dorl.generate` as `config` (or `DecodeConfig(**settings)`; settings also override a config) says,
+    with the `Advantage` adjustment when beta != 0. Sampling is seeded by `config.seed` (one generator
+    over the batches of `batch_size` sequences, so results depend on `batch_size`). Always dorl's loop
+    and torch's matmul for the LM head (lm_head=torch): at beta = 0 greedy is HF greedy bit for bit."""
     if "greedy" in settings:  # the decoding loop's name for not sampling
         settings["sample"] = not settings.pop("greedy")
     dc = (config or DecodeConfig()).but(**settings)
+    dc = dc.but(num_beams=1, num_return=num_samples if dc.sample else 1, engine="dorl", lm_head="torch")
     model.eval()
-    device = device_of(model)
-    generator = torch.Generator(device).manual_seed(dc.seed)
-    rows = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_samples)]
-    stops, pad = stop_token_ids(tok), tok.pad_token_id
+    adjust = Advantage(model, dc.beta) if dc.beta != 0 else None
+    gen = generate(model.lm, tok, prompts, dc, adjust=adjust, desc=desc, progress=progress)
+    stops = stop_token_ids(tok)
+    repeat = 1 if dc.sample else num_samples  # greedy: one decoding per prompt, repeated
     out = Samples([], [], [])
-    for start in range(0, len(rows), dc.batch_size):
-        ids, mask = left_pad(rows[start : start + dc.batch_size], pad, device)
-        new, done = generate(
-            model,
-            ids,
-            mask,
-            stop_ids=stops,
-            pad_id=pad,
-            max_new_tokens=dc.max_new_tokens,
-            beta=dc.beta,
-            top_k=dc.top_k,
-            temperature=dc.temperature,
-            greedy=not dc.sample,
-            generator=generator,
-            use_cache=use_cache,
-        )
-        for seq, fin in zip(new.tolist(), done.tolist(), strict=True):
-            n = next((i + 1 for i, t in enumerate(seq) if t in stops), len(seq))
-            out.ids.append(seq[:n])
+    for seqs in gen.ids:
+        for ids in seqs * repeat:
+            fin = bool(ids) and ids[-1] in stops
+            out.ids.append(ids)
             out.finished.append(fin)
-            out.texts.append(tok.decode(seq[: n - 1] if fin else seq[:n], skip_special_tokens=True))
+            out.texts.append(tok.decode(ids[:-1] if fin else ids, skip_special_tokens=True))
     return out
 
 
@@ -205,12 +128,13 @@ def ilql_scorer(
     config: DecodeConfig | None = None,
     *,
     num_candidates: int = 5,
+    progress: bool = False,
     **settings,
 ) -> list[list[Candidate]]:
     """Sample `num_candidates` responses per prompt (as `decode`, always sampling) and return them
     sorted by `response_values`, best first."""
     dc = (config or DecodeConfig()).but(**settings, sample=True)
-    gen = decode(model, tok, prompts, dc, num_samples=num_candidates)
+    gen = decode(model, tok, prompts, dc, num_samples=num_candidates, desc="ilql samples", progress=progress)
     prompt_ids = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_candidates)]
     # A sample that stopped at <|endoftext|> is valued by Q(s, <_rep_end_>), the action that ends every training
     # response: nothing trains Q(s, EOS).

@@ -119,9 +119,10 @@ class QHeads(nn.Module):
         return qs[0] if len(qs) == 1 else torch.minimum(*qs)
 
     @torch.no_grad()
-    def decode(self, h: Tensor, lm_head: nn.Module) -> tuple[Tensor, Tensor]:
-        """(LM logits, min target-Q(s, ·) - V(s)) over the vocabulary for decoding states h (B, d)."""
-        return lm_head(h), self.target_q(h, lm_head.weight) - self.v(h).unsqueeze(-1)
+    def advantage(self, h: Tensor, emb: Tensor) -> Tensor:
+        """min target-Q(s, ·) - V(s) over the vocabulary (B, |V|) for decoding states h (B, d); `emb` is the
+        LM's output embedding."""
+        return self.target_q(h, emb) - self.v(h).unsqueeze(-1)
 
     def polyak_pairs(self) -> list[tuple[Tensor, Tensor]]:
         """(target tensor, Q parameter) pairs, matched by name."""
@@ -184,16 +185,15 @@ class EfficientHeads(QHeads):
         return head(h, emb.detach(), actions)
 
     @torch.no_grad()
-    def decode(self, h: Tensor, lm_head: nn.Module) -> tuple[Tensor, Tensor]:
+    def advantage(self, h: Tensor, emb: Tensor) -> Tensor:
         # The target heads share the target copy of E: stack their queries and read it once
         # (decoding a few sequences is bound by reading |V| x d matrices, not by arithmetic).
         te = self.target_emb
-        logits = lm_head(h)
         th = h.to(te.dtype)
         scores = (torch.cat([head.project(th) for head in self.target_q_heads]) @ te.T).split(h.shape[0])
         qs = [s + head.bias for s, head in zip(scores, self.target_q_heads, strict=True)]
         q = qs[0] if len(qs) == 1 else torch.minimum(*qs)
-        return logits, q - self.v(h).unsqueeze(-1)
+        return q - self.v(h).unsqueeze(-1)
 
 
 def as_buffers(module: nn.Module) -> nn.Module:

@@ -2,13 +2,19 @@
 
 config.json, model.safetensors, tokenizer files   the policy (`save_pretrained`)
 ilql_heads.safetensors                            V, Q and target-Q heads (efficient: and the target copy of E)
-ilql_config.json                                  head kind, two_qs, return mean/std, hyperparameters
+ilql_config.json                                  head kind, two_qs, return mean/std, hyperparameters,
+                                                  decoding (beta, top_k, temperature, seed)
+modeling_dorl_ilql.py + config.json's auto_map    the same model in plain transformers with
+                                                  `trust_remote_code=True`: `generate` applies the heads
+                                                  as dorl decodes (`dorl.ilql.modeling_dorl_ilql`)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from dorl import readers
@@ -19,12 +25,17 @@ log = logging.getLogger("dorl.ilql")
 HEADS_FILE = "ilql_heads.safetensors"
 CONFIG_FILE = "ilql_config.json"
 FORMAT = "dorl-ilql/1"
+CODE_FILE = "modeling_dorl_ilql.py"  # shipped in the folder (HF's convention for a custom model's code)
+AUTO_MAP = {"AutoModelForCausalLM": "modeling_dorl_ilql.DorlILQLForCausalLM"}
 
 
-def save(model: ILQLModel, folder: str | Path, tokenizer=None, state_dict: dict | None = None) -> None:
+def save(
+    model: ILQLModel, folder: str | Path, tokenizer=None, state_dict: dict | None = None, decoding: dict | None = None
+) -> None:
     """Write `model` into `folder`. `state_dict` (keys as `model.state_dict()`'s: `lm.*`, `heads.*`)
     replaces the live weights: the trainer passes its full fp32 weights (DeepSpeed's bf16 or ZeRO
-    modules hold other ones)."""
+    modules hold other ones). `decoding`: beta, top_k, temperature the folder decodes with in plain
+    transformers (default: `DecodeConfig`'s, as `dorl generate` without settings)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -45,7 +56,27 @@ def save(model: ILQLModel, folder: str | Path, tokenizer=None, state_dict: dict 
     heads = {k: v.detach().contiguous().cpu() for k, v in heads.items()}
     save_file(heads, str(folder / HEADS_FILE), metadata={"format": FORMAT})
     info = {"format": FORMAT, **model.meta.to_dict(), "hidden_size": model.heads.d, "vocab_size": model.heads.vocab}
+    info["decoding"] = decoding_settings(decoding)
     (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    ship_code(folder)
+
+
+def decoding_settings(decoding: dict | None) -> dict:
+    """What the shipped code decodes with by default: beta, top_k, temperature (and the sampling seed)."""
+    from dorl.generate import DecodeConfig
+
+    defaults = asdict(DecodeConfig())
+    return {k: (decoding or {}).get(k, defaults[k]) for k in ("beta", "top_k", "temperature", "seed")}
+
+
+def ship_code(folder: Path) -> None:
+    """Copy `modeling_dorl_ilql.py` into the folder and name it in config.json's `auto_map`, so that
+    `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)` decodes with the heads (without
+    `trust_remote_code`, transformers ignores the map and loads the policy's own class)."""
+    shutil.copyfile(Path(__file__).with_name(CODE_FILE), folder / CODE_FILE)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {**config.get("auto_map", {}), **AUTO_MAP}
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _split(state_dict: dict, prefix: str) -> dict:

@@ -2,8 +2,8 @@
 
 The transformer runs once; the LM head and the value heads are then applied only where they are
 needed. In training those are the *states* of a response: position t-1 for every response token
-t (the action taken in that state is token t). In decoding it is the last position, with the KV
-cache carrying the rest.
+t (the action taken in that state is token t). In decoding (`dorl.generate` with ILQL's adjustment,
+`dorl.ilql.decode.Advantage`) it is the last position, with the KV cache carrying the rest.
 
 Works with any `AutoModelForCausalLM` whose logits are `get_output_embeddings()` applied to the
 `base_model`'s last hidden state (GPT-2, OPT, Llama, Mistral, …).
@@ -120,23 +120,6 @@ class ILQLModel(nn.Module):
             actions=actions,
             rows=rows,
         )
-
-    @torch.no_grad()
-    def step(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        position_ids: Tensor,
-        cache: Any = None,
-        advantage: bool = True,
-    ) -> tuple[Tensor, Tensor | None, Any]:
-        """One decoding step: LM logits (B, |V|) of the next token, the advantage
-        min target-Q(s, ·) - V(s) (B, |V|) when asked, and the updated KV cache."""
-        h, cache = self.hidden(input_ids, attention_mask, position_ids, cache, use_cache=True)
-        if not advantage:  # exactly what the plain LM computes (HF keeps the last position)
-            return self.lm_head(h[:, -1:, :])[:, 0].float(), None, cache
-        logits, adv = self.heads.decode(h[:, -1], self.lm_head)
-        return logits.float(), adv.float(), cache
 
     @torch.no_grad()
     def response_values(self, input_ids: Tensor, attention_mask: Tensor, last: Tensor) -> Tensor:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dorl.generate import encode_prompts, stop_token_ids
-from dorl.ilql.decode import device_of, left_pad
+from dorl.generate import encode_prompts, left_pad, stop_token_ids
+from dorl.ilql.decode import device_of
 from dorl.ilql.model import ILQLModel
 
 

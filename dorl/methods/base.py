@@ -210,11 +210,12 @@ class Method:
         prompts = [self.prompt(c, model.info) for c in contexts]
         return self.respond(model.local_dir(), prompts, decode, num_responses)
 
-    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
-        """responses[i] = [response 1 (greedy), responses 2..N (beam search)] for prompt i; generation stats."""
+    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int, loaded=None):
+        """responses[i] = [response 1 (greedy), responses 2..N (beam search)] for prompt i; generation stats.
+        `loaded`: what `load_model(model_dir)` gave, for a caller that answers many times (`dorl chat`)."""
         from dorl.generate import generate
 
-        model, tok = load_for_generation(model_dir)
+        model, tok = loaded if loaded is not None else self.load_model(model_dir)
         greedy = generate(model, tok, prompts, decode.but(num_beams=1, num_return=1), desc="greedy")
         out = [list(t) for t in greedy.texts]
         stats = {"greedy": greedy.stats}
@@ -224,6 +225,27 @@ class Method:
             out = [o + list(b) for o, b in zip(out, beams.texts, strict=True)]
             stats["beam"] = beams.stats
         return out, stats
+
+    # ---------------------------------------------------------------- generation hooks (dorl generate, dorl chat,
+    # the model card): where a method that decodes in its own way says so; the defaults suit the text methods.
+    def load_model(self, model_dir: Path):
+        """What `respond` decodes with (default: the causal LM and its tokenizer), loaded once by a caller that
+        answers many times (`dorl.suggest.Suggester`)."""
+        return load_for_generation(model_dir)
+
+    def describe_decoding(self, decode: DecodeConfig, k: int) -> str:
+        """How `respond` decodes k responses, in a few words (`dorl generate` and `dorl chat` print it)."""
+        return f"response 1 greedy, {k - 1} more by beam search" if k > 1 else "greedy"
+
+    def values(self, loaded, prompts: list[str], responses: list[list[str]], decode: DecodeConfig):
+        """The model's value of each response (shown beside it: `values[i][j]` for `responses[i][j]`), or None:
+        the method has no values. `loaded`: what `load_model` gave."""
+        return None
+
+    @classmethod
+    def card_notes(cls) -> list[str]:
+        """Markdown lines the model card of the method's folder adds (ILQL: how to use its heads)."""
+        return []
 
 
 def device() -> str:

@@ -329,7 +329,8 @@ class ILQL(Method):
         prefix = "model."
         model = module.model
         model.meta = self.meta()  # the return statistics are known once the data is read
-        io.save(model, out_dir, state_dict={k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)})
+        state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        io.save(model, out_dir, state_dict=state, decoding=self.decoding())  # what plain transformers decodes with
 
     def finish(self, out_dir: Path) -> None:
         """Choose the decoding beta on validation (`dorl.ilql.beta`): ilql.beta_contexts validation contexts decoded
@@ -377,25 +378,69 @@ class ILQL(Method):
             out["beta"] = float(chosen or 0.0)
         return out
 
-    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int):
+    def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int, loaded=None):
         """Response 1: greedy with beta * advantage; 2..N: samples re-ranked by their value."""
         import time
 
-        import torch
-
-        from dorl.ilql import io as ilql_io
         from dorl.ilql.decode import decode as ilql_decode
         from dorl.ilql.decode import ilql_scorer
-        from dorl.methods.base import load_tokenizer
 
-        tok = load_tokenizer(model_dir)
-        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-        model = ilql_io.load(model_dir, device=device(), dtype=dtype)
+        model, tok = loaded if loaded is not None else self.load_model(model_dir)
         started = time.perf_counter()
-        greedy = ilql_decode(model, tok, prompts, decode.but(sample=False))
+        greedy = ilql_decode(model, tok, prompts, decode.but(sample=False), desc="greedy", progress=True)
         out = [[t.strip()] for t in greedy.texts]
         if num_responses > 1:
-            ranked = ilql_scorer(model, tok, prompts, decode, num_candidates=num_responses - 1)
+            ranked = ilql_scorer(model, tok, prompts, decode, num_candidates=num_responses - 1, progress=True)
             out = [o + [c.text.strip() for c in r] for o, r in zip(out, ranked, strict=True)]
         seconds = time.perf_counter() - started
         return out, {"seconds": round(seconds, 3), "prompts_per_s": round(len(prompts) / max(seconds, 1e-9), 3)}
+
+    # ---------------------------------------------------------------- generation hooks (see Method)
+    def load_model(self, model_dir: Path):
+        """The ILQL model (the LM and its heads; bf16 on a GPU) and its tokenizer."""
+        import torch
+
+        from dorl.ilql import io as ilql_io
+        from dorl.methods.base import load_tokenizer
+
+        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
+        return ilql_io.load(model_dir, device=device(), dtype=dtype), load_tokenizer(model_dir)
+
+    def describe_decoding(self, decode: DecodeConfig, k: int) -> str:
+        more = f", {k - 1} more sampled (top_k={decode.top_k}, temperature={decode.temperature}) and ranked by value"
+        return f"response 1 greedy with beta={decode.beta}" + (more if k > 1 else "")
+
+    def values(self, loaded, prompts: list[str], responses: list[list[str]], decode: DecodeConfig):
+        """The value of each response as shown (its text + <_rep_end_>): min target-Q of its last action."""
+        from dorl.generate import encode_prompts
+        from dorl.ilql.decode import response_values
+
+        model, tok = loaded
+        p_ids = encode_prompts(tok, prompts, decode.prompt_tokens)
+        flat_p = [p for p, r in zip(p_ids, responses, strict=True) for _ in r]
+        flat_r = [tok(t + REP_END, add_special_tokens=False)["input_ids"] for r in responses for t in r]
+        flat = iter(response_values(model, flat_p, flat_r, tok.pad_token_id, decode.batch_size))
+        return [[round(next(flat), 4) for _ in r] for r in responses]
+
+    @classmethod
+    def card_notes(cls) -> list[str]:
+        return [
+            "",
+            "## ILQL heads",
+            "",
+            "The folder is a plain causal LM (the policy) plus `ilql_heads.safetensors` and `ilql_config.json` (V, "
+            "Q and target-Q heads, and the decoding settings) and `modeling_dorl_ilql.py`, the code that decodes "
+            "with them. Which model you get depends on how you load it:",
+            "",
+            "- `AutoModelForCausalLM.from_pretrained(FOLDER)` (and `pipeline('text-generation', model=FOLDER)`) "
+            "loads the **behaviour policy** only: it decodes without the value heads (beta = 0), dorl's ILQL "
+            "evaluation at beta = 0, not advantage-guided decoding.",
+            "- `AutoModelForCausalLM.from_pretrained(FOLDER, trust_remote_code=True)` runs `modeling_dorl_ilql.py` "
+            "(read it first; it imports only torch, transformers and safetensors): `model.generate(**inputs)` "
+            "decodes as `dorl generate` does, greedy on log_softmax(LM) + beta * (min target-Q - V), with beta, "
+            "top_k and temperature from `ilql_config.json`'s `decoding`. Override them in the call "
+            "(`model.generate(**inputs, beta=4.0)`); sample with `do_sample=True, num_return_sequences=4, seed=0`. "
+            "`pipeline('text-generation', model=FOLDER, trust_remote_code=True)` decodes the same way.",
+            "- In dorl: `dorl generate --model FOLDER --set ilql.beta=4` (responses 2..N: samples ranked by "
+            "value), or `from dorl.ilql import io; model = io.load(FOLDER)`.",
+        ]

@@ -223,6 +223,7 @@ def _finish_folder(m, workdir: Path, info: dict) -> None:  # info: the manifest'
         prompt_tokens=ec.prompt_tokens,
         facts=info,
         prompt=lambda context: m.prompt(context, info),
+        notes=m.card_notes(),
     )
 
 

@@ -165,7 +165,8 @@ def child_decode(size: str) -> dict:
     """Seconds per decoding run of every mode, the modes taking turns, in this process."""
     import torch
 
-    from dorl.ilql.decode import generate
+    from dorl.generate import DecodeConfig, decode_batch
+    from dorl.ilql.decode import Advantage
     from dorl.ilql.model import ILQLMeta, ILQLModel
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -180,6 +181,11 @@ def child_decode(size: str) -> dict:
     ids = ids.masked_fill(mask == 0, 0)
     models = {k: ILQLModel(lm, ILQLMeta(heads=k)).to(device, lm.dtype).eval() for k in ("efficient", "reference")}
     n = d["new"]
+
+    def ilql(adjust):  # dorl's decoding loop, with ILQL's adjustment or (beta = 0) none
+        seqs = decode_batch(lm, ids, mask, DecodeConfig(max_new_tokens=n), [], 0, adjust=adjust)
+        return torch.tensor([s[0] for s in seqs])
+
     # DT decodes as TF does, from a prompt one token longer: the return token it is conditioned on
     dt_ids, dt_mask = torch.cat([ids, ids[:, -1:]], 1), torch.cat([mask, mask[:, -1:]], 1)
     runs = {
@@ -187,11 +193,9 @@ def child_decode(size: str) -> dict:
                                   eos_token_id=None)[:, d["prompt"]:],
         "dt": lambda: lm.generate(dt_ids, attention_mask=dt_mask, max_new_tokens=n, do_sample=False,
                                   pad_token_id=0, eos_token_id=None)[:, d["prompt"] + 1:],
-        "beta0": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n)[0],
-        "efficient": lambda: generate(models["efficient"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n,
-                                      beta=1.0)[0],
-        "reference": lambda: generate(models["reference"], ids, mask, stop_ids=[], pad_id=0, max_new_tokens=n,
-                                      beta=1.0)[0],
+        "beta0": lambda: ilql(None),
+        "efficient": lambda: ilql(Advantage(models["efficient"], 1.0)),
+        "reference": lambda: ilql(Advantage(models["reference"], 1.0)),
     }  # fmt: skip
     times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.no_grad():

@@ -35,7 +35,7 @@ def test_ilql_trains_in_bf16(ilql_model):
 def _prompts(gpu_data, tok, n: int = 12):
     import pandas as pd
 
-    from dorl.ilql.decode import left_pad
+    from dorl.generate import left_pad
     from dorl.text import prompt
 
     contexts = pd.read_parquet(gpu_data.path("examples/validation.parquet"))["context"].drop_duplicates()
@@ -44,15 +44,26 @@ def _prompts(gpu_data, tok, n: int = 12):
 
 
 def _scores(model, ids, mask):
-    logits, adv, _ = model.step(ids, mask, model.position_ids(mask), None, True)
-    return torch.log_softmax(logits.double(), -1) + BETA * adv.double()
+    """The first decoding step's scores, as `dorl.generate` computes them with ILQL's `Advantage`."""
+    from dorl.generate import _prefill
+
+    logits, h, _, _ = _prefill(model.lm, ids, mask, hidden=True)
+    return torch.log_softmax(logits.double(), -1) + BETA * model.heads.advantage(h, model.lm_head.weight).double()
+
+
+def _greedy(model, ids, mask, stops, pad):
+    """Greedy beta-decoding of a left-padded batch: (B, 16) new tokens, `pad` after a row's stop."""
+    from dorl.generate import DecodeConfig, decode_batch
+    from dorl.ilql.decode import Advantage
+
+    seqs = decode_batch(model.lm, ids, mask, DecodeConfig(max_new_tokens=16), stops, pad, adjust=Advantage(model, BETA))
+    return torch.tensor([s[0] + [pad] * (16 - len(s[0])) for s in seqs])
 
 
 @torch.no_grad()
 def test_beta_decoding_on_the_gpu(ilql_model, gpu_data, record_property):
     from dorl.generate import stop_token_ids
     from dorl.ilql import io as ilql_io
-    from dorl.ilql.decode import generate
     from dorl.methods.base import load_tokenizer
 
     folder = ilql_model.local_dir()
@@ -71,10 +82,8 @@ def test_beta_decoding_on_the_gpu(ilql_model, gpu_data, record_property):
     assert (got16 - want).norm() / want.norm() < 3e-2
 
     stops = stop_token_ids(tok)
-    settings = dict(stop_ids=stops, pad_id=tok.pad_token_id, max_new_tokens=16, beta=BETA, greedy=True)
-    a, _ = generate(cpu, ids, mask, **settings)
-    b, done = generate(gpu, ids.to(DEVICE), mask.to(DEVICE), **settings)
-    b = b.cpu()
+    a = _greedy(cpu, ids, mask, stops, tok.pad_token_id)
+    b = _greedy(gpu, ids.to(DEVICE), mask.to(DEVICE), stops, tok.pad_token_id)
     ties = 0
     for row in range(len(ids)):
         diff = (a[row] != b[row]).nonzero()

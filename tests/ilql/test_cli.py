@@ -100,3 +100,26 @@ def test_bad_inputs_exit_2_and_commit_nothing(tmp_path, ilql_relabel, tiny_model
             out_uri=str(out),
         )
     assert not out.exists()
+
+
+def test_suggestions_load_the_model_once_and_carry_their_values(trained, monkeypatch):
+    """`dorl chat`/`dorl generate` on an ILQL model: one load (decoding and values share it), the values
+    are `Method.values`' (min target-Q of each shown response's last action), the description says beta."""
+    from dorl import readers
+    from dorl.ilql.decode import response_values
+    from dorl.suggest import Suggester
+
+    calls, real = [], readers.causal_lm
+    monkeypatch.setattr(readers, "causal_lm", lambda *a, **k: calls.append(a) or real(*a, **k))
+    s = Suggester(ilql_config("eval.max_new_tokens=6", "ilql.beta=1.0"), trained.uri, k=3)
+    assert "greedy with beta=1.0, 2 more sampled" in s.describe()
+    context = "<_soc_><_cus_start_>my jeans arrived broken<_cus_end_>"
+    first, second = s.suggest([context])[0], s.suggest([context])[0]
+    assert len(calls) == 1  # it was loaded for every turn, and once more for the values
+    assert [x.text for x in first] == [x.text for x in second]  # seeded: the same suggestions
+    model, tok = s.loaded()
+    p = tok(prompt(context), add_special_tokens=False)["input_ids"]
+    want = response_values(
+        model, [p], [tok(first[1].text + REP_END, add_special_tokens=False)["input_ids"]], tok.pad_token_id
+    )
+    assert first[1].value == pytest.approx(want[0], abs=1e-4)

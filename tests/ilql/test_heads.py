@@ -72,15 +72,12 @@ def test_efficient_q_sends_no_gradient_into_the_embedding():
 
 
 @pytest.mark.parametrize("kind", ["efficient", "reference"])
-def test_decode_values(kind):
+def test_decode_advantage(kind):
     heads, emb, h, _ = small(kind)
-    lm_head = nn.Linear(8, 13, bias=False)
-    lm_head.weight = emb
-    logits, adv = heads.decode(h, lm_head)
-    generic_logits, generic_adv = QHeads.decode(heads, h, lm_head)  # unfused: LM head, target-Q and V apart
-    assert torch.allclose(logits, h @ emb.T, atol=1e-5) and torch.allclose(logits, generic_logits, atol=1e-5)
+    adv = heads.advantage(h, emb)
+    generic = QHeads.advantage(heads, h, emb)  # unfused: target-Q and V apart
     assert torch.allclose(adv, heads.target_q(h, emb) - heads.v(h)[:, None], atol=1e-5)
-    assert torch.allclose(adv, generic_adv, atol=1e-5)
+    assert torch.allclose(adv, generic, atol=1e-5)
 
 
 def test_targets_stay_fp32_when_the_parameters_are_cast_to_bf16():
@@ -92,8 +89,8 @@ def test_targets_stay_fp32_when_the_parameters_are_cast_to_bf16():
     assert set(heads.state_dict()) >= {f"target_q_heads.{k}" for k, _ in heads.target_q_heads.named_buffers()}
     q = heads.target_q(h.bfloat16(), emb.detach().bfloat16(), a)
     assert q.dtype == torch.float32 and q.shape == (5,)
-    logits, adv = heads.decode(h.bfloat16(), nn.Linear(8, 13, bias=False).bfloat16())
-    assert logits.shape == adv.shape == (5, 13)
+    adv = heads.advantage(h.bfloat16(), nn.Linear(8, 13, bias=False).bfloat16().weight)
+    assert adv.shape == (5, 13) and adv.dtype == torch.float32
 
 
 def test_unknown_kind():

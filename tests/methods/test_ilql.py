@@ -32,12 +32,20 @@ def test_greedy_decoding_is_trlx_at_zero_temperature():
     let a low temperature cancel beta: here it kept the LM's argmax (token 0)."""
     import torch
 
-    from dorl.ilql.decode import next_tokens
+    from dorl.generate import DecodeConfig, _choose
 
     logits = torch.tensor([[2.0, 0.0, -1.0]])
     adv = torch.tensor([[0.0, 5.0, 0.0]])
     want = (torch.log_softmax(logits, -1) + 1.0 * adv).argmax(-1)
     assert want.tolist() == [1]
+
+    class Advantage:  # ILQL's adjustment (dorl.ilql.decode.Advantage) with these advantages and beta = 1
+        wants_hidden = False
+
+        def __call__(self, logp, hidden):
+            return logp + 1.0 * adv
+
+    rows = torch.arange(1)
     for t in (1e-3, 0.5, 1.0, 4.0):
-        assert next_tokens(logits, adv, beta=1.0, top_k=0, temperature=t, greedy=True).tolist() == [1]
-    assert next_tokens(logits, None, beta=0.0, top_k=0, temperature=1e-3, greedy=True).tolist() == [0]
+        assert _choose(logits, None, DecodeConfig(temperature=t, top_k=0), Advantage(), None, rows, 1).tolist() == [1]
+    assert _choose(logits, None, DecodeConfig(temperature=1e-3), None, None, rows, 1).tolist() == [0]
