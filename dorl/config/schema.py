@@ -444,6 +444,14 @@ class ReportConfig:
         "human responses alone); its gains are a second column. None: no control comparison.",
     )
 
+    def check(self, where: str) -> None:
+        # names end up in the report's page and files: registered method names only
+        known = _methods.evaluated()
+        for key in ("baseline", "control"):
+            value = getattr(self, key)
+            if value is not None and value not in known:
+                raise ConfigError(f"config key '{where}.{key}': {value!r} is not a method; one of {', '.join(known)}")
+
 
 @dataclass
 class PipelineConfig:

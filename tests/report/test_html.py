@@ -266,7 +266,9 @@ def test_template_escapes_names_even_unchecked(tmp_path):
     evals = [_load(u) for u in _hostile_evals(tmp_path, "m")]
     evals[1]["method"] = "@DATA@<img src=x onerror=document.body.dataset.pwned=4>"
     evals[1]["dataset"] = evals[0]["dataset"] = "@SECTIONS@</section><b>ds</b>"
-    t = table.build(evals, 1, 50, 0.95, 0, "tf", 0.6)
+    from dorl import config
+
+    t, _ = table.build(evals, config.load(sets=["report.bootstrap=50"]).report, 0.6)
     plot(t, tmp_path / "p.png", 0.95)
     html.write(t, "@DATA@ <i>note</i>", evals, tmp_path / "p.png", tmp_path / "r.html", 1, 0.95)
     page = (tmp_path / "r.html").read_text()

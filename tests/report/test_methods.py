@@ -25,7 +25,9 @@ def test_every_registered_method_is_a_row_in_registry_order(tmp_path):
     uris += [evaluation(x, x) for x in ("mine", "yours")]  # methods the registry does not know (yet): rows after
     out = report(config.load(sets=["report.bootstrap=50"]), eval_uris=uris, out_uri=str(tmp_path / "report")).artifact
     lines = out.read_bytes("results.md").decode().splitlines()
-    rows = [ln.split("|")[1].strip() for ln in lines if ln.startswith("| ")]
+    first = lines.index(next(ln for ln in lines if ln.startswith("| ")))
+    table_lines = lines[first : lines.index("", first) if "" in lines[first:] else None]  # the results table
+    rows = [ln.split("|")[1].strip() for ln in table_lines if ln.startswith("| ")]
     want = [n for n in names for n in ([n, "dt (released)"] if n == "dt" else [n])] + ["mine", "yours"]
     assert len(want) > 10  # more than the plot's palette
     assert [r for r in rows if r in want] == want
