@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from dorl.errors import ConfigError
-from dorl.text import REP_END
 
 log = logging.getLogger("dorl.generate")
 
@@ -62,8 +61,13 @@ class Generation:
     stats: dict = field(default_factory=dict)
 
 
-def stop_token_ids(tokenizer, stop_tokens: Sequence[str] = (REP_END,)) -> list[int]:
-    """The ids that end a response: the stop tokens, and EOS (`<|endoftext|>`)."""
+def stop_token_ids(tokenizer, stop_tokens: Sequence[str] | None = None) -> list[int]:
+    """The ids that end a response: the stop tokens (by default the tokenizer's prompt format's end: `<_rep_end_>`
+    or the chat template's end-of-turn token, `dorl.prompts`), and EOS (`<|endoftext|>`)."""
+    if stop_tokens is None:
+        from dorl.prompts import PromptFormat
+
+        stop_tokens = (PromptFormat.of(tokenizer).end,)
     vocab = tokenizer.get_vocab()
     missing = [t for t in stop_tokens if t not in vocab]
     if missing:
@@ -85,7 +89,7 @@ def generate(
     prompts: Sequence[str],
     decode: DecodeConfig = DecodeConfig(),
     *,
-    stop_tokens: Sequence[str] = (REP_END,),
+    stop_tokens: Sequence[str] | None = None,
     desc: str = "generating",
     progress: bool = True,
 ) -> Generation:

@@ -73,9 +73,14 @@ class Suggester:
             raise ConfigError(f"the number of suggestions must be >= 1, got {self.k}")
         self.dir = self.model.local_dir()
         self._ilql = None  # the ILQL model, loaded once for the values
+        self._fmt = None  # its prompt format (dorl.prompts), read once from its tokenizer
 
     def prompt(self, context: str) -> str:
-        return self.method.prompt(context, self.model.info)
+        if self._fmt is None:
+            from dorl.methods.base import prompt_format
+
+            self._fmt = prompt_format(self.dir)
+        return self.method.prompt(context, self.model.info, self._fmt)
 
     def describe(self) -> str:
         """One line: the model, its method and how it decodes."""
@@ -116,7 +121,8 @@ class Suggester:
         model, tok = self._ilql
         p_ids = encode_prompts(tok, prompts, self.decode.prompt_tokens)
         flat_p = [p for p, r in zip(p_ids, responses, strict=True) for _ in r]
-        flat_r = [tok(t + REP_END, add_special_tokens=False)["input_ids"] for r in responses for t in r]
+        end = self._fmt.end if self._fmt else REP_END
+        flat_r = [tok(t + end, add_special_tokens=False)["input_ids"] for r in responses for t in r]
         flat = response_values(model, flat_p, flat_r, tok.pad_token_id, self.decode.batch_size)
         out, i = [], 0
         for r in responses:

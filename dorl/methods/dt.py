@@ -10,6 +10,9 @@ default 2 return bins the reference's `<_reward_zero_>` / `<_reward_one_>`; with
 (`relabel.return_bins`) new tokens `<_return_0_>` … `<_return_{N-1}_>`, added to the tokenizer
 (embeddings resized). Training records them in its manifest as `info.return_tokens`, and
 evaluation prompts with the last of them. This file is the only one that knows them.
+
+In the chat format (`dorl.prompts`) the same tokens open the assistant's turns: every earlier assistant message
+starts with <_reward_one_>, and the return token follows the generation prompt, right before the response.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class DT(Lines):
     def text(self, context: str, response: str, ret: int, return_bins: int) -> str:
         return dt_line(context, response, return_tokens(return_bins)[ret])
 
+    def prompted(self, context: str, response: str, ret: int, return_bins: int) -> tuple[str, str]:
+        return self.fmt.line(context, response, reply_token=return_tokens(return_bins)[ret], turn_token=REWARD_ONE)
+
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         super().check_inputs(data, base)
         relabel_bins(data)
@@ -83,6 +89,8 @@ class DT(Lines):
     def info(self) -> dict:
         return {**super().info(), "return_tokens": self.tokens}
 
-    def prompt(self, context: str, model_info: dict) -> str:
+    def prompt(self, context: str, model_info: dict, fmt=None) -> str:
         tokens = model_info.get("return_tokens") or return_tokens(2)
-        return dt_prompt(context, tokens[-1])
+        if fmt is None or fmt.kind == "dorl":
+            return dt_prompt(context, tokens[-1])
+        return fmt.prompt(context, reply_token=tokens[-1], turn_token=REWARD_ONE)

@@ -4,7 +4,8 @@ decoding live in `dorl.ilql`): `dorl train --method ilql --data <relabel> --base
 The engine (`dorl.engine.trainer`) owns the loop, DeepSpeed, checkpoints and logs; this class supplies:
 
 - the training set: every candidate as prompt (context + <_rep_start_>), response (+ <_rep_end_>),
-  reward and return;
+  reward and return (the chat format, `dorl.prompts`: the rendered prompt, the response + the end-of-turn token,
+  so the actions are the response's tokens and that token);
 - data: those rows -> token ids, the number of response tokens (actions) and the return standardised
   with the *training* set's mean and std;
 - the module DeepSpeed trains (`ILQLLoss`): the base LM with V, Q and target-Q heads, whose
@@ -35,7 +36,6 @@ from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device
 from dorl.methods.lines import FinetuneConfig, check_relabel_inputs
 from dorl.store import Artifact
-from dorl.text import REP_END, prompt
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")
@@ -124,8 +124,8 @@ class ILQL(Method):
 
         return pd.DataFrame(
             {
-                "prompt": [prompt(c) for c in candidates["context"]],
-                "response": [c + REP_END for c in candidates["candidate"]],
+                "prompt": [self.fmt.prompt(c) for c in candidates["context"]],
+                "response": [c + self.fmt.end for c in candidates["candidate"]],
                 "reward": candidates["reward"].astype(np.float64).to_numpy(),
                 "return": np.asarray(candidates["return"], dtype=np.int64),
             }

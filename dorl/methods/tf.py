@@ -5,6 +5,9 @@ Every conversation of a split is tokenized, all are concatenated (no separator: 
 remainder shorter than a block is dropped, as run_clm does; validation keeps it as a last, shorter
 block. The loss falls on every token. Trains with the `tf` section and `model.*` (no --base); evaluated
 with context + <_rep_start_>, greedy then beam search. Every other method starts from it.
+
+`model.prompt_format=chat` (`dorl.prompts`): the tokenizer records the format, and each conversation is rendered
+by its chat template before it is tokenized; prompts are then the template's (evaluation, relabel, every method).
 """
 
 from __future__ import annotations
@@ -90,12 +93,22 @@ class TF(Method):
                 ) from None
             if mc.source == "pretrained" and limit is not None and block > limit:
                 raise ConfigError(f"tf.max_length={block} exceeds the {limit} positions of {mc.name}")
+        if mc.prompt_format == "chat" and mc.tokenizer == "pretrained" and mc.chat_template == "tokenizer":
+            from transformers import AutoTokenizer
+
+            from dorl import prompts
+
+            # e.g. distilgpt2's has no template: say so before anything is written
+            prompts.configure(AutoTokenizer.from_pretrained(mc.name), "chat", mc.system_prompt, where="model")
 
     def tokenizer(self, data: Artifact, base: Artifact | None):
+        from dorl import prompts
         from dorl.engine.models import tokenizer_from_config
 
-        texts = read_conversations(data, "train") if self.cfg.model.tokenizer == "bpe" else None
-        return tokenizer_from_config(self.cfg.model, texts)
+        mc = self.cfg.model
+        texts = read_conversations(data, "train") if mc.tokenizer == "bpe" else None
+        tok = tokenizer_from_config(mc, texts)
+        return prompts.configure(tok, mc.prompt_format, mc.system_prompt, mc.chat_template, where="model")
 
     def model(self, tok, base: Artifact | None):
         from dorl.engine.models import model_from_config
@@ -111,6 +124,8 @@ class TF(Method):
         sets = []
         for split, keep in (("train", False), ("validation", True)):
             convs = read_conversations(data, split)
+            if self.fmt.kind != "dorl":
+                convs = [self.fmt.conversation(c) for c in convs]
             seqs = tokenize(tok, convs)
             sets.append(pack(seqs, block, keep_remainder=keep))
             self._info[split] = {"conversations": len(convs), "tokens": int(sum(len(s) for s in seqs))}
@@ -126,4 +141,4 @@ class TF(Method):
         return False  # every block has the same length
 
     def info(self) -> dict:
-        return {"data": self._info, "block_size": self.train_config().max_length}
+        return {"data": self._info, "block_size": self.train_config().max_length, "prompt_format": self.fmt.facts()}
