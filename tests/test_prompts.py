@@ -213,3 +213,10 @@ def test_a_tokenizer_without_a_template_is_refused_for_chat(tmp_path, data_artif
         m.check_inputs(data_artifact, None)
     make_chat_template_folder(tmp_path)  # with a template it passes
     m.check_inputs(data_artifact, None)
+
+
+def test_the_format_is_part_of_tfs_identity_only_when_set():
+    """A tf artifact made before the format existed keeps its identity; a chat tf is another artifact."""
+    plain, chat = config.load(), config.load(sets=["model.prompt_format=chat", "model.chat_template=chatml"])
+    assert "prompt_format" not in methods.get("tf", plain).config()["model"]
+    assert methods.get("tf", chat).config()["model"]["prompt_format"] == "chat"

@@ -25,6 +25,9 @@ from dorl.model_folder import context_length
 from dorl.store import Artifact
 
 log = logging.getLogger("dorl.train")
+# model.* keys added after tf artifacts were made, with their defaults: recorded in the identity only when set, so an
+# artifact made before them keeps its identity (and is not retrained).
+LATER_KEYS = {"prompt_format": "dorl", "system_prompt": "", "chat_template": "tokenizer"}
 
 
 def read_conversations(data: Artifact, split: str) -> list[str]:
@@ -72,7 +75,8 @@ class TF(Method):
         return self.cfg.tf
 
     def config(self) -> dict:
-        return {"method": self.name, "model": asdict(self.cfg.model), "train": asdict(self.train_config())}
+        model = {k: v for k, v in asdict(self.cfg.model).items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
+        return {"method": self.name, "model": model, "train": asdict(self.train_config())}
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         for split in ("train", "validation"):

@@ -17,7 +17,10 @@ from dorl.prompts import PromptFormat
 from dorl.text import REWARD_ONE, render_conversation
 from tests.fixtures import make_chat_template_folder
 
+pytestmark = pytest.mark.slow  # seven stages in one chain
+
 METHODS = ("tf_top", "dt", "ilql")
+EVALUATED = ("dt", "ilql")  # DT's return token, ILQL's own decoding (tf and tf_top prompt as ILQL: checked below)
 SYSTEM = "You are a helpful clothes-shop agent."
 
 
@@ -48,19 +51,26 @@ def chain(tmp_path_factory, data_artifact):
     cfg = config.load(preset="tiny", sets=chat_sets(root / "template"))
     seen: dict[str, list[str]] = {"relabel": [], "evaluate": []}
     mp = pytest.MonkeyPatch()
-    real_generate, real_respond_to = candidates.generate, base.Method.respond_to
+    from dorl.methods.ilql import ILQL
+
+    real_generate = candidates.generate
 
     def spy_generate(model, tok, prompts, *a, **k):
         seen["relabel"] += prompts
         return real_generate(model, tok, prompts, *a, **k)
 
-    def spy_respond(self, model, contexts, *a, **k):
-        fmt = base.prompt_format(model.local_dir())
-        seen["evaluate"].append((self.name, [self.prompt(c, model.info, fmt) for c in contexts], contexts))
-        return real_respond_to(self, model, contexts, *a, **k)
+    def spy(cls):  # the prompts a method's `respond` decodes from
+        real = cls.respond
+
+        def respond(self, model_dir, prompts, *a, **k):
+            seen["evaluate"].append((self.name, list(prompts)))
+            return real(self, model_dir, prompts, *a, **k)
+
+        mp.setattr(cls, "respond", respond)
 
     mp.setattr(candidates, "generate", spy_generate)
-    mp.setattr(base.Method, "respond_to", spy_respond)
+    spy(base.Method)
+    spy(ILQL)
     try:
         out = {"cfg": cfg, "seen": seen}
         out["tf"] = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(root / "tf")).artifact
@@ -70,7 +80,7 @@ def chain(tmp_path_factory, data_artifact):
         for m in METHODS:
             out[m] = train(cfg, method=m, data_uri=out["relabel"].uri, base_uri=out["tf"].uri,
                            out_uri=str(root / m)).artifact  # fmt: skip
-        for m in ("tf", *METHODS):
+        for m in EVALUATED:
             out[f"eval/{m}"] = evaluate(
                 cfg, method=m, model_uri=out[m].uri, data_uri=data_artifact.uri, out_uri=str(root / f"eval-{m}")
             ).artifact
@@ -124,16 +134,16 @@ def test_every_method_trains_on_chat_lines(chain):
 
 
 def test_evaluation_prompts_with_the_template(chain):
-    asked = {name: (prompts, contexts) for name, prompts, contexts in chain["seen"]["evaluate"]}
-    assert set(asked) == {"tf", *METHODS}
+    from dorl import csvsafe
+
+    asked = dict(chain["seen"]["evaluate"])
+    assert set(asked) == set(EVALUATED)
     fmt = fmt_of(chain["tf"])
-    for name in ("tf", "tf_top", "ilql"):
-        prompts, contexts = asked[name]
-        assert prompts == [fmt.prompt(c) for c in contexts]
-    prompts, contexts = asked["dt"]
-    assert prompts == [fmt.prompt(c, "<_reward_one_>", REWARD_ONE) for c in contexts]  # the top of 2 return bins
-    for m in ("tf", *METHODS):
-        assert chain[f"eval/{m}"].json("metrics.json")["n_examples"] == 4
+    ret = {"dt": "<_reward_one_>", "ilql": ""}  # DT asks for the top of 2 return bins
+    for m in EVALUATED:
+        contexts = csvsafe.read(chain[f"eval/{m}"].path("predictions.csv"), keep_default_na=False)["context"]
+        assert asked[m] == [fmt.prompt(c, ret[m], REWARD_ONE if ret[m] else "") for c in contexts]
+        assert chain[f"eval/{m}"].json("metrics.json")["n_examples"] == 4 == len(contexts)
 
 
 @pytest.mark.parametrize("method", ["dt", "ilql"])
