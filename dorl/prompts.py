@@ -59,10 +59,12 @@ class PromptFormat:
     def of(cls, tok) -> PromptFormat:
         """The format recorded in `tok`'s config (dorl's when none is)."""
         facts = tok.init_kwargs.get(KEY) if tok is not None else None
-        if not facts or facts.get("format", "dorl") == "dorl":
+        if not facts or (isinstance(facts, dict) and facts.get("format", "dorl") == "dorl"):
             return cls()
-        if facts.get("format") != "chat":
-            raise DataError(f"tokenizer_config.json: {KEY}.format is {facts.get('format')!r}, not dorl or chat")
+        if not isinstance(facts, dict) or facts.get("format") != "chat":
+            raise DataError(f"tokenizer_config.json: {KEY} is {facts!r}, not {{format: dorl | chat, system_prompt}}")
+        if not isinstance(facts.get("system_prompt", ""), str):
+            raise DataError(f"tokenizer_config.json: {KEY}.system_prompt is {facts['system_prompt']!r}, not a string")
         if not tok.chat_template:
             raise DataError(f"tokenizer_config.json: {KEY}.format is chat but the tokenizer has no chat template")
         return cls("chat", facts.get("system_prompt") or "", tok, end_of_turn(tok))

@@ -220,3 +220,15 @@ def test_the_format_is_part_of_tfs_identity_only_when_set():
     plain, chat = config.load(), config.load(sets=["model.prompt_format=chat", "model.chat_template=chatml"])
     assert "prompt_format" not in methods.get("tf", plain).config()["model"]
     assert methods.get("tf", chat).config()["model"]["prompt_format"] == "chat"
+
+
+@pytest.mark.parametrize("facts", ["chat", {"format": "markdown"}, {"format": "chat", "system_prompt": 3}])
+def test_a_malformed_recorded_format_is_one_data_error(tok, facts):
+    import copy
+
+    from dorl.errors import DataError
+
+    t = copy.deepcopy(tok)
+    t.init_kwargs[prompts.KEY] = facts
+    with pytest.raises(DataError, match="tokenizer_config.json: dorl_prompt_format"):
+        PromptFormat.of(t)

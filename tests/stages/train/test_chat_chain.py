@@ -13,7 +13,7 @@ from dorl import config
 from dorl.cli import cli
 from dorl.errors import ConfigError
 from dorl.model_folder import SAMPLE
-from dorl.prompts import PromptFormat
+from dorl.prompts import CHATML, PromptFormat, own_template
 from dorl.text import REWARD_ONE, render_conversation
 from tests.fixtures import make_chat_template_folder
 
@@ -108,6 +108,7 @@ def test_tf_records_the_format_and_trains_on_rendered_conversations(chain):
     messages = [{"role": "user" if s == "customer" else "assistant", "content": t} for s, t in SAMPLE]
     rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert rendered == fmt.prompt(render_conversation(SAMPLE)) and rendered.startswith(f"<|im_start|>system\n{SYSTEM}")
+    assert own_template(tok.chat_template) == CHATML  # the template it was trained with, inside the wrapper
 
 
 def test_relabel_prompts_with_the_template(chain, data_artifact):
