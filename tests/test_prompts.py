@@ -232,3 +232,25 @@ def test_a_malformed_recorded_format_is_one_data_error(tok, facts):
     t.init_kwargs[prompts.KEY] = facts
     with pytest.raises(DataError, match="tokenizer_config.json: dorl_prompt_format"):
         PromptFormat.of(t)
+
+
+def test_a_template_that_refuses_a_conversation_names_the_record(tok):
+    """Templates that insist on user-first alternation (Gemma's, Mistral's) refuse a conversation that opens with
+    the agent: one line naming the file, record and field."""
+    import copy
+
+    from dorl.errors import DataError
+    from dorl.methods.tf import rendered
+
+    t = copy.deepcopy(tok)
+    t.chat_template = (
+        "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation roles must alternate "
+        "user/assistant/user/assistant/...') }}{% endif %}" + prompts.CHATML
+    )
+    fmt = PromptFormat("chat", "", t, "<|im_end|>")
+    ok = render_conversation([("customer", "hi"), ("agent", "hello")])
+    assert rendered(fmt, [ok], "x") == [t.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], tokenize=False
+    )]  # fmt: skip
+    with pytest.raises(DataError, match=r"^data/conversations/train.parquet: record 1, field 'text': .*must alternate"):
+        rendered(fmt, [ok, CONTEXT], "data/conversations/train.parquet")

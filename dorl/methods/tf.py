@@ -43,6 +43,17 @@ def read_conversations(data: Artifact, split: str) -> list[str]:
     return df["text"].tolist()
 
 
+def rendered(fmt, convs: list[str], where: str) -> list[str]:
+    """The conversations in the chat format (one line naming the record a template refuses)."""
+    out = []
+    for i, c in enumerate(convs):
+        try:
+            out.append(fmt.conversation(c))
+        except DataError as e:
+            raise DataError(f"{where}: record {i}, field 'text': {e}") from None
+    return out
+
+
 def tokenize(tok, texts: list[str], chunk: int = 2000) -> list[np.ndarray]:
     out = []
     for i in range(0, len(texts), chunk):
@@ -129,7 +140,7 @@ class TF(Method):
         for split, keep in (("train", False), ("validation", True)):
             convs = read_conversations(data, split)
             if self.fmt.kind != "dorl":
-                convs = [self.fmt.conversation(c) for c in convs]
+                convs = rendered(self.fmt, convs, f"{data.uri}/conversations/{split}.parquet")
             seqs = tokenize(tok, convs)
             sets.append(pack(seqs, block, keep_remainder=keep))
             self._info[split] = {"conversations": len(convs), "tokens": int(sum(len(s) for s in seqs))}
