@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from dorl.errors import ConfigError
-from dorl.text import REP_END
 
 log = logging.getLogger("dorl.generate")
 
@@ -83,8 +82,13 @@ class Adjustment(Protocol):
         """(B, |V|) log-probs of the step's LM (after temperature when sampling) -> (B, |V|) scores."""
 
 
-def stop_token_ids(tokenizer, stop_tokens: Sequence[str] = (REP_END,)) -> list[int]:
-    """The ids that end a response: the stop tokens, and EOS (`<|endoftext|>`)."""
+def stop_token_ids(tokenizer, stop_tokens: Sequence[str] | None = None) -> list[int]:
+    """The ids that end a response: the stop tokens (by default the tokenizer's prompt format's end: `<_rep_end_>`
+    or the chat template's end-of-turn token, `dorl.prompts`), and EOS (`<|endoftext|>`)."""
+    if stop_tokens is None:
+        from dorl.prompts import PromptFormat
+
+        stop_tokens = (PromptFormat.of(tokenizer).end,)
     vocab = tokenizer.get_vocab()
     missing = [t for t in stop_tokens if t not in vocab]
     if missing:
@@ -138,7 +142,7 @@ def generate(
     decode: DecodeConfig = DecodeConfig(),
     *,
     adjust: Adjustment | None = None,
-    stop_tokens: Sequence[str] = (REP_END,),
+    stop_tokens: Sequence[str] | None = None,
     desc: str = "generating",
     progress: bool = True,
 ) -> Generation:

@@ -9,6 +9,9 @@
 - a chat template that renders a conversation in dorl's format (user = customer, assistant = agent;
   DT: `<_reward_one_>` before every earlier agent turn and the top return token before the reply),
   so `apply_chat_template(messages, add_generation_prompt=True)` is dorl's prompt, token for token.
+  A model trained in the chat format (`dorl.prompts`) keeps the template it was trained with, wrapped
+  (`prompts.folder_template`) only to add `model.system_prompt` and DT's return tokens; its responses
+  end with the template's end-of-turn token.
 - `README.md`: a model card (method, data, training, the prompt format, how to load ILQL's heads).
 
 The train stage calls `finish` before it commits (so the folder's files are in the manifest), and
@@ -29,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dorl.errors import DataError, StoreError
+from dorl.prompts import PromptFormat, folder_template
 from dorl.text import CUS_END, CUS_START, REP_END, REP_START, REWARD_ONE, SOC, SYS_END, SYS_START, render_conversation
 
 CARD = "README.md"
@@ -92,12 +96,18 @@ def finish(
         setattr(tok, side, "left")
         tok.init_kwargs[side] = "left"
     dt = reply_token is not None
-    tok.chat_template = chat_template(REWARD_ONE if dt else "", reply_token or "")
+    fmt = PromptFormat.of(tok)
+    if fmt.kind == "dorl":
+        tok.chat_template = chat_template(REWARD_ONE if dt else "", reply_token or "")
+    else:  # the template trained with, plus what dorl adds to its prompts
+        tok.chat_template = folder_template(
+            tok.chat_template, fmt.system_prompt, REWARD_ONE if dt else "", reply_token or ""
+        )
     if prompt is not None:
         check_template(tok, prompt)
     tok.save_pretrained(folder)
 
-    stop = [tok.convert_tokens_to_ids(REP_END)]
+    stop = [tok.convert_tokens_to_ids(fmt.end)]
     if tok.eos_token_id is not None and tok.eos_token_id not in stop:
         stop.append(tok.eos_token_id)
     gen = GenerationConfig(
@@ -109,7 +119,7 @@ def finish(
         num_beams=1,
     )
     gen.save_pretrained(folder)
-    (folder / CARD).write_text(card(method, reply_token, prompt_tokens, max_new_tokens, facts or {}, limit, notes))
+    (folder / CARD).write_text(card(method, reply_token, prompt_tokens, max_new_tokens, facts or {}, limit, fmt, notes))
 
 
 SAMPLE = [
@@ -193,7 +203,26 @@ def pull(uri: str, dest: Path, eval_uri: str | None = None) -> Path:
     return dest
 
 
-def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit, notes=None) -> str:
+def chat_format_text(fmt, reply_token, prompt_tokens: int, max_new_tokens: int) -> str:
+    """The card's prompt format of a model trained in the chat format."""
+    out = (
+        "Trained in the chat format: the conversation (user = customer, assistant = agent) rendered by the chat "
+        f"template it was trained with; the model continues the generation prompt and stops at `{fmt.end}`. "
+        f"dorl keeps the last {prompt_tokens} prompt tokens and generates at most {max_new_tokens}."
+    )
+    if fmt.system_prompt:
+        out += f" Without a system message the template adds the one it was trained with: {fmt.system_prompt!r}."
+    if reply_token is not None:
+        out += (
+            f" Decision Transformer: every earlier assistant message starts with `{REWARD_ONE}` and the reply asks "
+            f"for the top return, `{reply_token}` after the generation prompt. The chat template does both."
+        )
+    return out
+
+
+def card(
+    method: str, reply_token, prompt_tokens: int, max_new_tokens: int, facts: dict, limit, fmt=None, notes=None
+) -> str:
     dataset = facts.get("dataset") or "unknown"
     origin = f"trained by dorl with the `{method}` method on `{dataset}`"
     src = facts.get("source") if facts.get("released") else None
@@ -229,15 +258,19 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
     ):
         if facts.get(key) is not None:
             lines.append(f"- {key}: {facts[key]}")
-    lines += [
-        "",
-        "## Prompt format",
-        "",
-        f"A conversation renders as `{SOC}` then each turn as `{CUS_START}TEXT{CUS_END}` (customer) or "
-        f"`{REP_START}TEXT{REP_END}` (agent), with no separator; the model continues `{REP_START}` and stops at "
-        f"`{REP_END}`. dorl keeps the last {prompt_tokens} prompt tokens and generates at most {max_new_tokens}.",
-    ]
-    if reply_token is not None:
+    end = fmt.end if fmt is not None else REP_END
+    if fmt is not None and fmt.kind == "chat":
+        lines += ["", "## Prompt format", "", chat_format_text(fmt, reply_token, prompt_tokens, max_new_tokens)]
+    else:
+        lines += [
+            "",
+            "## Prompt format",
+            "",
+            f"A conversation renders as `{SOC}` then each turn as `{CUS_START}TEXT{CUS_END}` (customer) or "
+            f"`{REP_START}TEXT{REP_END}` (agent), with no separator; the model continues `{REP_START}` and stops at "
+            f"`{REP_END}`. dorl keeps the last {prompt_tokens} prompt tokens and generates at most {max_new_tokens}.",
+        ]
+    if reply_token is not None and (fmt is None or fmt.kind == "dorl"):
         lines += [
             "",
             f"Decision Transformer: every earlier agent turn is preceded by `{REWARD_ONE}` and the reply asks for the "
@@ -255,11 +288,11 @@ def card(method: str, reply_token, prompt_tokens: int, max_new_tokens: int, fact
         'messages = [{"role": "user", "content": "hi, my order never arrived"}]',
         "inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt',",
         f"                                 truncation=True, max_length={prompt_tokens})",
-        "out = model.generate(**inputs)  # generation_config.json: greedy, stops at <_rep_end_>",
+        f"out = model.generate(**inputs)  # generation_config.json: greedy, stops at {end}",
         "print(tok.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True).strip())",
         "```",
         "",
-        "`pipeline('text-generation', model=FOLDER)` takes the same messages and stops at `<_rep_end_>` too.",
+        f"`pipeline('text-generation', model=FOLDER)` takes the same messages and stops at `{end}` too.",
         "",
         "Or `dorl generate --model FOLDER --context TEXT` and `dorl chat --model FOLDER`.",
     ]

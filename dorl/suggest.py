@@ -82,9 +82,14 @@ class Suggester:
         if self._loaded is None:
             self._loaded = self.method.load_model(self.dir)
         return self._loaded
+        self._fmt = None  # its prompt format (dorl.prompts), read once from its tokenizer
 
     def prompt(self, context: str) -> str:
-        return self.method.prompt(context, self.model.info)
+        if self._fmt is None:
+            from dorl.methods.base import prompt_format
+
+            self._fmt = prompt_format(self.dir)
+        return self.method.prompt(context, self.model.info, self._fmt)
 
     def describe(self) -> str:
         """One line: the model, its method and how it decodes."""

@@ -198,3 +198,27 @@ def make_bert_encoder(path, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
                      intermediate_size=4 * n_embd, max_position_embeddings=512)  # fmt: skip
     BertModel(cfg).save_pretrained(path)
     return path
+
+
+def chat_tokenizer(system_prompt: str = ""):
+    """GPT-2's BPE (offline) with dorl's tokens, a ChatML chat template and <|im_start|>/<|im_end|> as special
+    tokens, its format recorded as `model.prompt_format=chat` does: a template-bearing tokenizer."""
+    from dorl import prompts
+    from dorl.tokenizer import build_tokenizer
+
+    tok = build_tokenizer("gpt2")
+    prompts.install_chatml(tok)
+    return prompts.configure(tok, "chat", system_prompt)
+
+
+def make_chat_template_folder(path, n_positions: int = 512) -> None:
+    """A folder holding a tokenizer that carries a chat template (GPT-2's BPE + ChatML, no dorl format recorded)
+    and a tiny GPT-2 config.json: `model.tokenizer=pretrained model.name=<path>` with `model.source=config`."""
+    from transformers import GPT2Config
+
+    from dorl import prompts
+    from dorl.tokenizer import gpt2_tokenizer
+
+    tok = prompts.install_chatml(gpt2_tokenizer())
+    tok.save_pretrained(path)
+    GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=64, n_layer=2, n_head=2).save_pretrained(path)

@@ -193,6 +193,19 @@ class ModelConfig:
     dropout: float | None = param(
         None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
     )
+    # ---- chat-template prompts (dorl/prompts.py): chosen when tf builds its tokenizer, then the model's own
+    prompt_format: Literal["dorl", "chat"] = param(
+        "dorl",
+        "'dorl': the paper's special tokens (context + <_rep_start_>, responses end with <_rep_end_>); 'chat': the "
+        "tokenizer's chat template (customer = user, agent = assistant), responses end with its end-of-turn token. "
+        "Set when training tf; every later stage follows the model's.",
+    )
+    system_prompt: str = param("", "prompt_format=chat: a system message that opens every conversation without one.")
+    chat_template: Literal["tokenizer", "chatml"] = param(
+        "tokenizer",
+        "prompt_format=chat: 'tokenizer': the tokenizer's own template (it must have one); 'chatml': install ChatML "
+        "and add <|im_start|>/<|im_end|> as new special tokens (for tokenizers with none, e.g. gpt2, bpe).",
+    )
 
     def check(self, where: str) -> None:
         if self.n_embd % self.n_head:
@@ -204,6 +217,17 @@ class ModelConfig:
             raise ConfigError(
                 f"config keys '{where}.tokenizer' and '{where}.source': tokenizer=bpe trains a new vocabulary, which "
                 "a pretrained model cannot use; set source=config (a fresh GPT-2) or tokenizer=pretrained|gpt2"
+            )
+        if self.prompt_format == "dorl" and (self.system_prompt or self.chat_template != "tokenizer"):
+            key = "system_prompt" if self.system_prompt else "chat_template"
+            raise ConfigError(
+                f"config key '{where}.{key}': it applies to {where}.prompt_format=chat only (dorl's format has none)"
+            )
+        if self.prompt_format == "chat" and self.tokenizer in ("gpt2", "bpe") and self.chat_template == "tokenizer":
+            raise ConfigError(
+                f"config key '{where}.prompt_format': chat needs a chat template and tokenizer={self.tokenizer} has "
+                f"none; set {where}.chat_template=chatml (installs ChatML and its two tokens) or use a tokenizer that "
+                "carries one (tokenizer=pretrained)"
             )
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from dorl.generate import DecodeConfig, encode_prompts, generate, left_pad, stop_token_ids
 from dorl.ilql.model import ILQLModel
-from dorl.text import REP_END
+from dorl.prompts import PromptFormat
 
 
 @dataclass
@@ -138,7 +138,7 @@ def ilql_scorer(
     prompt_ids = [ids for ids in encode_prompts(tok, prompts, dc.prompt_tokens) for _ in range(num_candidates)]
     # A sample that stopped at <|endoftext|> is valued by Q(s, <_rep_end_>), the action that ends every training
     # response: nothing trains Q(s, EOS).
-    rep_end = tok.convert_tokens_to_ids(REP_END)
+    rep_end = tok.convert_tokens_to_ids(PromptFormat.of(tok).end)  # <_rep_end_>, or the chat template's
     ends = [
         ids[:-1] + [rep_end] if fin and ids[-1] != rep_end else ids
         for ids, fin in zip(gen.ids, gen.finished, strict=True)

@@ -14,7 +14,8 @@ logs. A method owns what differs:
                 (`reference`: DPO's and KTO's reference log-probs), hooks (`on_engine`, `before_step`: a
                 statistic of the whole step, `on_step_end`: ILQL's Polyak update), saving (`save`) and the
                 manifest's facts (`info`);
-- evaluation:   `prompt(context, model_info)` (DT asks for its top return token) and
+- evaluation:   `prompt(context, model_info, fmt)` (DT asks for its top return token; `fmt`: the model's
+                `dorl.prompts.PromptFormat`, `prompt_format(model_dir)`) and
                 `respond(model_dir, prompts, decode, num_responses)` (text methods: greedy then beam
                 search; ILQL: advantage-guided decoding), with the settings `decoding()` returns.
 
@@ -30,8 +31,9 @@ from typing import TYPE_CHECKING
 from dorl.config import TrainConfig
 from dorl.generate import DecodeConfig
 from dorl.methods.registry import entry
+from dorl.prompts import PromptFormat
 from dorl.store import Artifact
-from dorl.text import PAD_, prompt
+from dorl.text import PAD_
 
 if TYPE_CHECKING:  # the config's RunConfig is assembled from the methods' sections: not at import
     from dorl.config import RunConfig
@@ -56,6 +58,7 @@ class Method:
         # Padding fills the right end of short lines and is never attended to; `<_pad_>` rather than
         # the PAD id (= EOS) keeps transformers from warning about padding without an attention mask.
         self.pad_id = 0
+        self.fmt = PromptFormat()  # how its lines are prompted: the run's tokenizer's format (`bind`)
 
     # ---------------------------------------------------------------- configuration (no torch)
     def settings(self):
@@ -104,6 +107,7 @@ class Method:
     def bind(self, tok) -> None:
         """Called with the run's tokenizer (the one the checkpoints were made with) before `model`."""
         self.pad_id = tok.convert_tokens_to_ids(PAD_)
+        self.fmt = PromptFormat.of(tok)
 
     def model(self, tok, base: Artifact | None):
         """The language model, its embeddings sized to `tok`."""
@@ -193,9 +197,10 @@ class Method:
         return {}
 
     # ---------------------------------------------------------------- evaluation (and generation)
-    def prompt(self, context: str, model_info: dict) -> str:
-        """What the model continues to answer `context` (`model_info`: its train manifest's info)."""
-        return prompt(context)
+    def prompt(self, context: str, model_info: dict, fmt: PromptFormat | None = None) -> str:
+        """What the model continues to answer `context` (`model_info`: its train manifest's info; `fmt`: its
+        prompt format, dorl's when None)."""
+        return (fmt or PromptFormat()).prompt(context)
 
     def decoding(self, model_info: dict | None = None) -> dict:
         """The method's own decoding settings (recorded in the evaluation's config), as DecodeConfig fields;
@@ -207,7 +212,8 @@ class Method:
     ):
         """What `dorl evaluate` calls: its prompts (`prompt`) answered by `respond` (`candidates`: the
         `--candidates-from` artifact of a scorer)."""
-        prompts = [self.prompt(c, model.info) for c in contexts]
+        fmt = prompt_format(model.local_dir())
+        prompts = [self.prompt(c, model.info, fmt) for c in contexts]
         return self.respond(model.local_dir(), prompts, decode, num_responses)
 
     def respond(self, model_dir: Path, prompts: list[str], decode: DecodeConfig, num_responses: int, loaded=None):
@@ -263,6 +269,11 @@ def load_tokenizer(model_dir: Path):
     check_special_tokens(tok, f"the tokenizer of {model_dir}")
     tok.padding_side = "left"
     return tok
+
+
+def prompt_format(model_dir: Path) -> PromptFormat:
+    """The prompt format of a trained model folder (its tokenizer's)."""
+    return PromptFormat.of(load_tokenizer(model_dir))
 
 
 def load_for_generation(model_dir: Path):

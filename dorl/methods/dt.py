@@ -14,12 +14,16 @@ evaluation prompts with the last of them. This file is the only one that knows t
 Whether DT reads its token: evaluation also answers every context greedily with the *lowest* return token and
 records how many greedy responses change (`metrics.generation.return_token` of the evaluation: top, bottom, n,
 changed). A DT whose response does not depend on the token is a fine-tuned LM under another name.
+
+In the chat format (`dorl.prompts`) the same tokens open the assistant's turns: every earlier assistant message
+starts with <_reward_one_>, and the return token follows the generation prompt, right before the response.
 """
 
 from __future__ import annotations
 
 import logging
 
+from dorl.methods.base import prompt_format
 from dorl.methods.lines import Lines
 from dorl.store import Artifact
 from dorl.text import REP_START, REWARD_ONE, REWARD_ZERO, line, prompt
@@ -68,6 +72,9 @@ class DT(Lines):
     def text(self, context: str, response: str, ret: int, return_bins: int) -> str:
         return dt_line(context, response, return_tokens(return_bins)[ret])
 
+    def prompted(self, context: str, response: str, ret: int, return_bins: int) -> tuple[str, str]:
+        return self.fmt.line(context, response, reply_token=return_tokens(return_bins)[ret], turn_token=REWARD_ONE)
+
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         super().check_inputs(data, base)
         relabel_bins(data)
@@ -87,15 +94,18 @@ class DT(Lines):
     def info(self) -> dict:
         return {**super().info(), "return_tokens": self.tokens}
 
-    def prompt(self, context: str, model_info: dict) -> str:
+    def prompt(self, context: str, model_info: dict, fmt=None) -> str:
         tokens = model_info.get("return_tokens") or return_tokens(2)
-        return dt_prompt(context, tokens[-1])
+        if fmt is None or fmt.kind == "dorl":
+            return dt_prompt(context, tokens[-1])
+        return fmt.prompt(context, reply_token=tokens[-1], turn_token=REWARD_ONE)
 
     def respond_to(self, model, contexts, decode, num_responses, candidates=None):
         """Its responses (asking for the top return), and how many greedy ones change when it asks for the lowest."""
         out, stats = super().respond_to(model, contexts, decode, num_responses, candidates)
         tokens = model.info.get("return_tokens") or return_tokens(2)
-        low, _ = self.respond(model.local_dir(), [dt_prompt(c, tokens[0]) for c in contexts], decode, 1)
+        fmt, low_info = prompt_format(model.local_dir()), {**model.info, "return_tokens": [tokens[0]]}
+        low, _ = self.respond(model.local_dir(), [self.prompt(c, low_info, fmt) for c in contexts], decode, 1)
         changed = sum(a[0] != b[0] for a, b in zip(out, low, strict=True))
         stats["return_token"] = {"top": tokens[-1], "bottom": tokens[0], "n": len(contexts), "changed": changed}
         log.info("dt: %d of %d greedy responses change when asked for %s instead of %s", changed, len(contexts),

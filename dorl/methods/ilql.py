@@ -4,7 +4,8 @@ decoding live in `dorl.ilql`): `dorl train --method ilql --data <relabel> --base
 The engine (`dorl.engine.trainer`) owns the loop, DeepSpeed, checkpoints and logs; this class supplies:
 
 - the training set: every candidate as prompt (context + <_rep_start_>), response (+ <_rep_end_>),
-  reward and return;
+  reward and return (the chat format, `dorl.prompts`: the rendered prompt, the response + the end-of-turn token,
+  so the actions are the response's tokens and that token);
 - data: those rows -> token ids, the number of response tokens (actions) and the return standardised
   with the *training* set's mean and std;
 - the module DeepSpeed trains (`ILQLLoss`): the base LM with V, Q and target-Q heads, whose
@@ -35,7 +36,6 @@ from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device
 from dorl.methods.lines import FinetuneConfig, check_relabel_inputs
 from dorl.store import Artifact
-from dorl.text import REP_END, prompt
 
 log = logging.getLogger("dorl.train")
 SPLITS = ("train", "validation")
@@ -148,8 +148,8 @@ class ILQL(Method):
 
         return pd.DataFrame(
             {
-                "prompt": [prompt(c) for c in candidates["context"]],
-                "response": [c + REP_END for c in candidates["candidate"]],
+                "prompt": [self.fmt.prompt(c) for c in candidates["context"]],
+                "response": [c + self.fmt.end for c in candidates["candidate"]],
                 "reward": candidates["reward"].astype(np.float64).to_numpy(),
                 "return": np.asarray(candidates["return"], dtype=np.int64),
                 # 0: the human response (the value ranking leaves it out: no model proposes it)
@@ -411,14 +411,16 @@ class ILQL(Method):
         return f"response 1 greedy with beta={decode.beta}" + (more if k > 1 else "")
 
     def values(self, loaded, prompts: list[str], responses: list[list[str]], decode: DecodeConfig):
-        """The value of each response as shown (its text + <_rep_end_>): min target-Q of its last action."""
+        """The value of each response as shown (its text + its format's end): min target-Q of its last action."""
         from dorl.generate import encode_prompts
         from dorl.ilql.decode import response_values
+        from dorl.prompts import PromptFormat
 
         model, tok = loaded
         p_ids = encode_prompts(tok, prompts, decode.prompt_tokens)
         flat_p = [p for p, r in zip(p_ids, responses, strict=True) for _ in r]
-        flat_r = [tok(t + REP_END, add_special_tokens=False)["input_ids"] for r in responses for t in r]
+        end = PromptFormat.of(tok).end  # <_rep_end_>, or the chat template's end of turn
+        flat_r = [tok(t + end, add_special_tokens=False)["input_ids"] for r in responses for t in r]
         flat = iter(response_values(model, flat_p, flat_r, tok.pad_token_id, decode.batch_size))
         return [[round(next(flat), 4) for _ in r] for r in responses]
 

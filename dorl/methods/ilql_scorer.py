@@ -17,7 +17,7 @@ import time
 from dorl import methods
 from dorl.generate import DecodeConfig
 from dorl.methods.base import Method, device, load_tokenizer
-from dorl.text import prompt
+from dorl.prompts import PromptFormat
 
 
 class ILQLScorer(Method):
@@ -35,7 +35,8 @@ class ILQLScorer(Method):
         from dorl.ilql.ranking import order_by_value, score_texts
 
         cm = methods.get(candidates.stage.split("/", 1)[1], self.cfg)
-        cand_prompts = [cm.prompt(c, candidates.info) for c in contexts]
+        cand_fmt = PromptFormat.of(load_tokenizer(candidates.local_dir()))
+        cand_prompts = [cm.prompt(c, candidates.info, cand_fmt) for c in contexts]
         texts, cand_stats = cm.respond(candidates.local_dir(), cand_prompts, decode.but(**cm.decoding()), num_responses)
         started = time.perf_counter()
         model_dir = model.local_dir()
@@ -43,7 +44,8 @@ class ILQLScorer(Method):
         dtype = torch.bfloat16 if device() == "cuda" else torch.float32
         ilql = ilql_io.load(model_dir, device=device(), dtype=dtype)
         k = len(texts[0]) if texts else 0
-        flat_prompts = [prompt(c) for c in contexts for _ in range(k)]
+        fmt = PromptFormat.of(tok)
+        flat_prompts = [fmt.prompt(c) for c in contexts for _ in range(k)]
         flat_texts = [t for row in texts for t in row]
         values = score_texts(ilql, tok, flat_prompts, flat_texts, decode.prompt_tokens, decode.batch_size)
         out, kept = [], 0

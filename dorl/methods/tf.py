@@ -5,6 +5,9 @@ Every conversation of a split is tokenized, all are concatenated (no separator: 
 remainder shorter than a block is dropped, as run_clm does; validation keeps it as a last, shorter
 block. The loss falls on every token. Trains with the `tf` section and `model.*` (no --base); evaluated
 with context + <_rep_start_>, greedy then beam search. Every other method starts from it.
+
+`model.prompt_format=chat` (`dorl.prompts`): the tokenizer records the format, and each conversation is rendered
+by its chat template before it is tokenized; prompts are then the template's (evaluation, relabel, every method).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from dorl.model_folder import context_length
 from dorl.store import Artifact
 
 log = logging.getLogger("dorl.train")
+# model.* keys added after tf artifacts were made, with their defaults: recorded in the identity only when set, so an
+# artifact made before them keeps its identity (and is not retrained).
+LATER_KEYS = {"prompt_format": "dorl", "system_prompt": "", "chat_template": "tokenizer"}
 
 
 def read_conversations(data: Artifact, split: str) -> list[str]:
@@ -35,6 +41,17 @@ def read_conversations(data: Artifact, split: str) -> list[str]:
         if not isinstance(t, str) or not t:
             raise DataError(f"{data.uri}/{name}: record {i}, field 'text': expected a non-empty string, got {t!r}")
     return df["text"].tolist()
+
+
+def rendered(fmt, convs: list[str], where: str) -> list[str]:
+    """The conversations in the chat format (one line naming the record a template refuses)."""
+    out = []
+    for i, c in enumerate(convs):
+        try:
+            out.append(fmt.conversation(c))
+        except DataError as e:
+            raise DataError(f"{where}: record {i}, field 'text': {e}") from None
+    return out
 
 
 def tokenize(tok, texts: list[str], chunk: int = 2000) -> list[np.ndarray]:
@@ -69,7 +86,8 @@ class TF(Method):
         return self.cfg.tf
 
     def config(self) -> dict:
-        return {"method": self.name, "model": asdict(self.cfg.model), "train": asdict(self.train_config())}
+        model = {k: v for k, v in asdict(self.cfg.model).items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
+        return {"method": self.name, "model": model, "train": asdict(self.train_config())}
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         for split in ("train", "validation"):
@@ -90,12 +108,22 @@ class TF(Method):
                 ) from None
             if mc.source == "pretrained" and limit is not None and block > limit:
                 raise ConfigError(f"tf.max_length={block} exceeds the {limit} positions of {mc.name}")
+        if mc.prompt_format == "chat" and mc.tokenizer == "pretrained" and mc.chat_template == "tokenizer":
+            from transformers import AutoTokenizer
+
+            from dorl import prompts
+
+            # e.g. distilgpt2's has no template: say so before anything is written
+            prompts.configure(AutoTokenizer.from_pretrained(mc.name), "chat", mc.system_prompt, where="model")
 
     def tokenizer(self, data: Artifact, base: Artifact | None):
+        from dorl import prompts
         from dorl.engine.models import tokenizer_from_config
 
-        texts = read_conversations(data, "train") if self.cfg.model.tokenizer == "bpe" else None
-        return tokenizer_from_config(self.cfg.model, texts)
+        mc = self.cfg.model
+        texts = read_conversations(data, "train") if mc.tokenizer == "bpe" else None
+        tok = tokenizer_from_config(mc, texts)
+        return prompts.configure(tok, mc.prompt_format, mc.system_prompt, mc.chat_template, where="model")
 
     def model(self, tok, base: Artifact | None):
         from dorl.engine.models import model_from_config
@@ -111,6 +139,8 @@ class TF(Method):
         sets = []
         for split, keep in (("train", False), ("validation", True)):
             convs = read_conversations(data, split)
+            if self.fmt.kind != "dorl":
+                convs = rendered(self.fmt, convs, f"{data.uri}/conversations/{split}.parquet")
             seqs = tokenize(tok, convs)
             sets.append(pack(seqs, block, keep_remainder=keep))
             self._info[split] = {"conversations": len(convs), "tokens": int(sum(len(s) for s in seqs))}
@@ -126,4 +156,4 @@ class TF(Method):
         return False  # every block has the same length
 
     def info(self) -> dict:
-        return {"data": self._info, "block_size": self.train_config().max_length}
+        return {"data": self._info, "block_size": self.train_config().max_length, "prompt_format": self.fmt.facts()}

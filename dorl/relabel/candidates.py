@@ -15,7 +15,7 @@ import pandas as pd
 
 from dorl.config import RelabelConfig
 from dorl.generate import DecodeConfig, generate
-from dorl.text import prompt
+from dorl.prompts import PromptFormat
 
 log = logging.getLogger("dorl.relabel")
 
@@ -56,10 +56,11 @@ def relabel_chunk(
     started = time.perf_counter()
     contexts = examples["context"].tolist()
     humans = examples["response"].tolist()
+    fmt = PromptFormat.of(tokenizer)  # the base model's prompt format (dorl.prompts)
     gen = generate(
         model,
         tokenizer,
-        [prompt(c) for c in contexts],
+        [fmt.prompt(c) for c in contexts],
         decode_config(cfg),
         progress=False,  # inside the stage's chunk bar (rich shows one live display at a time)
     )

@@ -212,7 +212,9 @@ def _finish_folder(m, workdir: Path, info: dict) -> None:  # info: the manifest'
     decodes it: generation config, model_max_length, chat template (checked against the method's prompt),
     model card. Before the commit, so these files are in the manifest."""
     from dorl import model_folder
+    from dorl.methods.base import prompt_format
 
+    fmt = prompt_format(workdir)  # the format trained with (before `finish` wraps a DT folder's chat template)
     ec = m.cfg.eval
     tokens = info.get("return_tokens")  # DT: its prompts ask for the top one
     model_folder.finish(
@@ -222,7 +224,7 @@ def _finish_folder(m, workdir: Path, info: dict) -> None:  # info: the manifest'
         max_new_tokens=ec.max_new_tokens,
         prompt_tokens=ec.prompt_tokens,
         facts=info,
-        prompt=lambda context: m.prompt(context, info),
+        prompt=lambda context: m.prompt(context, info, fmt),
         notes=m.card_notes(),
     )
 

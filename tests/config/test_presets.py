@@ -1,5 +1,6 @@
 """The presets' method lists: `paper` runs the paper's methods (the registry's `paper` entries), `compare` and the
-demo add the control tf_human and the baselines (KTO, DPO, AWR), each a registered method trained on the relabelled data."""
+demo add the control tf_human and the baselines (KTO, DPO, AWR), each a registered method trained on the relabelled
+data."""
 
 from dorl import config, methods
 from dorl.config.presets import BASELINES
