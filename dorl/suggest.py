@@ -77,12 +77,12 @@ class Suggester:
             raise ConfigError(f"the number of suggestions must be >= 1, got {self.k}")
         self.dir = self.model.local_dir()
         self._loaded = None  # what the method's `load_model` gives
+        self._fmt = None  # its prompt format (dorl.prompts), read once from its tokenizer
 
     def loaded(self):
         if self._loaded is None:
             self._loaded = self.method.load_model(self.dir)
         return self._loaded
-        self._fmt = None  # its prompt format (dorl.prompts), read once from its tokenizer
 
     def prompt(self, context: str) -> str:
         if self._fmt is None:
