@@ -137,8 +137,12 @@ def test_every_method_trains_on_chat_lines(chain):
 def test_evaluation_prompts_with_the_template(chain):
     from dorl import csvsafe
 
-    asked = dict(chain["seen"]["evaluate"])
+    asked: dict[str, list[str]] = {}
+    for name, prompts in chain["seen"]["evaluate"]:  # the first call: DT then asks for its lowest return too
+        asked.setdefault(name, prompts)
     assert set(asked) == set(EVALUATED)
+    low = [p for name, p in chain["seen"]["evaluate"] if name == "dt"][1]
+    assert all(p.endswith("<|im_start|>assistant\n<_reward_zero_>") for p in low)
     fmt = fmt_of(chain["tf"])
     ret = {"dt": "<_reward_one_>", "ilql": ""}  # DT asks for the top of 2 return bins
     for m in EVALUATED:
