@@ -106,7 +106,7 @@ class Method:
         """The language model, its embeddings sized to `tok`."""
         from dorl.engine.models import load_base_model
 
-        return load_base_model(base, tok)
+        return load_base_model(base, tok, self.cfg.model)
 
     def datasets(self, data: Artifact, tok, rows: dict | None):
         """(train, validation) as `dorl.engine.data.Examples`, from `rows` (`training_sets`) or, for a method
@@ -186,7 +186,7 @@ class Method:
         """responses[i] = [response 1 (greedy), responses 2..N (beam search)] for prompt i; generation stats."""
         from dorl.generate import generate
 
-        model, tok = load_for_generation(model_dir)
+        model, tok = load_for_generation(model_dir, self.cfg.model)
         greedy = generate(model, tok, prompts, decode.but(num_beams=1, num_return=1), desc="greedy")
         out = [list(t) for t in greedy.texts]
         stats = {"greedy": greedy.stats}
@@ -215,12 +215,13 @@ def load_tokenizer(model_dir: Path):
     return tok
 
 
-def load_for_generation(model_dir: Path):
-    """(model on the device, bf16 on GPU; tokenizer) of a plain HF model folder."""
-    import torch
-
+def load_for_generation(model_dir: Path, mc=None):
+    """(model on the device in model.dtype (`mc`; default: bf16 on GPU); tokenizer) of a plain HF model folder."""
     from dorl import readers
+    from dorl.config import ModelConfig
+    from dorl.engine.models import compute_dtype, inference_kwargs
 
+    mc = mc or ModelConfig()
     tok = load_tokenizer(model_dir)
-    dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-    return readers.causal_lm(model_dir, dtype=dtype).to(device()), tok
+    dtype = compute_dtype(mc, device())
+    return readers.causal_lm(model_dir, dtype=dtype, **inference_kwargs(mc)).to(device()), tok

@@ -299,16 +299,15 @@ class ILQL(Method):
         """Response 1: greedy with beta * advantage; 2..N: samples re-ranked by their value."""
         import time
 
-        import torch
-
+        from dorl.engine.models import compute_dtype, inference_kwargs
         from dorl.ilql import io as ilql_io
         from dorl.ilql.decode import decode as ilql_decode
         from dorl.ilql.decode import ilql_scorer
         from dorl.methods.base import load_tokenizer
 
         tok = load_tokenizer(model_dir)
-        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-        model = ilql_io.load(model_dir, device=device(), dtype=dtype)
+        dtype = compute_dtype(self.cfg.model, device())
+        model = ilql_io.load(model_dir, device=device(), dtype=dtype, **inference_kwargs(self.cfg.model))
         started = time.perf_counter()
         greedy = ilql_decode(model, tok, prompts, decode.but(sample=False))
         out = [[t.strip()] for t in greedy.texts]
