@@ -26,7 +26,7 @@ FAST = ["tf.max_length=128", "tf.max_steps=2", "tf.batch_size=4", "tf.micro_batc
 RELABEL = ["relabel.num_candidates=2", "relabel.num_beams=2", "relabel.max_new_tokens=4", "relabel.reward=bleu"]
 RELABEL += ["relabel.return_bins=3"]  # DT adds its own return tokens
 DECODE = ["eval.n_examples=3", "eval.max_new_tokens=4", "eval.num_responses=2", "ilql.beta=0"]
-SETS = LLAMA + FAST + RELABEL + DECODE
+SETS = LLAMA + FAST + RELABEL + DECODE + ["model.gradient_checkpointing=true"]  # every method's step recomputes
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +103,15 @@ def test_evaluate_and_chat_with_a_llama(chain, data_artifact, tmp_path):
 
 def test_bf16_on_a_cpu(tmp_path, data_artifact):
     """model.dtype=bfloat16: training in DeepSpeed's bf16 mode (fp32 masters saved), the manifest says so, and
-    generation loads the weights in bf16."""
+    generation loads the weights in bf16; with gradient checkpointing and eager attention through the engine."""
     from dorl.methods.base import load_for_generation
     from dorl.stages.train import train
 
-    cfg = config.load(preset="tiny", sets=[*FAST, "model.arch=llama", "model.dtype=bfloat16"])
+    sets = [*FAST, "model.arch=llama", "model.dtype=bfloat16", "model.gradient_checkpointing=true"]
+    cfg = config.load(preset="tiny", sets=[*sets, "model.attn_implementation=eager"])
     art = train(cfg, method="tf", data_uri=data_artifact.uri, out_uri=str(tmp_path / "tf")).artifact
     assert (art.info["precision"], art.info["dtype"]) == ("bf16", "bfloat16")
+    assert (art.info["gradient_checkpointing"], art.info["attn_implementation"]) == (True, "eager")
     assert art.manifest["config"]["model"]["dtype"] == "bfloat16"
     assert art.json("config.json")["dtype"] == "float32"  # the fp32 master weights
     model, _ = load_for_generation(art.local_dir(), cfg.model)
