@@ -64,4 +64,23 @@ DEMO: dict = merge(
     },
 )
 
-PRESETS: dict[str, dict] = {"paper": PAPER, "compare": COMPARE, "tiny": TINY, "demo": DEMO}
+
+def pretrained(name: str, lr: float | None = None) -> dict:
+    """A real checkpoint (an HF id; offline, `--set model.name=FOLDER` with its files) and its own tokenizer, the
+    reference's hyperparameters otherwise (`lr` for every training section where given)."""
+    out: dict = {"model": {"source": "pretrained", "name": name, "tokenizer": "pretrained"}}
+    if lr is not None:
+        out.update({"tf": {"lr": lr}, "finetune": {"lr": lr}, "ilql": {"train": {"lr": lr}}})
+    return out
+
+
+# Real checkpoints (docs/models.md). gpt2-medium: the paper's second model, at its lr (1e-4). SmolLM2-135M (a
+# Llama with grouped-query attention, tied embeddings) at distilgpt2's size keeps the reference's lr; Qwen2.5-0.5B
+# (grouped-query attention, tied) is above gpt2-medium's 355M parameters and takes its lr.
+CHECKPOINTS: dict[str, dict] = {
+    "gpt2-medium": pretrained("gpt2-medium", lr=1e-4),
+    "smollm2-135m": pretrained("HuggingFaceTB/SmolLM2-135M"),
+    "qwen2.5-0.5b": pretrained("Qwen/Qwen2.5-0.5B", lr=1e-4),
+}
+
+PRESETS: dict[str, dict] = {"paper": PAPER, "compare": COMPARE, "tiny": TINY, "demo": DEMO, **CHECKPOINTS}

@@ -162,6 +162,12 @@ class ModelsConfig:
     )
 
 
+# model.arch: the families a fresh model can be built as (dorl.engine.families maps the size keys onto each
+# one's config class), and those without grouped-query attention.
+ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma", "gpt_neox", "opt")
+NO_GQA = ("gpt2", "gpt_neox", "opt")
+
+
 @dataclass
 class ModelConfig:
     RANGES: ClassVar[dict] = {
@@ -171,9 +177,12 @@ class ModelConfig:
         "n_embd": ">= 1",
         "n_positions": ">= 1",
         "dropout": "[0, 1)",
+        "n_kv_head": ">= 1",
+        "n_inner": ">= 1",
     }
     source: Literal["pretrained", "config"] = param(
-        "pretrained", "'pretrained': load `name` with from_pretrained; 'config': a fresh GPT-2 of the size below."
+        "pretrained",
+        "'pretrained': load `name` with from_pretrained; 'config': a fresh `arch` model of the size below.",
     )
     name: str = param("distilgpt2", "HF model id or local folder (source=pretrained).")
     tokenizer: Literal["pretrained", "gpt2", "bpe"] = param(
@@ -186,13 +195,41 @@ class ModelConfig:
         "Vocabulary size of the trained BPE (tokenizer=bpe): at least 257 (its 256 bytes and <|endoftext|>); dorl's "
         "15 special tokens come on top.",
     )
-    n_layer: int = param(2, "GPT-2 layers (source=config).")
-    n_head: int = param(2, "GPT-2 attention heads (source=config).")
-    n_embd: int = param(64, "GPT-2 width (source=config).")
-    n_positions: int = param(1024, "GPT-2 context length (source=config).")
+    n_layer: int = param(2, "Layers (source=config).")
+    n_head: int = param(2, "Attention heads (source=config).")
+    n_embd: int = param(64, "Width: the hidden size (source=config).")
+    n_positions: int = param(1024, "Context length: positions (source=config).")
     dropout: float | None = param(
         None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
     )
+    # ---- model families and precision (docs/models.md)
+    arch: Literal[ARCHS] = param(
+        "gpt2",
+        "Family of the fresh model (source=config): gpt2, llama, qwen2, qwen3, mistral, gemma, gpt_neox or opt, "
+        "built from its transformers config class.",
+    )
+    n_kv_head: int | None = param(
+        None,
+        "Key/value heads: grouped-query attention (source=config; llama, qwen2/3, mistral, gemma); None = n_head.",
+    )
+    n_inner: int | None = param(None, "MLP width (source=config); None = 4 x n_embd.")
+    tie_embeddings: bool | None = param(
+        None, "Tie the output layer to the input embeddings (source=config); None = the family's default."
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = param(
+        "auto",
+        "Precision the model computes in, for training (bfloat16: DeepSpeed's bf16 mode, fp32 master weights) and "
+        "for relabel / evaluate / generate / chat (weights loaded in it); 'auto': bfloat16 on a GPU, float32 on a "
+        "CPU. A training section's `precision` (auto) follows it.",
+    )
+    gradient_checkpointing: bool = param(
+        False, "Recompute each layer's activations in the backward pass (training): less memory, ~1/3 more compute."
+    )
+    attn_implementation: str | None = param(
+        None,
+        "Attention kernel passed to transformers (eager, sdpa, flash_attention_2, ...); None = transformers' default.",
+    )
+
     # ---- chat-template prompts (dorl/prompts.py): chosen when tf builds its tokenizer, then the model's own
     prompt_format: Literal["dorl", "chat"] = param(
         "dorl",
@@ -207,7 +244,25 @@ class ModelConfig:
         "and add <|im_start|>/<|im_end|> as new special tokens (for tokenizers with none, e.g. gpt2, bpe).",
     )
 
+    def inference_settings(self) -> dict:
+        """{"model": {...}}: the dtype and attention kernel where set (not the defaults), for the config of a stage
+        that loads a trained model (relabel, evaluate): at the defaults nothing, so earlier runs' configs stand."""
+        keys = {"dtype": "auto", "attn_implementation": None}
+        changed = {k: getattr(self, k) for k, default in keys.items() if getattr(self, k) != default}
+        return {"model": changed} if changed else {}
+
     def check(self, where: str) -> None:
+        kv = self.n_kv_head or self.n_head
+        if self.n_head % kv:
+            raise ConfigError(
+                f"config keys '{where}.n_head' and '{where}.n_kv_head': {self.n_head} heads do not share "
+                f"{kv} key/value heads evenly"
+            )
+        if kv != self.n_head and self.arch in NO_GQA:
+            raise ConfigError(
+                f"config key '{where}.n_kv_head': {self.arch} has no grouped-query attention; leave it unset or set "
+                f"it to {where}.n_head ({self.n_head})"
+            )
         if self.n_embd % self.n_head:
             raise ConfigError(
                 f"config keys '{where}.n_embd' and '{where}.n_head': width {self.n_embd} is not divisible by "
@@ -216,7 +271,7 @@ class ModelConfig:
         if self.tokenizer == "bpe" and self.source == "pretrained":
             raise ConfigError(
                 f"config keys '{where}.tokenizer' and '{where}.source': tokenizer=bpe trains a new vocabulary, which "
-                "a pretrained model cannot use; set source=config (a fresh GPT-2) or tokenizer=pretrained|gpt2"
+                "a pretrained model cannot use; set source=config (a fresh model) or tokenizer=pretrained|gpt2"
             )
         if self.prompt_format == "dorl" and (self.system_prompt or self.chat_template != "tokenizer"):
             key = "system_prompt" if self.system_prompt else "chat_template"
@@ -273,7 +328,9 @@ class TrainConfig:
     betas: list[float] = param(factory=lambda: [0.9, 0.999], help="AdamW (beta1, beta2).")
     eps: float = param(1e-8, "AdamW epsilon.")
     grad_clip: float = param(1.0, "Gradient-norm clipping (0 = off); 1.0 is HF Trainer's default, as the reference.")
-    precision: Literal["auto", "bf16", "fp32"] = param("auto", "'auto': bf16 on GPU, fp32 on CPU.")
+    precision: Literal["auto", "bf16", "fp32"] = param(
+        "auto", "'auto': model.dtype (whose 'auto' is bf16 on GPU, fp32 on CPU); bf16: DeepSpeed's bf16 mode."
+    )
     zero_stage: int = param(0, "DeepSpeed ZeRO stage (0-3); resuming a stage >= 1 run needs the same world size.")
     seed: int = param(42, "Seed for initialisation, shuffling and dropout.")
     group_by_length: bool = param(

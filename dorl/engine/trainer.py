@@ -79,8 +79,14 @@ def clear_stale_build_locks(now: float | None = None) -> list[Path]:
     return removed
 
 
-def use_bf16(tc: TrainConfig) -> bool:
-    return tc.precision == "bf16" or (tc.precision == "auto" and torch.cuda.is_available())
+def use_bf16(tc: TrainConfig, model_dtype: str = "auto") -> bool:
+    """DeepSpeed's bf16 mode: the section's `precision`, whose 'auto' follows model.dtype (whose 'auto' is bf16 on
+    a GPU, fp32 on a CPU)."""
+    if tc.precision != "auto":
+        return tc.precision == "bf16"
+    if model_dtype != "auto":
+        return model_dtype == "bfloat16"
+    return torch.cuda.is_available()
 
 
 def ds_config(tc: TrainConfig, world: int, bf16: bool, node_local: bool) -> dict:
@@ -203,7 +209,7 @@ class Trainer:
             raise DataError(f"the training set has {len(train)} examples, fewer than one batch of {tc.batch_size}")
         self.total_steps = tc.max_steps or tc.epochs * self.spe
         self.group = method.group_by_length()
-        self.bf16 = use_bf16(tc)
+        self.bf16 = use_bf16(tc, method.cfg.model.dtype)
         from dorl.engine.models import flop_shape
 
         self.flops = flop_shape(getattr(module, "lm", module))

@@ -87,8 +87,9 @@ def is_ilql(folder: str | Path) -> bool:
     return (Path(folder) / CONFIG_FILE).is_file() and (Path(folder) / HEADS_FILE).is_file()
 
 
-def load(folder: str | Path, device=None, dtype=None) -> ILQLModel:
-    """The `ILQLModel` saved in `folder`, in eval mode (tokenizer: `AutoTokenizer.from_pretrained(folder)`)."""
+def load(folder: str | Path, device=None, dtype=None, **kw) -> ILQLModel:
+    """The `ILQLModel` saved in `folder`, in eval mode (tokenizer: `AutoTokenizer.from_pretrained(folder)`);
+    `kw`: more `from_pretrained` arguments (attn_implementation)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -100,7 +101,7 @@ def load(folder: str | Path, device=None, dtype=None) -> ILQLModel:
         raise DataError(f"{folder / CONFIG_FILE}: field 'format' is {info.get('format')!r}, expected {FORMAT!r}")
     fields = ILQLMeta.__dataclass_fields__
     meta = ILQLMeta(**{k: v for k, v in info.items() if k in fields})
-    lm = readers.causal_lm(folder, dtype=dtype)
+    lm = readers.causal_lm(folder, dtype=dtype, **kw)
     model = ILQLModel(lm, meta)
     got = (model.heads.d, model.heads.vocab)
     if got != (info.get("hidden_size"), info.get("vocab_size")):

@@ -113,7 +113,7 @@ class Method:
         """The language model, its embeddings sized to `tok`."""
         from dorl.engine.models import load_base_model
 
-        return load_base_model(base, tok)
+        return load_base_model(base, tok, self.cfg.model)
 
     def datasets(self, data: Artifact, tok, rows: dict | None):
         """(train, validation) as `dorl.engine.data.Examples`, from `rows` (`training_sets`) or, for a method
@@ -237,7 +237,7 @@ class Method:
     def load_model(self, model_dir: Path):
         """What `respond` decodes with (default: the causal LM and its tokenizer), loaded once by a caller that
         answers many times (`dorl.suggest.Suggester`)."""
-        return load_for_generation(model_dir)
+        return load_for_generation(model_dir, self.cfg.model)
 
     def describe_decoding(self, decode: DecodeConfig, k: int) -> str:
         """How `respond` decodes k responses, in a few words (`dorl generate` and `dorl chat` print it)."""
@@ -276,12 +276,13 @@ def prompt_format(model_dir: Path) -> PromptFormat:
     return PromptFormat.of(load_tokenizer(model_dir))
 
 
-def load_for_generation(model_dir: Path):
-    """(model on the device, bf16 on GPU; tokenizer) of a plain HF model folder."""
-    import torch
-
+def load_for_generation(model_dir: Path, mc=None):
+    """(model on the device in model.dtype (`mc`; default: bf16 on GPU); tokenizer) of a plain HF model folder."""
     from dorl import readers
+    from dorl.config import ModelConfig
+    from dorl.engine.models import compute_dtype, inference_kwargs
 
+    mc = mc or ModelConfig()
     tok = load_tokenizer(model_dir)
-    dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-    return readers.causal_lm(model_dir, dtype=dtype).to(device()), tok
+    dtype = compute_dtype(mc, device())
+    return readers.causal_lm(model_dir, dtype=dtype, **inference_kwargs(mc)).to(device()), tok

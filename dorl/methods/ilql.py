@@ -397,14 +397,14 @@ class ILQL(Method):
 
     # ---------------------------------------------------------------- generation hooks (see Method)
     def load_model(self, model_dir: Path):
-        """The ILQL model (the LM and its heads; bf16 on a GPU) and its tokenizer."""
-        import torch
-
+        """The ILQL model (the LM and its heads, in model.dtype: auto = bf16 on a GPU) and its tokenizer."""
+        from dorl.engine.models import compute_dtype, inference_kwargs
         from dorl.ilql import io as ilql_io
         from dorl.methods.base import load_tokenizer
 
-        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-        return ilql_io.load(model_dir, device=device(), dtype=dtype), load_tokenizer(model_dir)
+        dtype = compute_dtype(self.cfg.model, device())
+        model = ilql_io.load(model_dir, device=device(), dtype=dtype, **inference_kwargs(self.cfg.model))
+        return model, load_tokenizer(model_dir)
 
     def describe_decoding(self, decode: DecodeConfig, k: int) -> str:
         more = f", {k - 1} more sampled (top_k={decode.top_k}, temperature={decode.temperature}) and ranked by value"

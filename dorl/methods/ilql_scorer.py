@@ -29,8 +29,7 @@ class ILQLScorer(Method):
         return self.scores, self.cfg.ilql.scorer_candidates
 
     def respond_to(self, model, contexts, decode: DecodeConfig, num_responses: int, candidates=None):
-        import torch
-
+        from dorl.engine.models import compute_dtype, inference_kwargs
         from dorl.ilql import io as ilql_io
         from dorl.ilql.ranking import order_by_value, score_texts
 
@@ -41,8 +40,8 @@ class ILQLScorer(Method):
         started = time.perf_counter()
         model_dir = model.local_dir()
         tok = load_tokenizer(model_dir)
-        dtype = torch.bfloat16 if device() == "cuda" else torch.float32
-        ilql = ilql_io.load(model_dir, device=device(), dtype=dtype)
+        dtype = compute_dtype(self.cfg.model, device())
+        ilql = ilql_io.load(model_dir, device=device(), dtype=dtype, **inference_kwargs(self.cfg.model))
         k = len(texts[0]) if texts else 0
         fmt = PromptFormat.of(tok)
         flat_prompts = [fmt.prompt(c) for c in contexts for _ in range(k)]

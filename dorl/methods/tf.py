@@ -27,7 +27,18 @@ from dorl.store import Artifact
 log = logging.getLogger("dorl.train")
 # model.* keys added after tf artifacts were made, with their defaults: recorded in the identity only when set, so an
 # artifact made before them keeps its identity (and is not retrained).
-LATER_KEYS = {"prompt_format": "dorl", "system_prompt": "", "chat_template": "tokenizer"}
+LATER_KEYS = {
+    "prompt_format": "dorl",
+    "system_prompt": "",
+    "chat_template": "tokenizer",
+    "arch": "gpt2",
+    "n_kv_head": None,
+    "n_inner": None,
+    "tie_embeddings": None,
+    "dtype": "auto",
+    "gradient_checkpointing": False,
+    "attn_implementation": None,
+}
 
 
 def read_conversations(data: Artifact, split: str) -> list[str]:

@@ -106,6 +106,7 @@ def evaluate(
     m = methods.get(method, cfg)
     names = metric_names(cfg)
     config = {"method": method, "eval": to_dict(cfg.eval), "metrics": to_dict(cfg.metrics)}
+    config.update(cfg.model.inference_settings())
     if m.decoding(model.info):
         config["decoding"] = m.decoding(model.info)
     inputs = {"model": model, "data": data}

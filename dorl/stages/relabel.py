@@ -54,8 +54,10 @@ EXAMPLE_COLUMNS = ("dialogue_id", "turn_index", "context", "response")
 
 
 def stage_config(cfg: RunConfig) -> dict:
-    """What the stage's output depends on (besides its inputs): the relabel and metrics sections."""
-    return {"relabel": to_dict(cfg.relabel), "metrics": to_dict(cfg.metrics)}
+    """What the stage's output depends on (besides its inputs): the relabel and metrics sections, and the model's
+    dtype and attention kernel where set."""
+    out = {"relabel": to_dict(cfg.relabel), "metrics": to_dict(cfg.metrics)}
+    return {**out, **cfg.model.inference_settings()}
 
 
 def read_examples(data: Artifact, split: str) -> pd.DataFrame:
@@ -101,6 +103,9 @@ class Worker:
 
     def model(self):
         if self._model is None:
+            import torch
+
+            from dorl.engine.models import compute_dtype, inference_kwargs
             from dorl.metrics import resolve_device
             from dorl.tokenizer import check_special_tokens
 
@@ -109,7 +114,10 @@ class Worker:
             check_special_tokens(self._tokenizer, where=f"the tokenizer of {self.model_art.uri}")
             self._tokenizer.padding_side = "left"
             device = resolve_device(self.cfg.relabel.device)
-            self._model = readers.causal_lm(folder).to(device).eval()
+            # model.dtype 'auto' here: the saved float32 on every device (a GPU proposes the CPU's candidates)
+            dtype = compute_dtype(self.cfg.model, device, auto=torch.float32)
+            kw = inference_kwargs(self.cfg.model)
+            self._model = readers.causal_lm(folder, dtype=dtype, **kw).to(device).eval()
         return self._model, self._tokenizer
 
     def split(self, split: str) -> pd.DataFrame:

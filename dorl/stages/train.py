@@ -303,6 +303,10 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         "world_size": d.world,
         "device": str(d.device) if d.device.type == "cpu" else torch.cuda.get_device_name(d.device),
         "precision": "bf16" if trainer.bf16 else "fp32",
+        # model.*: the dtype trained in (the folder holds the fp32 master weights), kernel, recomputation
+        "dtype": "bfloat16" if trainer.bf16 else "float32",
+        "attn_implementation": getattr(lm.config, "_attn_implementation", None),
+        "gradient_checkpointing": m.cfg.model.gradient_checkpointing,
         "zero_stage": tc.zero_stage,
         "batch": {"effective": tc.batch_size, "micro": tc.micro_batch_size, "accumulation": trainer.gas},
         "steps": result.total_steps,

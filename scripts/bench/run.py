@@ -117,6 +117,17 @@ def _relabel(rows):
             "round_ratios": _per_round(ours.get("round_seconds", []), hf.get("round_seconds", [])),
             "notes": f"after: {split.format(**ours)}; before: {split.format(**hf)}",
         }
+    for fam in sorted({r["bench"] for r in rows if r["bench"].startswith("relabel-")}):  # relabel-llama: #24
+        ref, ours = by[(fam, "reference (one context at a time)")], by[(fam, "dorl")]
+        yield {
+            "figure": f"relabel pairs/s vs one context at a time, {fam.removeprefix('relabel-')}-shaped model",
+            "dorl": ours["pairs_per_s"],
+            "baseline": ref["pairs_per_s"],
+            "ratio": ours["pairs_per_s"] / ref["pairs_per_s"],
+            "round_ratios": _per_round(ours.get("round_seconds", []), ref.get("round_seconds", [])),
+            "goal": (">=", 5.0),
+            "notes": f"{ours['contexts']} contexts, {ours['model']}; same candidates: {ours['same_candidates']}",
+        }
     bs = {r["way"]: r for r in rows if r["bench"] == "bertscore"}
     if bs:
         d, b = bs["dorl batched scorer"], bs["bert-score defaults, one call"]

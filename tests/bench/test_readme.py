@@ -86,3 +86,19 @@ def test_your_own_conversations_are_judged_against_abcd_on_the_same_dialogues():
     *_, own = [bench_run.judge(r) for r in bench_run._data(rows)]
     assert own["baseline"] == 2000.0 and own["ratio"] == 0.9 and own["met"] is False  # slower than ABCD: not met
     assert "byte-identical" in own["notes"]
+
+
+def test_relabel_with_another_family_is_a_row_of_its_own():
+    """scripts/bench/relabel.py's Llama-shaped rows (`run_family`) become their own judged row beside GPT-2's."""
+
+    def way(bench, name, pairs_per_s, rounds):
+        return {"bench": bench, "way": name, "pairs_per_s": pairs_per_s, "round_seconds": rounds, "contexts": 64,
+                "model": bench, "same_candidates": True, "hardware": "2-core CPU"}  # fmt: skip
+
+    rows = [way("relabel", "reference (one context at a time)", 10.0, [3.0]), way("relabel", "dorl", 70.0, [0.5]),
+            way("relabel-llama", "reference (one context at a time)", 2.0, [30.0, 40.0]),
+            way("relabel-llama", "dorl", 8.0, [10.0, 8.0])]  # fmt: skip
+    out = [bench_run.judge({"bench": "relabel", **r}) for r in bench_run._relabel(rows)]
+    llama = [r for r in out if "llama-shaped" in r["figure"]]
+    assert len(out) == 2 and len(llama) == 1
+    assert llama[0]["ratio"] == 4.0 and llama[0]["round_ratios"] == [3.0, 5.0] and llama[0]["met"] is False
