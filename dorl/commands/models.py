@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from dorl.config.schema import DATASETS
+from dorl.config.data import DATASETS
 from dorl.models import reference
 from dorl.options import config_options, force_option
 

@@ -9,13 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dorl.config.data import DATASETS, DataConfig
+from dorl.config.k8s import K8sConfig
 from dorl.config.loader import build, merge, parse_sets, read_yaml, to_dict
 from dorl.config.presets import PRESETS
 from dorl.config.schema import (
-    DATASETS,
-    DataConfig,
     EvalConfig,
-    K8sConfig,
     MetricsConfig,
     ModelConfig,
     PipelineConfig,

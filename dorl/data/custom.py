@@ -22,7 +22,7 @@ from dorl.data.splits import SPLITS
 from dorl.errors import DataError
 
 if TYPE_CHECKING:
-    from dorl.config.schema import SourceConfig
+    from dorl.config.data import SourceConfig
 
 
 def seeded(dialogues: list[Dialogue], fractions: list[float], seed: int) -> dict[str, list[Dialogue]]:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dorl.config.schema import SourceConfig
+from dorl.config.data import SourceConfig
 from dorl.data.conversations import Conversations, RowWhere, check_text, row_id, row_split, stable_id
 from dorl.data.dialogue import show
 from dorl.data.rows import locate, rows

@@ -27,7 +27,7 @@ import click
 
 from dorl import log as dlog
 from dorl.config import RunConfig
-from dorl.config.schema import SourceConfig, check_dataset_name
+from dorl.config.data import SourceConfig, check_dataset_name
 from dorl.data import DATASETS, splits
 from dorl.data.dialogue import Dialogue, load_json
 from dorl.data.download import digest_file, fetch, mismatch
