@@ -171,6 +171,10 @@ class ModelConfig:
         "n_embd": ">= 1",
         "n_positions": ">= 1",
         "dropout": "[0, 1)",
+        # LoRA (dorl/engine/lora.py)
+        "lora_r": ">= 0",
+        "lora_alpha": "> 0",
+        "lora_dropout": "[0, 1)",
     }
     source: Literal["pretrained", "config"] = param(
         "pretrained", "'pretrained': load `name` with from_pretrained; 'config': a fresh GPT-2 of the size below."
@@ -189,6 +193,21 @@ class ModelConfig:
     dropout: float | None = param(
         None, "Set every dropout probability of the model (base tf); None keeps the model's own (0.1 for GPT-2)."
     )
+    # ---- LoRA (peft; dorl/engine/lora.py): every method, the base tf included, trains adapters when lora_r > 0
+    lora_r: int = param(0, "LoRA rank: 0 trains every weight (full fine-tuning); r > 0 trains rank-r adapters (peft).")
+    lora_alpha: float = param(16.0, "LoRA scaling numerator: the adapter's update is scaled by lora_alpha / lora_r.")
+    lora_dropout: float = param(0.05, "Dropout on the adapters' input (peft's lora_dropout).")
+    lora_target_modules: str | list[str] | None = param(
+        None,
+        "Modules that get adapters: None = peft's default for the architecture (GPT-2: c_attn; Llama, Qwen2, Mistral: "
+        "q_proj and v_proj; all-linear where peft has none), 'all-linear', a regex, or a list of module names.",
+    )
+    lora_merge: bool = param(
+        False,
+        "Also save merged weights: the model folder is then a plain model (config.json, model.safetensors) with the "
+        "adapter in adapter/; false: the folder holds the adapter alone (adapter_config.json, "
+        "adapter_model.safetensors) on its base.",
+    )
 
     def check(self, where: str) -> None:
         if self.n_embd % self.n_head:
@@ -200,6 +219,13 @@ class ModelConfig:
             raise ConfigError(
                 f"config keys '{where}.tokenizer' and '{where}.source': tokenizer=bpe trains a new vocabulary, which "
                 "a pretrained model cannot use; set source=config (a fresh GPT-2) or tokenizer=pretrained|gpt2"
+            )
+        targets = self.lora_target_modules
+        names = [targets] if isinstance(targets, str) else targets
+        if self.lora_r and names is not None and not (names and all(n.strip() for n in names)):
+            raise ConfigError(
+                f"config key '{where}.lora_target_modules': empty; give module names (e.g. [c_attn]), 'all-linear', "
+                "a regex, or null for peft's default"
             )
 
 
