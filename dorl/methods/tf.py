@@ -69,7 +69,10 @@ class TF(Method):
         return self.cfg.tf
 
     def config(self) -> dict:
-        return {"method": self.name, "model": asdict(self.cfg.model), "train": asdict(self.train_config())}
+        # model.lora_*: the train stage records them as `lora` when LoRA is on (dorl.engine.lora.recorded), so a full
+        # fine-tuning keeps the identity it had before LoRA existed
+        model = {k: v for k, v in asdict(self.cfg.model).items() if not k.startswith("lora_")}
+        return {"method": self.name, "model": model, "train": asdict(self.train_config())}
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:
         for split in ("train", "validation"):

@@ -229,3 +229,43 @@ def test_methods_train_on_an_adapter_base(tmp_path, data_artifact, relabel, tiny
     assert adapter["base_model_name_or_path"] == str(Path(tf.uri).resolve())
     lm = readers.causal_lm(dt.uri)  # adapter on adapter on the pretrained folder, merged
     assert type(lm).__name__ == "GPT2LMHeadModel"
+
+
+def test_an_adapter_whose_base_is_gone_is_one_clear_error(tmp_path, dt_adapter):
+    import shutil
+
+    from dorl import readers
+    from dorl.errors import DataError
+
+    folder = tmp_path / "copy"
+    shutil.copytree(dt_adapter.local_dir(), folder)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "gone")
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="not on this machine.*lora_merge"):
+        readers.causal_lm(folder)
+
+
+def test_zero_stages_train_the_same_adapter_from_the_trainable_weights_alone(
+    tmp_path, monkeypatch, data_artifact, relabel, tiny_model_artifact
+):
+    from dorl.engine import trainer
+
+    handed = []  # the number of weights handed to DeepSpeed's optimizer (counted before ZeRO partitions them)
+    groups = trainer.param_groups
+
+    def counting(module, wd):
+        out = groups(module, wd)
+        handed.append(sum(p.numel() for g in out for p in g["params"]))
+        return out
+
+    monkeypatch.setattr(trainer, "param_groups", counting)
+    out = {}
+    for z in (0, 2, 3):
+        sets = (f"finetune.zero_stage={z}",)
+        art = run("dt", tmp_path / f"z{z}", data_artifact, relabel, tiny_model_artifact, *sets)
+        out[z] = load_file(Path(art.uri) / "adapter_model.safetensors")
+        assert handed[-1] == art.info["lora"]["trainable"] == 1088  # adapters (1,024) + 2 return-token rows (2 x 32)
+    for z in (2, 3):
+        for k in out[0]:
+            torch.testing.assert_close(out[z][k], out[0][k], rtol=0, atol=1e-6, msg=f"ZeRO-{z}: {k}")
