@@ -34,6 +34,7 @@ log = logging.getLogger("dorl.train")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MERGED = "adapter"  # the adapter's subfolder of a merged folder
 _PEFT = "_dorl_peft"  # the PeftModel around an adapted model (kept out of nn.Module's registry)
+_FRESH = "_dorl_fresh"  # a fresh model's weights before the adapters (its base, saved nowhere else)
 
 
 def enabled(mc) -> bool:
@@ -79,6 +80,8 @@ def adapt(lm, mc, tok, seed: int = 0, tokens=None):
         task_type="CAUSAL_LM",
     )
     base = lm.name_or_path
+    if not base:  # a fresh model (model.source=config): keep its base for the merged weights (`finish`)
+        object.__setattr__(lm, _FRESH, copy.deepcopy(lm).cpu())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         peft = get_peft_model(lm, config)
@@ -128,15 +131,16 @@ def finish(folder: Path, lm, merge: bool) -> str:
 
 
 def merged_model(lm, folder: Path):
-    """The base weights of the live model with the folder's adapter merged in, fp32, as a plain model: the live
-    base serves where no folder holds it (a fresh model), and the folder's adapter is the selected one (best or
-    last)."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    """The folder's adapter merged into its base, fp32, a plain model: the base as dorl loads it (its folder or hub
+    id: `readers.causal_lm`), or the fresh model's copy kept at `adapt` (saved nowhere else; its frozen weights never
+    changed). Never the live model, which ZeRO-3 may have partitioned."""
+    fresh = getattr(lm, _FRESH, None)
+    if fresh is None:
+        import torch
 
-    peft = copy.deepcopy(getattr(lm, _PEFT)).float().cpu()
-    set_peft_model_state_dict(peft, load_file(str(folder / ADAPTER_FILES[1])))
-    out = peft.merge_and_unload()
-    out.__dict__.pop("save_pretrained", None)  # the adapted model's: a merged model saves whole
-    out.__dict__.pop(_PEFT, None)
-    return out
+        from dorl import readers
+
+        return readers.causal_lm(folder, dtype=torch.float32)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(copy.deepcopy(fresh), str(folder)).merge_and_unload()

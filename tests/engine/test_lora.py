@@ -269,3 +269,27 @@ def test_zero_stages_train_the_same_adapter_from_the_trainable_weights_alone(
     for z in (2, 3):
         for k in out[0]:
             torch.testing.assert_close(out[z][k], out[0][k], rtol=0, atol=1e-6, msg=f"ZeRO-{z}: {k}")
+
+
+def test_dorl_generate_answers_from_the_adapter_folder_as_plain_peft_does(dt_adapter, tiny_model_artifact):
+    from click.testing import CliRunner
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dorl.cli import cli
+    from dorl.model_folder import SAMPLE
+    from dorl.text import render_conversation
+
+    folder = dt_adapter.local_dir()
+    tok = AutoTokenizer.from_pretrained(folder)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_artifact.local_dir())
+    model = PeftModel.from_pretrained(base, folder)
+    messages = [{"role": "user" if s == "customer" else "assistant", "content": t} for s, t in SAMPLE]
+    inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=8)  # greedy, stops at <_rep_end_> (generation_config.json)
+    plain = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+    args = ["generate", "--model", str(folder), "--context", render_conversation(SAMPLE), "--json", "-k", "1"]
+    res = CliRunner().invoke(cli, [*args, "--preset", "tiny", "--set", "eval.max_new_tokens=8"])
+    assert res.exit_code == 0, res.output
+    [row] = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
+    assert row["responses"][0] == plain
