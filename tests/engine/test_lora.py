@@ -229,6 +229,9 @@ def test_methods_train_on_an_adapter_base(tmp_path, data_artifact, relabel, tiny
     assert adapter["base_model_name_or_path"] == str(Path(tf.uri).resolve())
     lm = readers.causal_lm(dt.uri)  # adapter on adapter on the pretrained folder, merged
     assert type(lm).__name__ == "GPT2LMHeadModel"
+    # the methods' length check reads the adapter base's config (512 positions)
+    with pytest.raises(ConfigError, match="exceeds the 512 positions"):
+        run("tf_all", tmp_path / "long", data_artifact, relabel, tf, "finetune.max_length=600")
 
 
 def test_an_adapter_whose_base_is_gone_is_one_clear_error(tmp_path, dt_adapter):
