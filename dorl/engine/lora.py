@@ -30,6 +30,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from dorl.errors import ConfigError
+
 log = logging.getLogger("dorl.train")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MERGED = "adapter"  # the adapter's subfolder of a merged folder
@@ -84,16 +86,21 @@ def adapt(lm, mc, tok, seed: int = 0, tokens=None):
         object.__setattr__(lm, _FRESH, copy.deepcopy(lm).cpu())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        peft = get_peft_model(lm, config)
+        try:
+            peft = get_peft_model(lm, config)
+        except ValueError as e:  # peft's word for target modules the model lacks: only the model can tell
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ConfigError(f"config key 'model.lora_target_modules' = {mc.lora_target_modules!r}: {first}") from None
     if base and Path(base).is_dir():  # a model folder (a base artifact): named absolutely, as the adapter's base
         peft.peft_config["default"].base_model_name_or_path = str(Path(base).resolve())
     object.__setattr__(lm, _PEFT, peft)
     object.__setattr__(lm, "save_pretrained", lambda folder, state_dict=None, **kw: _save(peft, folder, state_dict))
     trainable = sum(p.numel() for p in lm.parameters() if p.requires_grad)
     total = sum(p.numel() for p in lm.parameters())
+    targets = peft.peft_config["default"].target_modules
     log.info(
-        "LoRA r=%d alpha=%g on %s, %d added tokens' embeddings: %s of %s parameters trainable (%.2f%%)",
-        mc.lora_r, mc.lora_alpha, sorted(peft.peft_config["default"].target_modules), len(tokens),
+        "LoRA r=%d alpha=%g on %s, %d token rows: %s of %s parameters trainable (%.2f%%)",
+        mc.lora_r, mc.lora_alpha, targets if isinstance(targets, str) else sorted(targets), len(tokens),
         f"{trainable:,}", f"{total:,}", 100 * trainable / total,
     )  # fmt: skip
     return lm

@@ -77,6 +77,15 @@ def test_out_of_range_lora_settings_are_refused(bad):
         cfg(bad)
 
 
+def test_target_modules_the_model_lacks_are_one_config_error(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    make_tiny_model_dir(tmp_path)
+    lm, tok = AutoModelForCausalLM.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="model.lora_target_modules.*q_proj"):
+        lora.adapt(lm, cfg("model.lora_target_modules=[q_proj]").model, tok)
+
+
 def test_an_empty_target_module_list_is_refused():
     with pytest.raises(ConfigError, match="lora_target_modules"):
         cfg("model.lora_target_modules=[]")
