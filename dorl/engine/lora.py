@@ -13,7 +13,7 @@ The train stage makes two calls, whatever the method:
   trainable parameters (`trainer.param_groups`); its checkpoints hold the whole module, so resuming is exact.
   `lm.save_pretrained(folder, state_dict=)` writes peft's adapter files (adapter_config.json,
   adapter_model.safetensors), as transformers does for a model with adapters: each method's own save is unchanged.
-- `finish(folder, lm, merge)` once the output folder is written: the folder holds the adapter on its base (the
+- `finish(folder, merge, base_model)` once the output folder is written: the folder holds the adapter on its base (the
   base's config.json a method's save writes is dropped, or transformers would take the folder for a whole model);
   with `model.lora_merge`, or when the base is a fresh model saved nowhere (model.source=config), the folder
   becomes a plain model with merged weights and the adapter moves to `adapter/`.
@@ -24,7 +24,6 @@ relabel and a method's --base alike); plain peft loads it with `PeftModel.from_p
 
 from __future__ import annotations
 
-import copy
 import logging
 import shutil
 from dataclasses import asdict
@@ -36,7 +35,6 @@ log = logging.getLogger("dorl.train")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MERGED = "adapter"  # the adapter's subfolder of a merged folder
 _PEFT = "_dorl_peft"  # the PeftModel around an adapted model (kept out of nn.Module's registry)
-_FRESH = "_dorl_fresh"  # a fresh model's weights before the adapters (its base, saved nowhere else)
 
 
 def enabled(mc) -> bool:
@@ -82,8 +80,6 @@ def adapt(lm, mc, tok, seed: int = 0, tokens=None):
         task_type="CAUSAL_LM",
     )
     base = lm.name_or_path
-    if not base:  # a fresh model (model.source=config): keep its base for the merged weights (`finish`)
-        object.__setattr__(lm, _FRESH, copy.deepcopy(lm).cpu())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -116,8 +112,10 @@ def _save(peft, folder, state_dict) -> None:
     peft.save_pretrained(str(folder), state_dict=state)
 
 
-def finish(folder: Path, lm, merge: bool) -> str:
-    """Make the written output folder an adapter folder, or a merged one ("adapter" / "merged")."""
+def finish(folder: Path, merge: bool, base_model) -> str:
+    """Make the written output folder an adapter folder, or a merged one ("adapter" / "merged"). `base_model()`:
+    the model `adapt` was given, built again (the method's `model`: a base artifact read again, or a fresh model
+    rebuilt from its seed; its frozen weights never changed), into which the folder's adapter is merged."""
     import json
 
     folder = Path(folder)
@@ -128,26 +126,13 @@ def finish(folder: Path, lm, merge: bool) -> str:
         return "adapter"
     if not base:
         log.info("LoRA: the base is a fresh model saved nowhere (model.source=config): saving merged weights")
-    merged = merged_model(lm, folder)
+    from peft import PeftModel
+
+    # not the live model: ZeRO-3 partitions it, bf16 rounds it, and the folder may hold the best step's adapter
+    merged = PeftModel.from_pretrained(base_model().float().cpu(), str(folder)).merge_and_unload()
     (folder / MERGED).mkdir(exist_ok=True)
     for name in ADAPTER_FILES:
         shutil.move(folder / name, folder / MERGED / name)
     merged.config.dtype = "float32"  # the file holds fp32 weights (see Method.save)
     merged.save_pretrained(folder)
     return "merged"
-
-
-def merged_model(lm, folder: Path):
-    """The folder's adapter merged into its base, fp32, a plain model: the base as dorl loads it (its folder or hub
-    id: `readers.causal_lm`), or the fresh model's copy kept at `adapt` (saved nowhere else; its frozen weights never
-    changed). Never the live model, which ZeRO-3 may have partitioned."""
-    fresh = getattr(lm, _FRESH, None)
-    if fresh is None:
-        import torch
-
-        from dorl import readers
-
-        return readers.causal_lm(folder, dtype=torch.float32)
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(copy.deepcopy(fresh), str(folder)).merge_and_unload()

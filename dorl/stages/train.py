@@ -246,7 +246,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     else:
         m.save(module, state, workdir)
         tok.save_pretrained(workdir)
-    saved = lora.finish(workdir, lm, m.cfg.model.lora_merge) if lora.is_adapted(lm) else None
+    saved = lora.finish(workdir, m.cfg.model.lora_merge, lambda: m.model(tok, base)) if lora.is_adapted(lm) else None
     monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}", m.loss_label)
 
     info = {

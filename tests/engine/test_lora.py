@@ -145,6 +145,13 @@ def test_every_method_trains_adapters_and_resumes_exactly(
     folder = Path(out.uri)
     if method == "tf":  # a fresh model (model.source=config) is saved nowhere: the folder is merged
         assert info["saved"] == "merged" and (folder / "config.json").exists() and (folder / "adapter").is_dir()
+        from transformers import AutoTokenizer
+
+        from dorl.engine.models import model_from_config
+
+        fresh = model_from_config(cfg().model, AutoTokenizer.from_pretrained(folder), cfg().tf.seed).state_dict()
+        frozen = "transformer.h.0.mlp.c_fc.weight"  # no adapter there: the fresh model's, rebuilt from its seed
+        torch.testing.assert_close(got["model.safetensors"][frozen], fresh[frozen], rtol=0, atol=0)
     else:  # the adapter alone, on the base artifact's folder
         assert info["saved"] == "adapter" and not (folder / "config.json").exists()
         adapter = json.loads((folder / "adapter_config.json").read_text())
