@@ -46,6 +46,21 @@ def context_length(config: dict) -> int | None:
     return None
 
 
+def model_config(folder: Path) -> dict:
+    """The config.json of a model folder, or of the base of a LoRA adapter folder (`dorl.engine.lora`)."""
+    from dorl import readers
+
+    if readers.is_adapter(folder):
+        base = readers.adapter_base(folder)
+        if Path(base).is_dir():
+            return model_config(Path(base))
+        from transformers import AutoConfig
+
+        with readers.reading(base, "the adapter's base config"):
+            return AutoConfig.from_pretrained(base).to_dict()
+    return json.loads((Path(folder) / "config.json").read_text())
+
+
 def chat_template(turn_token: str = "", reply_token: str = "") -> str:
     """Jinja chat template of dorl's text format. `turn_token` goes before every earlier agent turn and
     `reply_token` before the generation prompt's `<_rep_start_>` (both empty except for DT)."""
@@ -85,7 +100,7 @@ def finish(
     from transformers import AutoTokenizer, GenerationConfig
 
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
+    config = model_config(folder)
     tok = AutoTokenizer.from_pretrained(folder)
     limit = context_length(config)
     if limit is not None:
@@ -297,7 +312,38 @@ def card(
         "Or `dorl generate --model FOLDER --context TEXT` and `dorl chat --model FOLDER`.",
     ]
     lines += notes or []  # the method's (e.g. ILQL: its heads)
+    if facts.get("lora"):
+        lines += lora_card(facts["lora"], facts.get("base"))
     metrics = facts.get("metrics")
     if metrics:
         lines += ["", "## Evaluation", ""] + [f"- {k}: {v}" for k, v in metrics.items()]
     return "\n".join(lines) + "\n"
+
+
+def lora_card(lora: dict, base) -> list[str]:
+    """The card's section on a LoRA run (`dorl.engine.lora`): what the folder holds and how to load it."""
+    lines = ["", "## LoRA adapter", ""]
+    lines.append(
+        f"Trained with LoRA (peft): rank {lora['r']}, alpha {lora['alpha']}, dropout {lora['dropout']}, target modules "
+        f"{lora['target_modules'] or 'peft default'}; the added tokens' embedding rows trained too."
+    )
+    if lora.get("saved") == "merged":
+        lines += ["", "The weights here are merged (a plain model, loaded as above); the adapter is in `adapter/`."]
+        return lines
+    return lines + [
+        "",
+        "This folder holds the adapter alone (`adapter_config.json`, `adapter_model.safetensors`) on its base, "
+        f"{base}:",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        "tok = AutoTokenizer.from_pretrained(FOLDER)",
+        "base = AutoModelForCausalLM.from_pretrained(BASE)  # adapter_config.json's base_model_name_or_path",
+        "base.resize_token_embeddings(len(tok))  # where training added tokens",
+        "model = PeftModel.from_pretrained(base, FOLDER).merge_and_unload()",
+        "```",
+        "",
+        "`dorl generate`, `dorl chat` and `dorl evaluate` load it so, given the folder alone.",
+    ]

@@ -51,12 +51,55 @@ def tokenizer(folder, **kw):
 
 
 def causal_lm(folder, **kw):
-    """`AutoModelForCausalLM.from_pretrained(folder)`, with a bad config or weights file named."""
+    """`AutoModelForCausalLM.from_pretrained(folder)`, with a bad config or weights file named. A LoRA adapter
+    folder (adapter_config.json, no config.json: `dorl.engine.lora`) loads as its base with the adapter merged."""
     from transformers import AutoModelForCausalLM
 
     _is_folder(folder)
+    if is_adapter(folder):
+        return _adapted_lm(Path(folder), **kw)
     with reading(folder, "the model (config.json, model.safetensors)"):
         return AutoModelForCausalLM.from_pretrained(folder, **kw)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter(folder) -> bool:
+    """A folder holding a peft adapter alone (a merged LoRA folder has config.json and is a plain model)."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file() and not (Path(folder) / "config.json").is_file()
+
+
+def adapter_base(folder) -> str:
+    """The base an adapter folder sits on: its adapter_config.json's base_model_name_or_path."""
+    import json
+
+    with reading(Path(folder) / ADAPTER_CONFIG, "the LoRA adapter's config"):
+        base = json.loads((Path(folder) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise DataError(f"{Path(folder) / ADAPTER_CONFIG}: no base_model_name_or_path: the adapter's base is unknown")
+    return str(base)
+
+
+def _adapted_lm(folder: Path, **kw):
+    """The base (a model or adapter folder, or an HF id), its embeddings sized to the folder's tokenizer (the
+    tokens training added), the adapter loaded by peft and merged in: a plain model."""
+    from peft import PeftModel
+
+    base = adapter_base(folder)
+    if Path(base).is_absolute() and not Path(base).exists():  # a folder of the machine that trained it
+        raise DataError(
+            f"{folder / ADAPTER_CONFIG}: its base {base} is not on this machine; put the base model there, or "
+            "train with model.lora_merge=true (merged weights in the folder)"
+        )
+    lm = causal_lm(base, **kw)
+    vocab = len(tokenizer(folder))
+    if lm.get_input_embeddings().weight.shape[0] != vocab:
+        lm.resize_token_embeddings(vocab, mean_resizing=False)  # the adapter file holds the resized embeddings
+    with reading(folder, "the LoRA adapter (adapter_config.json, adapter_model.safetensors)"):
+        lm = PeftModel.from_pretrained(lm, str(folder)).merge_and_unload()
+    lm.name_or_path = str(folder)  # an adapter trained on this model names this folder as its base
+    return lm
 
 
 def _is_folder(folder) -> None:

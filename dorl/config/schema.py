@@ -52,6 +52,10 @@ class ModelConfig:
         "dropout": "[0, 1)",
         "n_kv_head": ">= 1",
         "n_inner": ">= 1",
+        # LoRA (dorl/engine/lora.py)
+        "lora_r": ">= 0",
+        "lora_alpha": "> 0",
+        "lora_dropout": "[0, 1)",
     }
     source: Literal["pretrained", "config"] = param(
         "pretrained",
@@ -117,6 +121,22 @@ class ModelConfig:
         "and add <|im_start|>/<|im_end|> as new special tokens (for tokenizers with none, e.g. gpt2, bpe).",
     )
 
+    # ---- LoRA (peft; dorl/engine/lora.py): every method, the base tf included, trains adapters when lora_r > 0
+    lora_r: int = param(0, "LoRA rank: 0 trains every weight (full fine-tuning); r > 0 trains rank-r adapters (peft).")
+    lora_alpha: float = param(16.0, "LoRA scaling numerator: the adapter's update is scaled by lora_alpha / lora_r.")
+    lora_dropout: float = param(0.05, "Dropout on the adapters' input (peft's lora_dropout).")
+    lora_target_modules: str | list[str] | None = param(
+        None,
+        "Modules that get adapters: None = peft's default for the architecture (GPT-2: c_attn; Llama, Qwen2, Mistral: "
+        "q_proj and v_proj; all-linear where peft has none), 'all-linear', a regex, or a list of module names.",
+    )
+    lora_merge: bool = param(
+        False,
+        "Also save merged weights: the model folder is then a plain model (config.json, model.safetensors) with the "
+        "adapter in adapter/; false: the folder holds the adapter alone (adapter_config.json, "
+        "adapter_model.safetensors) on its base.",
+    )
+
     def inference_settings(self) -> dict:
         """{"model": {...}}: the dtype and attention kernel where set (not the defaults), for the config of a stage
         that loads a trained model (relabel, evaluate): at the defaults nothing, so earlier runs' configs stand."""
@@ -156,6 +176,13 @@ class ModelConfig:
                 f"config key '{where}.prompt_format': chat needs a chat template and tokenizer={self.tokenizer} has "
                 f"none; set {where}.chat_template=chatml (installs ChatML and its two tokens) or use a tokenizer that "
                 "carries one (tokenizer=pretrained)"
+            )
+        targets = self.lora_target_modules
+        names = [targets] if isinstance(targets, str) else targets
+        if self.lora_r and names is not None and not (names and all(n.strip() for n in names)):
+            raise ConfigError(
+                f"config key '{where}.lora_target_modules': empty; give module names (e.g. [c_attn]), 'all-linear', "
+                "a regex, or null for peft's default"
             )
 
 

@@ -129,6 +129,12 @@ class Method:
 
         return collate_causal(examples, self.pad_id)
 
+    def untrained_tokens(self, tok) -> list[str]:
+        """Tokens whose embeddings nothing has trained before this run: under LoRA (`dorl.engine.lora`) their rows
+        train beside the adapters. The base model: every token the tokenizer added (new to a pretrained model); a
+        method: none (its base trained them) unless it says so (DT: its return tokens)."""
+        return [] if self.needs_base else list(tok.added_tokens_encoder)
+
     def wrap(self, lm):
         """The module DeepSpeed trains: forward(**batch) -> (mean loss over the batch's targets, stats)."""
         from dorl.engine.causal_lm import CausalLMLoss

@@ -87,6 +87,10 @@ class DT(Lines):
             log.info("dt: added %d return tokens to the tokenizer: %s", len(missing), " ".join(missing))
         return tok
 
+    def untrained_tokens(self, tok) -> list[str]:
+        """The return tokens (the base tf never saw them): their embeddings train under LoRA."""
+        return [t for t in tok.added_tokens_encoder if t in (REWARD_ZERO, REWARD_ONE) or t.startswith("<_return_")]
+
     def datasets(self, data: Artifact, tok, rows: dict):
         self.tokens = return_tokens(relabel_bins(data))
         return super().datasets(data, tok, rows)

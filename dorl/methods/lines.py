@@ -26,7 +26,7 @@ from dorl.config.loader import default
 from dorl.engine.data import Examples
 from dorl.errors import ConfigError
 from dorl.methods.base import Method
-from dorl.model_folder import context_length
+from dorl.model_folder import context_length, model_config
 from dorl.store import Artifact
 from dorl.text import REP_START, line
 
@@ -166,6 +166,8 @@ def check_prompt_format(method: Method, base: Artifact | None) -> None:
 
 
 def context_length_of(base: Artifact | None) -> int | None:
+    if base is not None and "adapter_config.json" in base.files and "config.json" not in base.files:
+        return context_length(model_config(base.local_dir()))  # a LoRA adapter (dorl.engine.lora): its base's
     if base is None or "config.json" not in base.files:
         return None
     return context_length(base.json("config.json"))

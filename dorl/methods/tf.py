@@ -97,7 +97,13 @@ class TF(Method):
         return self.cfg.tf
 
     def config(self) -> dict:
-        model = {k: v for k, v in asdict(self.cfg.model).items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
+        # model.lora_*: the train stage records them as `lora` when LoRA is on (dorl.engine.lora.recorded), so a full
+        # fine-tuning keeps the identity it had before LoRA existed; LATER_KEYS: recorded only when set
+        model = {
+            k: v
+            for k, v in asdict(self.cfg.model).items()
+            if not k.startswith("lora_") and (k not in LATER_KEYS or v != LATER_KEYS[k])
+        }
         return {"method": self.name, "model": model, "train": asdict(self.train_config())}
 
     def check_inputs(self, data: Artifact, base: Artifact | None) -> None:

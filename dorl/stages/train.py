@@ -29,6 +29,7 @@ import click
 from dorl import methods
 from dorl.config import RunConfig
 from dorl.engine import dist as dmod
+from dorl.engine import lora
 from dorl.engine.data import accumulation_steps
 from dorl.errors import ConfigError, TransientError, UserError
 from dorl.options import config_options, force_option
@@ -108,7 +109,7 @@ def _run(m, tc, method, data, base, inputs, out_uri, force) -> StageResult:
         ctx.info, ctx.metrics = _train(m, ctx.out, data, base, d)
 
     try:
-        result = run_stage(stage, out_uri, m.config(), inputs, body, force)
+        result = run_stage(stage, out_uri, {**m.config(), **lora.recorded(m.cfg.model)}, inputs, body, force)
     except BaseException as e:
         if not told:
             d.broadcast(_status_of(e))
@@ -248,7 +249,10 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     m.bind(tok)
     lm = m.model(tok, base)
     n_params = sum(p.numel() for p in lm.parameters())  # before ZeRO-3 partitions them
+    # model.lora_r > 0: adapters (peft; the method's untrained tokens' rows train too); else the model unchanged
+    lm = lora.adapt(lm, m.cfg.model, tok, tc.seed, m.untrained_tokens(tok))
     module = m.wrap(lm)
+    n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     # The method's rows from relabel's scored candidates (None for tf): built alike on every rank, recorded once
     # (below, with the columns the method computes from the starting model).
     rows = m.training_sets(data)
@@ -291,6 +295,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
     else:
         m.save(module, state, workdir)
         tok.save_pretrained(workdir)
+    saved = lora.finish(workdir, m.cfg.model.lora_merge, lambda: m.model(tok, base)) if lora.is_adapted(lm) else None
     monitor.plot(result.records, workdir / monitor.PLOT, f"train/{m.name}", m.loss_label)
     m.finish(workdir)
 
@@ -300,6 +305,7 @@ def _train(m, writer: ArtifactWriter, data: Artifact, base: Artifact | None, d) 
         "base": base.uri if base else (m.cfg.model.name if m.cfg.model.source == "pretrained" else "model.config"),
         "vocab_size": len(tok),
         "parameters": n_params,
+        **({"lora": {**lora.recorded(m.cfg.model)["lora"], "saved": saved, "trainable": n_trainable}} if saved else {}),
         "world_size": d.world,
         "device": str(d.device) if d.device.type == "cpu" else torch.cuda.get_device_name(d.device),
         "precision": "bf16" if trainer.bf16 else "fp32",

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, for `import dorl`
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = ("data", "train", "prefs", "relabel", "ilql")
+BENCHES = ("data", "train", "prefs", "relabel", "ilql", "lora")
 
 
 def _data(rows):
