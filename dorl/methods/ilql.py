@@ -343,6 +343,8 @@ class ILQL(Method):
         from dorl.methods.base import load_tokenizer
         from dorl.metrics import get_metric
 
+        if (out_dir / "config.json").is_file():  # LoRA's merged folder wrote config.json anew: name the code again
+            ilql_io.ship_code(out_dir)
         ic, ec = self.cfg.ilql, self.cfg.eval
         prompts, references = sample_contexts(self._val_frame, ic.beta_contexts) if ic.beta_contexts else ([], [])
         if not prompts:

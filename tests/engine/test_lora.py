@@ -312,3 +312,24 @@ def test_dorl_generate_answers_from_the_adapter_folder_as_plain_peft_does(dt_ada
     assert res.exit_code == 0, res.output
     [row] = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     assert row["responses"][0] == plain
+
+
+def test_a_merged_ilql_folder_still_names_its_decoding_code(tmp_path, data_artifact, relabel, tiny_model_artifact):
+    """LoRA's merged folder rewrites config.json: the shipped ILQL code must be named in it again, so that
+    trust_remote_code loading decodes with the heads (an adapter-only folder has no config.json to name it in)."""
+    from dorl.ilql.io import AUTO_MAP, CODE_FILE
+
+    folder = Path(
+        run("ilql", tmp_path / "ilql", data_artifact, relabel, tiny_model_artifact, "model.lora_merge=true").uri
+    )
+    config = json.loads((folder / "config.json").read_text())
+    assert (folder / CODE_FILE).is_file() and AUTO_MAP.items() <= config["auto_map"].items()
+
+
+@pytest.mark.parametrize("method", ["kto", "dpo", "awr"])
+def test_the_baselines_train_adapters(method, tmp_path, data_artifact, relabel, tiny_model_artifact):
+    """The preference methods get LoRA from the engine like every method: an adapter folder on the base, and the
+    reference log-probs are the starting model's (the adapters start at zero)."""
+    out = run(method, tmp_path / method, data_artifact, relabel, tiny_model_artifact, f"{method}.train.max_steps=2")
+    folder = Path(out.uri)
+    assert out.info["lora"]["saved"] == "adapter" and (folder / "adapter_model.safetensors").is_file()
