@@ -164,6 +164,13 @@ def full_state_dict(engine, keep: bool = True) -> dict:
     return out
 
 
+def accumulator(device) -> dict:
+    """What `_step` sums over a logging interval: the loss (float64), target count, head positions, tokens, squared
+    lengths and the method's statistics (the benches that drive `_step` themselves start from one too)."""
+    return {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "head": 0.0,
+            "tokens": 0.0, "tokens_sq": 0.0, "stats": {}}  # fmt: skip
+
+
 @dataclass
 class TrainState:
     """Where training is; saved with every checkpoint."""
@@ -292,8 +299,7 @@ class Trainer:
             self.total_steps, self.spe, self.tc.batch_size, self.dist.world, self.tc.micro_batch_size, self.gas,
             "bf16" if self.bf16 else "fp32",
         )  # fmt: skip
-        acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.dist.device), "targets": 0.0}
-        acc.update(head=0.0, tokens=0.0, tokens_sq=0.0, stats={})
+        acc = accumulator(self.dist.device)
         interval_start, paused = time.perf_counter(), 0.0
         mark = time.perf_counter()  # start of the step in progress: train_time_s counts steps only
         with dlog.progress() as bar:

@@ -304,7 +304,8 @@ class ILQL(Method):
         ic = self.cfg.ilql
         if is_sync_step(step, ic.polyak_every):
             targets, params = zip(*module.model.heads.polyak_pairs(), strict=True)
-            polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), self._alpha)
+            alpha = self._alpha if self._alpha is not None else float(ic.polyak_alpha)  # set: no schedule to resolve
+            polyak_update(zip(targets, fp32_masters(self.engine, params), strict=True), alpha)
 
     def on_validation_batch(self, module, idx) -> None:
         self._val_values[idx] = module.last_values.cpu().double().numpy()

@@ -115,7 +115,6 @@ def _gpt2(shape: dict, vocab: int, positions: int, attn: str = "sdpa"):
 def train_variant(shape: dict, vocab: int, size: dict, attn: str, compiled: bool) -> dict:
     """Optimizer steps of dorl's engine on random full blocks (the base tf method): tokens/s, MFU, peak memory."""
     import numpy as np
-    import torch
     from ilql import _peak_mib, _reset_peak
 
     from dorl import config
@@ -124,7 +123,7 @@ def train_variant(shape: dict, vocab: int, size: dict, attn: str, compiled: bool
     from dorl.engine import monitor
     from dorl.engine.checkpoint import Checkpointer
     from dorl.engine.data import Examples
-    from dorl.engine.trainer import Trainer
+    from dorl.engine.trainer import Trainer, accumulator
 
     device, block, micro = _device(), size["block"], size["micro"]
     sets = [f"tf.batch_size={micro}", f"tf.micro_batch_size={micro}", f"tf.max_length={block}", "tf.lr=1e-4"]
@@ -140,8 +139,7 @@ def train_variant(shape: dict, vocab: int, size: dict, attn: str, compiled: bool
                           Checkpointer(Path(tmp) / "checkpoints", d, False, 1))  # fmt: skip
         if compiled:  # what dorl would call: DeepSpeed compiles the module it wraps (inductor; 'eager' on a CPU)
             trainer.engine.compile(backend="inductor" if device.type == "cuda" else "eager")
-        acc = {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "tokens": 0.0}
-        acc.update(tokens_sq=0.0, stats={})
+        acc = accumulator(device)
         _reset_peak(device)
         times, losses = [], []
         started = time.perf_counter()

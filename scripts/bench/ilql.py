@@ -120,7 +120,7 @@ def child_train(size: str, kind: str) -> dict:
     from dorl.engine import dist as dmod
     from dorl.engine.checkpoint import Checkpointer
     from dorl.engine.data import Examples
-    from dorl.engine.trainer import Trainer
+    from dorl.engine.trainer import Trainer, accumulator
     from dorl.ilql.heads import count_parameters
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,7 +128,8 @@ def child_train(size: str, kind: str) -> dict:
     b, length, resp = t["batch"], t["length"], t["response"]
     section = "finetune" if kind == "tf" else "ilql.train"
     sets = [f"{section}.{k}={v}" for k, v in (("batch_size", b), ("micro_batch_size", b), ("lr", 1e-5))]
-    sets += [f"ilql.heads={'efficient' if kind == 'tf' else kind}", "ilql.polyak_every=1"]
+    # polyak_alpha a number: this bench drives the trainer's step itself, without the train stage that resolves 'auto'
+    sets += [f"ilql.heads={'efficient' if kind == 'tf' else kind}", "ilql.polyak_every=1", "ilql.polyak_alpha=0.001"]
     cfg = config.load(sets=sets)  # the paper preset otherwise: fp32 on CPU, bf16 on a GPU
     method = registry.get("tf_top" if kind == "tf" else "ilql", cfg)
     method.pad_id = 0
@@ -144,8 +145,7 @@ def child_train(size: str, kind: str) -> dict:
         d = dmod.setup()
         ckpt = Checkpointer(Path(tmp) / "checkpoints", d, False, 1)
         trainer = Trainer(method, module, method.train_config(), data, data, d, Path(tmp), ckpt)
-        acc = {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "tokens": 0.0}
-        acc.update(tokens_sq=0.0, stats={})
+        acc = accumulator(device)
         baseline = _peak_mib(device)
         _reset_peak(device)
         times = []
