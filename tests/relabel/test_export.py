@@ -76,6 +76,26 @@ def test_standard_format_and_dpo_ties(tmp_path, data_artifact):
     assert rows["dpo"] == [] and skipped["tie"] == 1 and rows["sft"] == []
 
 
+def test_a_public_datasets_export_can_be_conversational_for_a_chat_model(tmp_path, data_artifact):
+    """--format conversational: a public dataset's customer/agent contexts become user/assistant messages."""
+    from dorl.text import parse_context
+    from tests.fixtures import make_relabel_artifact
+
+    rl = make_relabel_artifact(str(tmp_path / "rl"), data_artifact)
+    for form, expected in (("auto", "standard (dorl's prompt text)"), ("conversational", "conversational")):
+        out = tmp_path / form
+        r = run_dorl("export", "--relabel", rl.uri, "--out", str(out), "--kinds", "kto", "--format", form)
+        assert r.returncode == 0, r.stderr
+        assert Artifact(str(out), expect_stage="export/trl").info["format"] == expected
+    table = pd.read_parquet(rl.path("candidates/train.parquet"))
+    row = _jsonl(Artifact(str(tmp_path / "conversational")), "kto/train.jsonl")[0]
+    turns = parse_context(table.iloc[0].context)
+    assert row["prompt"] == [{"role": {"customer": "user", "agent": "assistant"}[s], "content": t} for s, t in turns]
+    assert row["completion"] == [{"role": "assistant", "content": table.iloc[0].candidate}]
+    r = run_dorl("export", "--relabel", rl.uri, "--out", str(tmp_path / "x"), "--format", "chatml")
+    assert r.returncode == 2 and "--format: chatml is not one of auto, conversational, standard" in r.stderr
+
+
 def test_bad_requests_are_one_line(exported, tmp_path):
     rl, _ = exported
     r = run_dorl("export", "--relabel", rl.uri, "--out", str(tmp_path / "o"), "--kinds", "sft,ppo")
