@@ -11,7 +11,6 @@ last step), checkpoint (`checkpoint_every`, epoch ends, the last step).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ import torch
 
 from dorl import log as dlog
 from dorl.config import TrainConfig
-from dorl.engine import monitor
+from dorl.engine import monitor, preempt
 from dorl.engine.checkpoint import Checkpointer
 from dorl.engine.data import (
     Examples,
@@ -33,50 +32,10 @@ from dorl.engine.data import (
     rank_micro_batches,
     steps_per_epoch,
 )
-from dorl.errors import DataError
+from dorl.engine.ds_side_effects import clear_stale_build_locks
+from dorl.errors import DataError, Stopped
 
 log = logging.getLogger("dorl.train")
-
-
-@contextlib.contextmanager
-def torch_linear_kept():
-    """Give `torch.nn.functional.linear` back on the way out. ZeRO-3 replaces it process-wide with its own
-    (mathematically equal, numerically not) and leaves it so; a later stage in the same process
-    (`dorl pipeline`, tests) would otherwise score and decode with different float rounding."""
-    linear = torch.nn.functional.linear
-    try:
-        yield
-    finally:
-        torch.nn.functional.linear = linear
-
-
-STALE_LOCK_S = 600.0  # a JIT build of DeepSpeed's CPU ops takes about a minute here
-
-
-def clear_stale_build_locks(now: float | None = None) -> list[Path]:
-    """Remove torch-extension build locks left by a killed process.
-
-    DeepSpeed JIT-builds its CPU communication op through torch's cpp_extension, which holds a `lock` file in
-    the build folder while compiling and waits, silently and forever, while one exists. A run killed mid-build
-    leaves it behind; it is stale when the build finished anyway (the `.so` is there) or older than
-    STALE_LOCK_S (no build takes that long)."""
-    import os
-
-    from torch.utils.cpp_extension import get_default_build_root
-
-    now = time.time() if now is None else now
-    removed = []
-    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
-    for lock in sorted({*root.glob("*/lock"), *root.glob("*/*/lock")}):
-        try:
-            built = any(lock.parent.glob("*.so"))
-            if built or now - lock.stat().st_mtime > STALE_LOCK_S:
-                lock.unlink()
-                removed.append(lock)
-                log.warning("removed a stale build lock %s (left by a process killed while compiling)", lock)
-        except FileNotFoundError:
-            continue
-    return removed
 
 
 def use_bf16(tc: TrainConfig, model_dtype: str = "auto") -> bool:
@@ -302,14 +261,18 @@ class Trainer:
         acc = accumulator(self.dist.device)
         interval_start, paused = time.perf_counter(), 0.0
         mark = time.perf_counter()  # start of the step in progress: train_time_s counts steps only
-        with dlog.progress() as bar:
+        saved_at = st.step if path is not None else None
+        with preempt.StopRequest() as stop, dlog.progress() as bar:
             task = bar.add_task(f"train {self.method.name}", total=self.total_steps, completed=st.step)
             while st.step < self.total_steps:
                 # Each epoch its own order (seed, epoch): computed again whenever an epoch begins, so an
                 # uninterrupted run and one resumed in any epoch see the same batches.
                 steps = epoch_steps(self.train.lengths, self.tc.batch_size, self.tc.seed, st.epoch, self.group)
                 while st.batch < len(steps) and st.step < self.total_steps:
-                    head, tokens, tokens_sq = self._step(steps[st.batch], acc)
+                    done = self._step(steps[st.batch], acc, stop.requested)
+                    if done is None:  # SIGTERM on some rank: every rank saves where it is, then exits 75
+                        self._stop(st, mon, saved_at)
+                    head, tokens, tokens_sq = done
                     # Totals at every step (kept in every checkpoint): a resumed run's tokens, tokens/s and MFU
                     # are those of an uninterrupted one.
                     st.targets += int(head)
@@ -334,6 +297,7 @@ class Trainer:
                         st.epoch, st.batch = st.epoch + 1, 0
                     if epoch_end or last or st.step % self.tc.checkpoint_every == 0:
                         self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
+                        saved_at = st.step
                     mark = time.perf_counter()
                     paused += mark - t0
                     if epoch_end:
@@ -344,15 +308,23 @@ class Trainer:
         records = monitor.read_log(self.workdir) if self.dist.main else []
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
-    def _step(self, step_idx: np.ndarray, acc: dict) -> tuple[float, float, float]:
+    def _stop(self, st: TrainState, mon: monitor.Monitor, saved_at: int | None) -> None:
+        if st.step and saved_at != st.step:
+            self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
+        mon.close()
+        raise Stopped(f"stopped by signal 15 at step {st.step} of {self.total_steps} (its checkpoint saved)")
+
+    def _step(self, step_idx: np.ndarray, acc: dict, stop: bool = False) -> tuple[float, float, float] | None:
         """One optimizer step; returns its output-head positions, tokens and squared lengths summed over all
-        ranks."""
+        ranks, or None, without stepping, when any rank was asked to stop."""
         micro = rank_micro_batches(step_idx, self.tc.micro_batch_size, self.dist.rank, self.dist.world)
         batches = [self._batch(self.train, idx) for idx in micro]
         counts = [self.method.target_count(b) for b, *_ in batches]
         heads = [self.method.head_positions(b) for b, *_ in batches]
-        local = [sum(counts), sum(heads), sum(b[1] for b in batches), sum(b[2] for b in batches)]
-        total, head, tokens, tokens_sq = self.dist.all_sum(local)
+        local = [sum(counts), sum(heads), sum(b[1] for b in batches), sum(b[2] for b in batches), float(stop)]
+        total, head, tokens, tokens_sq, stops = self.dist.all_sum(local)
+        if stops:
+            return None
         scale = self.gas * self.dist.world / max(total, 1.0)
         on_device = [self._to_device(b) for b, *_ in batches]
         # A statistic of the whole step (all processes) that its losses use: KTO's KL estimate, AWR's mean weight

@@ -66,7 +66,7 @@ def train(
     m.check_inputs(data, base)
     inputs = {"data": data, **({"base": base} if base else {})}
 
-    from dorl.engine.trainer import torch_linear_kept
+    from dorl.engine.ds_side_effects import torch_linear_kept
 
     with dmod.rendezvous_env(), torch_linear_kept():
         return _run(m, tc, method, data, base, inputs, out_uri, force)

@@ -126,9 +126,9 @@ def test_each_epoch_has_its_own_order(tmp_path, data_artifact, monkeypatch):
     seen = []
     real = engine.Trainer._step
 
-    def record(self, step_idx, acc):
+    def record(self, step_idx, *args):
         seen.append(tuple(int(i) for i in step_idx))
-        return real(self, step_idx, acc)
+        return real(self, step_idx, *args)
 
     monkeypatch.setattr(engine.Trainer, "_step", record)
     cfg = config.load(
@@ -146,7 +146,7 @@ def test_a_stale_build_lock_is_cleared(tmp_path, monkeypatch, caplog):
     import os
     import time
 
-    from dorl.engine.trainer import STALE_LOCK_S, clear_stale_build_locks
+    from dorl.engine.ds_side_effects import STALE_LOCK_S, clear_stale_build_locks
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     done = tmp_path / "py311_cpu" / "deepspeed_shm_comm"

@@ -39,3 +39,34 @@ def test_torchrun_two_processes_train_the_same_model(tmp_path, data_artifact):
     got, want = load_file(out / "model.safetensors"), load_file(one.path("model.safetensors"))
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-5)
+
+
+def test_sigterm_under_torchrun_both_processes_checkpoint_the_same_step_and_exit_75(tmp_path, data_artifact):
+    """The kubelet's SIGTERM reaches the launcher, torchrun forwards it to both workers, which agree on one step,
+    save its checkpoint together and exit 75 (the launcher's code too): the retried pod resumes from that step."""
+    import json
+    import signal
+    import time
+
+    out = tmp_path / "stopped"
+    sets = [*SETS, "tf.max_steps=2000", "tf.checkpoint_every=100000", "tf.log_every=1"]
+    args = [sys.executable, "-m", "dorl", "launch", "torchrun", "--standalone", "--nproc_per_node=2", "-m", "dorl"]
+    args += ["train", "--method", "tf", "--data", data_artifact.uri, "--out", str(out), "--preset", "tiny"]
+    args += [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_file = out / "train_log.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log_file.exists() and len(log_file.read_text().splitlines()) >= 3):  # a few steps in
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 75, err[-3000:]
+    assert "dorl launch: stopped by signal 15: exit 75" in err
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    step = json.loads((out / "checkpoints" / latest / "trainer.json").read_text())["step"]
+    assert latest == f"step-{step:08d}" and 3 <= step < 2000
+    assert sorted(p.name for p in (out / "checkpoints" / latest / "rng").iterdir()) == ["rank0.json", "rank1.json"]
+    assert f"stopped by signal 15 at step {step} of 2000" in err  # both workers name the same step
+    assert err.count(f"at step {step} of 2000") == 2
