@@ -1,10 +1,7 @@
-"""LoRA on the GPU (issue 24 adds it through peft, config keys `model.lora_r` and `model.lora_alpha`): a method
-trains adapters in bf16 with a falling loss, and the model it saves evaluates. Skipped, saying why, until the
-configuration has those keys; it turns on by itself when LoRA lands."""
+"""LoRA on the GPU (peft, `model.lora_r` and `model.lora_alpha`): a method trains adapters in bf16 with a falling
+loss, and the model it saves evaluates."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 
@@ -14,15 +11,6 @@ from tests.gpu.conftest import FT_SETS, PRECISION, losses
 pytestmark = pytest.mark.gpu
 
 
-def lora_keys() -> bool:
-    from dorl.config.schema import ModelConfig
-
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return {"lora_r", "lora_alpha"} <= names
-
-
-@pytest.mark.skipif(not lora_keys(), reason="no model.lora_r / model.lora_alpha in the config yet (issue 24 adds "
-                    "LoRA): this test runs once they exist")  # fmt: skip
 def test_lora_trains_in_bf16_and_evaluates(tmp_path, relabelled, gpu_base, gpu_data, metric_sets):
     from dorl.stages.evaluate import evaluate
     from dorl.stages.train import train
