@@ -8,6 +8,7 @@ import click
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dorl import config as cfglib
 from dorl.config.loader import describe
@@ -37,7 +38,7 @@ def keys(prefix: str, as_json: bool) -> None:
     for key, tp, default, help_ in describe(cfglib.RunConfig):
         if key.startswith(prefix):  # a key under a mapping's <name> (data.sources.<name>.path): its class default
             value = default if "<name>" in key else resolved_value(resolved, key)
-            table.add_row(key, tp, repr(value), help_)
+            table.add_row(*map(Text, (key, tp, repr(value), help_)))  # text, not markup: `pip install 'dorl[mlflow]'`
     Console().print(table)
 
 

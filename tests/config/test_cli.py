@@ -35,3 +35,10 @@ def test_keys_show_the_resolved_defaults():
             checked += 1
     assert defaults["k8s.cpu_pod.memory"] == repr(shown["k8s"]["cpu_pod"]["memory"])
     assert checked > 60
+
+
+def test_keys_table_prints_help_as_text_not_markup():
+    """`[mlflow]` in a key's help is the pip extra to install, not a markup tag for the table to swallow."""
+    r = run_dorl("config", "keys", "tracking", env={"COLUMNS": "400"})
+    assert r.returncode == 0, r.stderr
+    assert "pip install 'dorl[mlflow]'" in r.stdout and "pip install 'dorl[wandb]'" in r.stdout
