@@ -59,7 +59,7 @@ def child_train(size: str, kind: str) -> dict:
     from dorl.engine import lora
     from dorl.engine.checkpoint import Checkpointer
     from dorl.engine.data import Examples
-    from dorl.engine.trainer import Trainer
+    from dorl.engine.trainer import Trainer, accumulator
     from dorl.tokenizer import build_tokenizer
 
     if os.environ.get("DORL_BENCH_THREADS"):
@@ -97,8 +97,7 @@ def child_train(size: str, kind: str) -> dict:
         d = dmod.setup()
         ckpt = Checkpointer(Path(tmp) / "checkpoints", d, False, 1)
         trainer = Trainer(method, module, method.train_config(), data, data, d, Path(tmp), ckpt)
-        acc = {"loss": torch.zeros((), dtype=torch.float64, device=device), "targets": 0.0, "tokens": 0.0}
-        acc.update(tokens_sq=0.0, stats={})
+        acc = accumulator(device)  # the trainer's own, with every key its step adds to
         _reset_peak(device)
         times = []
         for _ in range(t["steps"] + 1):  # the first step (allocations, optimizer state) is not timed
