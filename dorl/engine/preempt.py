@@ -30,8 +30,8 @@ BUDGET_S = 20.0  # inside the 30 s both the kubelet's default grace period and t
 class StopRequest:
     """SIGTERM handling for the span of a training loop; restores the previous handlers on exit."""
 
-    def __init__(self, budget_s: float | None = None):
-        self.budget_s = BUDGET_S if budget_s is None else budget_s
+    def __init__(self):
+        self.budget_s = BUDGET_S
         self.requested = False
         self._active = False
         self._previous: dict = {}

@@ -296,8 +296,7 @@ class Trainer:
                     if epoch_end:
                         st.epoch, st.batch = st.epoch + 1, 0
                     if epoch_end or last or st.step % self.tc.checkpoint_every == 0:
-                        self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
-                        saved_at = st.step
+                        saved_at = self._checkpoint(st, mon)
                     mark = time.perf_counter()
                     paused += mark - t0
                     if epoch_end:
@@ -308,9 +307,14 @@ class Trainer:
         records = monitor.read_log(self.workdir) if self.dist.main else []
         return FitResult(st, self.total_steps, self.spe, resumed_from, tps, mfu, records)
 
+    def _checkpoint(self, st: TrainState, mon: monitor.Monitor) -> int:
+        """Save the run as it is (model, optimizer, position, logs); returns the step saved."""
+        self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
+        return st.step
+
     def _stop(self, st: TrainState, mon: monitor.Monitor, saved_at: int | None) -> None:
         if st.step and saved_at != st.step:
-            self.ckpt.save(self.engine, st.to_dict(), lambda d: mon.snapshot(d / "logs"))
+            self._checkpoint(st, mon)
         mon.close()
         raise Stopped(f"stopped by signal 15 at step {st.step} of {self.total_steps} (its checkpoint saved)")
 
